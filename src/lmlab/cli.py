@@ -1,0 +1,321 @@
+"""The `lmlab` command line: a thin layer over the public Python API.
+
+Every user mistake ends in one line on stderr (`error: ...`) and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.errors import LmlabError
+from lmlab.models import DEFAULT_LM
+
+app = typer.Typer(
+    name="lmlab",
+    help="Language models and text embeddings on your own machine, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class BackendChoice(StrEnum):
+    auto = "auto"
+    torch = "torch"
+    llama = "llama"
+
+
+# Options shared by several commands.
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Bundled name, .gguf file or model folder.")
+]
+BackendOpt = Annotated[
+    BackendChoice,
+    typer.Option(help="For GGUF models: llama (llama.cpp, default when installed) or torch."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most new tokens per sample.")]
+# Sampling defaults for the CLI are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95,
+# min-p 0.05); the Python API keeps OpenAI's (temperature 1, no filtering).
+TemperatureOpt = Annotated[float, typer.Option(help="0 means greedy.")]
+TopKOpt = Annotated[
+    int, typer.Option("--top-k", help="Keep the k most likely tokens; 0 keeps all.")
+]
+TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus: keep tokens up to this mass.")]
+MinPOpt = Annotated[float, typer.Option("--min-p", help="Drop tokens below min-p x the top one.")]
+RepPenaltyOpt = Annotated[
+    float, typer.Option("--repetition-penalty", help="> 1 discourages repeats.")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Same seed, same text.")]
+StopOpt = Annotated[
+    list[str] | None, typer.Option("--stop", help="Stop at this string (repeatable).")
+]
+
+
+def _emit_json(data: object) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _load(model: str, backend: BackendChoice):
+    from lmlab.models import load_lm
+
+    return load_lm(model, backend=backend.value)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """List the models lmlab can load by name, and where they are."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from lmlab.models import available_models
+
+    rows = available_models()
+    if as_json:
+        _emit_json([asdict(m) for m in rows])
+        return
+    table = Table("name", "task", "model", "installed at")
+    table.columns[3].overflow = "fold"
+    for m in rows:
+        table.add_row(m.name, m.task, m.about, m.path or f"[red]not installed[/red]: {m.install}")
+    console = Console()
+    console.print(table)
+    console.print("Any .gguf file or Hugging Face model folder can be passed as --model too.")
+
+
+@app.command()
+def tokenize(
+    text: Annotated[str, typer.Argument(help="The text to split into tokens.")] = "",
+    model: ModelOpt = DEFAULT_LM,
+    backend: BackendOpt = BackendChoice.auto,
+    special: Annotated[
+        bool, typer.Option(help="Add the model's sequence tokens (BOS, [CLS]).")
+    ] = False,
+    vocab: Annotated[
+        bool, typer.Option("--vocab", help="Summarise the vocabulary instead.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the tokens and ids of TEXT (or, with --vocab, what the vocabulary holds)."""
+    from dataclasses import asdict
+
+    from lmlab.models import load_tokenizer
+
+    tok = load_tokenizer(model, backend=backend.value)
+    if vocab:
+        summary = tok.summary()
+        if as_json:
+            _emit_json(asdict(summary))
+        else:
+            print(f"vocabulary size: {summary.size}")
+            print(f"whole words:     {summary.words}")
+            print(f"word pieces:     {summary.pieces}")
+            print(f"special tokens:  {summary.special}")
+        return
+    if not text:
+        raise LmlabError("give a TEXT to tokenize (or --vocab)")
+    ids = tok.encode(text, add_special_tokens=special)
+    tokens = [tok.id_to_token(i) for i in ids]
+    if as_json:
+        _emit_json({"tokens": tokens, "ids": ids})
+    else:
+        print(tokens)
+        print(ids)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
+    model: ModelOpt = DEFAULT_LM,
+    backend: BackendOpt = BackendChoice.auto,
+    max_tokens: MaxTokensOpt = 128,
+    temperature: TemperatureOpt = 0.8,
+    top_k: TopKOpt = 40,
+    top_p: TopPOpt = 0.95,
+    min_p: MinPOpt = 0.05,
+    repetition_penalty: RepPenaltyOpt = 1.0,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 1,
+    logprobs: Annotated[
+        int, typer.Option(help="Show this many top alternatives per token (JSON).")
+    ] = 0,
+    stream: Annotated[bool, typer.Option(help="Print tokens as they come.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue PROMPT with a language model."""
+    from lmlab.decode import generate as run
+
+    options = dict(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        stop=stop or [],
+        n=n,
+        logprobs=logprobs > 0,
+        top_logprobs=logprobs,
+    )
+    from lmlab.sampling import SamplingParams
+
+    SamplingParams.from_options(options)  # check the options before loading the model
+    lm = _load(model, backend)
+    if stream and n == 1 and not as_json:
+        for chunk in run(lm, prompt, stream=True, **options):
+            print(chunk.text, end="", flush=True)
+        print()
+        return
+    result = run(lm, prompt, **options)
+    if as_json:
+        _emit_json({"prompt": prompt, **result.to_dict()})
+        return
+    for choice in result.choices:
+        if n > 1:
+            print(f"--- sample {choice.index + 1} ({choice.finish_reason}) ---")
+        print(choice.text)
+
+
+@app.command()
+def chat(
+    message: Annotated[
+        str | None, typer.Argument(help="One message; omit for a conversation.")
+    ] = None,
+    model: ModelOpt = DEFAULT_LM,
+    backend: BackendOpt = BackendChoice.auto,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    max_tokens: MaxTokensOpt = 512,
+    temperature: TemperatureOpt = 0.8,
+    top_k: TopKOpt = 40,
+    top_p: TopPOpt = 0.95,
+    min_p: MinPOpt = 0.05,
+    repetition_penalty: RepPenaltyOpt = 1.0,
+    seed: SeedOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Talk to a chat model: one answer to MESSAGE, or a conversation (/reset, /exit)."""
+    from lmlab.decode import chat as run
+    from lmlab.sampling import SamplingParams
+
+    options = dict(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        min_p=min_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+    )
+    SamplingParams.from_options(options)
+    lm = _load(model, backend)
+    history = [{"role": "system", "content": system}] if system else []
+
+    def answer(text: str) -> str:
+        messages = [*history, {"role": "user", "content": text}]
+        if as_json:
+            result = run(lm, messages, **options)
+            _emit_json({"messages": messages, **result.to_dict()})
+            return result.text
+        pieces = []
+        for chunk in run(lm, messages, stream=True, **options):
+            print(chunk.text, end="", flush=True)
+            pieces.append(chunk.text)
+        print()
+        return "".join(pieces)
+
+    if message is not None:
+        answer(message)
+        return
+    print(f"Chatting with {lm.name}. /reset clears the conversation, /exit (or Ctrl-D) quits.")
+    while True:
+        try:
+            text = input("> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return
+        if text in ("/exit", "/quit"):
+            return
+        if text == "/reset":
+            history = history[:1] if system else []
+            print("(conversation cleared)")
+            continue
+        if not text:
+            continue
+        reply = answer(text)
+        history += [{"role": "user", "content": text}, {"role": "assistant", "content": reply}]
+
+
+@app.command()
+def score(
+    text_or_file: Annotated[str, typer.Argument(help="A text, or the path of a text file.")],
+    model: ModelOpt = DEFAULT_LM,
+    backend: BackendOpt = BackendChoice.auto,
+    per_token: Annotated[
+        bool, typer.Option("--per-token", help="Show each token's surprisal.")
+    ] = False,
+    window: Annotated[int, typer.Option(help="Tokens per scoring window.")] = 1024,
+    stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
+    as_json: JsonOpt = False,
+) -> None:
+    """Log-probability, surprisal and perplexity of a text under a language model."""
+    from lmlab.evaluate import perplexity
+
+    if window < 2 or not 1 <= stride <= window:
+        raise LmlabError("need --window >= 2 and 1 <= --stride <= --window")
+    result = perplexity(
+        _load(model, backend),
+        Path(text_or_file) if Path(text_or_file).is_file() else text_or_file,
+        window=window,
+        stride=stride,
+    )
+    if as_json:
+        _emit_json(result.to_dict(per_token=per_token))
+        return
+    if per_token:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("token", "id", "logprob (nats)", "surprisal (bits)")
+        for t, i, lp in zip(result.tokens, result.token_ids, result.logprobs, strict=True):
+            table.add_row(repr(t), str(i), f"{lp:.3f}", f"{-lp / 0.6931471805599453:.2f}")
+        Console().print(table)
+    print(
+        f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
+        f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run a command; user mistakes exit 2 with a one-line message."""
+    try:  # recent typer releases vendor click
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="lmlab", standalone_mode=False)
+    except click_errors.UsageError as e:
+        where = e.ctx.command_path if e.ctx else "lmlab"
+        print(f"error: {e.format_message()} (see: {where} --help)", file=sys.stderr)
+        sys.exit(2)
+    except LmlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (click_errors.Abort, KeyboardInterrupt):
+        print(file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

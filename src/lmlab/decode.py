@@ -1,0 +1,337 @@
+"""Text generation, written once against the LanguageModel interface.
+
+`generate` reads the prompt once (prefill), then asks the model for one more token per step,
+reusing its state (KV cache or hidden state): nothing already read is recomputed. Samples are
+decoded as a batch of rows. Text is detokenized incrementally, so streamed pieces never split a
+UTF-8 character, and text that could begin a stop string is held back until it is decided.
+
+`chat` renders OpenAI-style messages with the model's chat template and calls `generate`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from lmlab.errors import LmlabError
+from lmlab.lm.base import LanguageModel
+from lmlab.sampling import SamplingParams, apply_penalties, choose
+from lmlab.text.tokenizer import Tokenizer
+
+
+@dataclass
+class TopLogprob:
+    """One alternative at a step: its text, id and log-probability (nats)."""
+
+    token: str
+    id: int
+    logprob: float
+
+
+@dataclass
+class TokenLogprob:
+    """The chosen token at a step and, if asked, the most likely alternatives."""
+
+    token: str
+    id: int
+    logprob: float
+    top_logprobs: list[TopLogprob] = field(default_factory=list)
+
+
+@dataclass
+class Choice:
+    """One sample: its text, the generated ids (end-of-text token included) and why it ended."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str  # "stop" (end-of-text token or stop string) or "length"
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class Generation:
+    """The result of `generate`: one Choice per sample; the first is also reachable directly."""
+
+    choices: list[Choice]
+    prompt_token_ids: list[int]
+
+    @property
+    def text(self) -> str:
+        return self.choices[0].text
+
+    @property
+    def token_ids(self) -> list[int]:
+        return self.choices[0].token_ids
+
+    @property
+    def finish_reason(self) -> str:
+        return self.choices[0].finish_reason
+
+    @property
+    def logprobs(self) -> list[TokenLogprob] | None:
+        return self.choices[0].logprobs
+
+    @property
+    def usage(self) -> dict[str, int]:
+        completion = sum(len(c.token_ids) for c in self.choices)
+        prompt = len(self.prompt_token_ids)
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def to_dict(self) -> dict:
+        return {"choices": [asdict(c) for c in self.choices], "usage": self.usage}
+
+
+@dataclass
+class Chunk:
+    """A streamed piece of sample `index`: new text, the token(s) behind it, and the end."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Detokenizer:
+    """Incremental decoding: the new text each token adds, without splitting characters.
+
+    Decodes a short window of recent ids twice (with and without the newest) and keeps the
+    difference; a trailing U+FFFD means a character is still incomplete, so we wait.
+    """
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.prefix = 0  # start of the window
+        self.read = 0  # ids before this are already turned into text
+
+    def add(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        before = self.tokenizer.decode(self.ids[self.prefix : self.read])
+        after = self.tokenizer.decode(self.ids[self.prefix :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.prefix, self.read = self.read, len(self.ids)
+            return after[len(before) :]
+        return ""
+
+
+class _Row:
+    """One sample being generated: its tokens, text, and stop decisions."""
+
+    def __init__(self, index: int, lm: LanguageModel, p: SamplingParams, eos: set[int]) -> None:
+        self.index, self.p, self.eos = index, p, eos
+        self.detok = Detokenizer(lm.tokenizer)
+        self.tokenizer = lm.tokenizer
+        self.token_ids: list[int] = []
+        self.text = ""
+        self.sent = 0  # characters of text already streamed
+        self.finish_reason: str | None = None
+        self.logprobs: list[TokenLogprob] | None = [] if p.logprobs else None
+
+    def add(self, token_id: int, logprob: TokenLogprob | None, last_step: bool) -> Chunk:
+        """Take the next token; return the piece of text it releases."""
+        self.token_ids.append(token_id)
+        if logprob is not None:
+            self.logprobs.append(logprob)
+        if token_id in self.eos:
+            self.finish_reason = "stop"
+        else:
+            start = max(0, len(self.text) - max((len(s) for s in self.p.stop), default=0))
+            self.text += self.detok.add(token_id)
+            cut = _find_stop(self.text, self.p.stop, start)
+            if cut is not None:
+                self.text, self.finish_reason = self.text[:cut], "stop"
+            elif last_step:
+                self.finish_reason = "length"
+        upto = len(self.text) if self.finish_reason else len(self.text) - self._held_back()
+        piece, self.sent = self.text[self.sent : upto], max(self.sent, upto)
+        return Chunk(
+            self.index, piece, [token_id], self.finish_reason, [logprob] if logprob else None
+        )
+
+    def _held_back(self) -> int:
+        """Length of the longest end of the text that could still grow into a stop string."""
+        longest = 0
+        for s in self.p.stop:
+            for k in range(min(len(s) - 1, len(self.text)), longest, -1):
+                if self.text.endswith(s[:k]):
+                    longest = k
+                    break
+        return longest
+
+    def choice(self) -> Choice:
+        return Choice(self.index, self.text, self.token_ids, self.finish_reason, self.logprobs)
+
+
+def _find_stop(text: str, stops: list[str], start: int) -> int | None:
+    """Index of the earliest stop string in text[start:], or None."""
+    hits = [i for s in stops if (i := text.find(s, start)) >= 0]
+    return min(hits) if hits else None
+
+
+def encode_prompt(lm: LanguageModel, prompt: str | list[int]) -> list[int]:
+    """Prompt ids: text is tokenized with the model's sequence-start tokens (BOS if it uses one)."""
+    if isinstance(prompt, str):
+        ids = lm.tokenizer.encode(prompt, add_special_tokens=True)
+    else:
+        ids = [int(i) for i in prompt]
+        if any(not 0 <= i < lm.vocab_size for i in ids):
+            raise LmlabError(f"token ids must be in [0, {lm.vocab_size})", param="prompt")
+    if not ids:
+        raise LmlabError(
+            "the prompt is empty (and this model has no beginning-of-text token to start from)",
+            param="prompt",
+        )
+    if len(ids) >= lm.context_length:
+        raise LmlabError(
+            f"the prompt has {len(ids)} tokens; the model's context window is "
+            f"{lm.context_length}, which leaves no room to generate",
+            param="prompt",
+        )
+    return ids
+
+
+def _top(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLogprob]:
+    values, ids = torch.topk(logp, k)
+    return [
+        TopLogprob(tokenizer.decode([i], skip_special_tokens=False), i, v)
+        for v, i in zip(values.tolist(), ids.tolist(), strict=True)
+    ]
+
+
+def _decode_rows(
+    lm: LanguageModel, prompt: list[int], rows: list[_Row], p: SamplingParams, gen: torch.Generator
+) -> Iterator[Chunk]:
+    """Generate all `rows` together from `prompt`, yielding each row's pieces as they come."""
+    budget = min(p.max_tokens, lm.context_length - len(prompt))
+    state = lm.new_state(len(rows))
+    try:
+        logits = lm.forward(state, torch.tensor([prompt] * len(rows)))
+        if p.penalized:
+            vocab = logits.shape[-1]
+            seen = torch.zeros(len(rows), vocab, dtype=torch.bool)
+            seen[:, prompt] = True
+            counts = torch.zeros(len(rows), vocab)
+        for step in range(budget):
+            scores = apply_penalties(logits, seen, counts, p) if p.penalized else logits
+            next_ids = choose(scores, p, gen)
+            logp = logits.log_softmax(dim=-1) if p.logprobs else None
+            for r, row in enumerate(rows):
+                if row.finish_reason:
+                    continue
+                tid = int(next_ids[r])
+                lp = None
+                if logp is not None:
+                    top = _top(logp[r], p.top_logprobs, lm.tokenizer) if p.top_logprobs else []
+                    token = lm.tokenizer.decode([tid], skip_special_tokens=False)
+                    lp = TokenLogprob(token, tid, float(logp[r, tid]), top)
+                yield row.add(tid, lp, last_step=step == budget - 1)
+            if all(row.finish_reason for row in rows):
+                return
+            if p.penalized:
+                seen.scatter_(1, next_ids[:, None], True)
+                counts.scatter_add_(1, next_ids[:, None], torch.ones(len(rows), 1))
+            logits = lm.forward(state, next_ids[:, None])
+    finally:
+        lm.release(state)
+
+
+def _stream(
+    lm: LanguageModel, prompt: list[int], p: SamplingParams, rows_out: list[_Row] | None = None
+) -> Iterator[Chunk]:
+    eos = set() if p.ignore_eos else set(lm.tokenizer.eos_ids)
+    eos |= set(p.stop_token_ids)
+    seed = p.seed if p.seed is not None else random.randrange(2**63)
+    gen = torch.Generator().manual_seed(seed)
+    for first in range(0, p.n, lm.max_batch_size):
+        rows = [_Row(i, lm, p, eos) for i in range(first, min(p.n, first + lm.max_batch_size))]
+        if rows_out is not None:
+            rows_out.extend(rows)
+        yield from _decode_rows(lm, prompt, rows, p, gen)
+
+
+def generate(
+    model: str | Path | LanguageModel,
+    prompt: str | list[int],
+    *,
+    stream: bool = False,
+    backend: str = "auto",
+    **options,
+) -> Generation | Iterator[Chunk]:
+    """Continue `prompt` with a language model.
+
+    Args:
+        model: a loaded LanguageModel, a bundled name or a path (see `load_lm`).
+        prompt: text, or token ids.
+        stream: yield Chunk pieces as they are generated instead of returning a Generation.
+        backend: for GGUF names and paths: auto, torch or llama.
+        **options: SamplingParams fields (max_tokens, temperature, top_k, top_p, min_p,
+            repetition_penalty, presence_penalty, frequency_penalty, stop, stop_token_ids,
+            seed, n, logprobs, top_logprobs, ignore_eos).
+
+    Returns:
+        A Generation (`.text`, `.token_ids`, `.finish_reason`, `.logprobs`, `.choices`), or an
+        iterator of Chunks when `stream=True`.
+
+    Example:
+        >>> out = generate("smollm2-135m-instruct", "The capital of France is", temperature=0)
+        >>> out.text, out.finish_reason
+    """
+    from lmlab.models import load_lm
+
+    p = SamplingParams.from_options(options)
+    lm = load_lm(model, backend=backend)
+    ids = encode_prompt(lm, prompt)
+    if stream:
+        return _stream(lm, ids, p)
+    rows: list[_Row] = []
+    for _ in _stream(lm, ids, p, rows):
+        pass
+    return Generation([row.choice() for row in rows], ids)
+
+
+def render(model: LanguageModel, messages: list[dict[str, str]]) -> list[int]:
+    """Prompt ids for `messages`, ending where the assistant's answer begins."""
+    text = model.tokenizer.render_chat(messages, add_generation_prompt=True)
+    return model.tokenizer.encode(text)  # the template writes its own special tokens
+
+
+def chat(
+    model: str | Path | LanguageModel,
+    messages: list[dict[str, str]],
+    *,
+    stream: bool = False,
+    backend: str = "auto",
+    **options,
+) -> Generation | Iterator[Chunk]:
+    """Answer the last message of a conversation, as the OpenAI chat API does.
+
+    The whole history is passed each turn: `messages` is a list of
+    `{"role": "system" | "user" | "assistant", "content": str}`.
+
+    Args:
+        model: a loaded LanguageModel, a bundled name or a path.
+        messages: the conversation so far.
+        stream: yield Chunks instead of returning a Generation.
+        **options: sampling options, as for `generate`.
+
+    Example:
+        >>> reply = chat("smollm2-135m-instruct", [{"role": "user", "content": "Hi!"}])
+        >>> reply.text
+    """
+    from lmlab.models import load_lm
+
+    lm = load_lm(model, backend=backend)
+    return generate(lm, render(lm, messages), stream=stream, **options)

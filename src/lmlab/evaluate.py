@@ -1,0 +1,166 @@
+"""Scoring text under a language model: log-probability, surprisal and perplexity.
+
+Convention (as Hugging Face's perplexity guide and `model(ids, labels=ids).loss`): the text is
+tokenized with the model's sequence-start tokens; every token after the first is scored given
+all tokens before it. Perplexity = exp(mean negative log-likelihood in nats). Texts longer than
+the window are scored with a sliding window: each window of `window` tokens scores only the
+tokens the previous window did not, with up to `window - stride` tokens of context before them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lmlab.errors import LmlabError
+from lmlab.lm.base import LanguageModel
+
+LN2 = math.log(2)
+
+
+@dataclass
+class Score:
+    """Per-token log-probabilities of a text and the totals derived from them."""
+
+    token_ids: list[int]  # the scored tokens (all but the first)
+    tokens: list[str]
+    logprobs: list[float]  # natural log of each token's probability given its prefix
+
+    @property
+    def total_logprob(self) -> float:
+        return float(sum(self.logprobs))
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.logprobs)
+
+    @property
+    def surprisal_nats(self) -> list[float]:
+        return [-lp for lp in self.logprobs]
+
+    @property
+    def surprisal_bits(self) -> list[float]:
+        return [-lp / LN2 for lp in self.logprobs]
+
+    @property
+    def nll(self) -> float:
+        """Mean negative log-likelihood per token, in nats."""
+        return -self.total_logprob / self.n_tokens
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(self.nll)
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.nll / LN2
+
+    def to_dict(self, per_token: bool = True) -> dict:
+        out = {
+            "total_logprob": self.total_logprob,
+            "tokens": self.n_tokens,
+            "nll": self.nll,
+            "bits_per_token": self.bits_per_token,
+            "perplexity": self.perplexity,
+        }
+        if per_token:
+            out["per_token"] = [
+                {
+                    "token": t,
+                    "id": i,
+                    "logprob": lp,
+                    "surprisal_nats": -lp,
+                    "surprisal_bits": -lp / LN2,
+                }
+                for t, i, lp in zip(self.tokens, self.token_ids, self.logprobs, strict=True)
+            ]
+        return out
+
+
+def token_logprobs(
+    lm: LanguageModel, ids: list[int], *, window: int | None = None, stride: int | None = None
+) -> list[float]:
+    """log P(ids[i] | ids[:i]) for i >= 1, with a sliding window over long sequences."""
+    window = min(window or lm.context_length, lm.context_length)
+    stride = stride or window
+    if window < 2 or not 1 <= stride <= window:
+        raise LmlabError(f"need window >= 2 and 1 <= stride <= window (got {window}, {stride})")
+    out: list[float] = []
+    scored = 1  # ids[:scored] already have their log-probabilities (the first never does)
+    for begin in range(0, len(ids), stride):
+        end = min(begin + window, len(ids))
+        if end <= scored:
+            continue
+        chunk = torch.tensor([ids[begin:end]])
+        state = lm.new_state(1)
+        try:
+            logits = lm.forward(state, chunk, all_positions=True)[0]  # (T, V)
+        finally:
+            lm.release(state)
+        logp = logits[:-1].log_softmax(dim=-1)  # row t predicts chunk[t + 1]
+        targets = chunk[0, 1:]
+        picked = logp.gather(1, targets[:, None])[:, 0]
+        out.extend(picked[scored - begin - 1 :].tolist())
+        scored = end
+        if end == len(ids):
+            break
+    return out
+
+
+def score(
+    model: str | Path | LanguageModel,
+    text: str,
+    *,
+    window: int | None = 1024,
+    stride: int | None = 512,
+    backend: str = "auto",
+) -> Score:
+    """Log-probability, per-token surprisal and perplexity of `text` under a model.
+
+    Texts longer than `window` tokens (capped at the context window) are scored with a sliding
+    window that advances by `stride`.
+
+    Example:
+        >>> s = score("smollm2-135m-instruct", "The man bites the dog.")
+        >>> s.perplexity, s.surprisal_bits[:3]
+    """
+    from lmlab.models import load_lm
+
+    lm = load_lm(model, backend=backend)
+    ids = lm.tokenizer.encode(text, add_special_tokens=True)
+    if len(ids) < 2:
+        raise LmlabError("the text needs at least two tokens to score (the first has no context)")
+    logprobs = token_logprobs(lm, ids, window=window, stride=stride)
+    scored = ids[1:]
+    tokens = [lm.tokenizer.decode([i], skip_special_tokens=False) for i in scored]
+    return Score(scored, tokens, logprobs)
+
+
+def perplexity(
+    model: str | Path | LanguageModel,
+    text_or_path: str | Path,
+    *,
+    window: int | None = 1024,
+    stride: int | None = 512,
+    backend: str = "auto",
+) -> Score:
+    """Score a long text or a text file (`score` with a path accepted).
+
+    Returns a Score; its `.perplexity` is the number usually reported.
+    """
+    path = Path(text_or_path)
+    if isinstance(text_or_path, Path) or _looks_like_file(text_or_path):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise LmlabError(f"cannot read {path}: {e}") from None
+    else:
+        text = str(text_or_path)
+    return score(model, text, window=window, stride=stride, backend=backend)
+
+
+def _looks_like_file(text: str) -> bool:
+    return "\n" not in text and len(text) < 4096 and Path(text).is_file()

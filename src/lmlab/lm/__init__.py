@@ -1,0 +1,5 @@
+"""Language models behind one interface (see `lmlab.lm.base`)."""
+
+from lmlab.lm.base import LanguageModel, State
+
+__all__ = ["LanguageModel", "State"]

@@ -1,0 +1,67 @@
+"""The LanguageModel interface: a distribution over the next token given the context.
+
+Every model in lmlab (pretrained transformers, GGUF through llama.cpp, and later n-gram and
+from-scratch neural models) implements this one small contract. Decoding, scoring, chat and the
+server are written once against it.
+
+    state = lm.new_state(batch_size=2)          # empty context for 2 rows
+    logits = lm.forward(state, ids)             # ids: (2, T) -> logits (2, V) of the next token
+    logits = lm.forward(state, next_ids[:, None])  # continue: the past is not recomputed
+    lm.release(state)
+
+Logits are unnormalised log-probabilities: `log_softmax(logits)` is the next-token
+log-distribution. (A model that already has probabilities returns their logs.)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+from lmlab.text.tokenizer import Tokenizer
+
+
+class State:
+    """What a model remembers about the rows it has read (KV cache, hidden state, n-gram history).
+
+    `length` counts the tokens each row has consumed; all rows of a state advance together.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.length = 0
+
+
+class LanguageModel(ABC):
+    """A tokenizer plus next-token logits for a batch of contexts, read incrementally."""
+
+    name: str
+    tokenizer: Tokenizer
+    context_length: int  # the most tokens a row may hold (prompt + generated)
+    max_batch_size: int = 64  # rows one state may hold
+
+    @property
+    def vocab_size(self) -> int:
+        """Width of the logits (can exceed the tokenizer's size when the model pads it)."""
+        return self.tokenizer.vocab_size
+
+    @abstractmethod
+    def new_state(self, batch_size: int = 1) -> State:
+        """An empty context for `batch_size` rows."""
+
+    @abstractmethod
+    def forward(
+        self, state: State, token_ids: torch.Tensor, *, all_positions: bool = False
+    ) -> torch.Tensor:
+        """Read `token_ids` (B, T) after what `state` holds; return float32 logits.
+
+        Returns (B, V) for the token after the last one, or (B, T, V) for every position when
+        `all_positions` (scoring). Advances `state` by T.
+        """
+
+    def release(self, state: State) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Free what `state` holds (KV slots of a shared cache); the state is not used again."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, context_length={self.context_length})"

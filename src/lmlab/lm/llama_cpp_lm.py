@@ -1,0 +1,230 @@
+"""GGUF models through llama.cpp (`llama-cpp-python`'s C API): the fast CPU backend.
+
+We drive llama.cpp's batch API ourselves rather than its high-level `Llama` class: each row of a
+State is one llama.cpp sequence in a shared (unified) KV cache, so several rows decode in one
+`llama_decode` call, and sampling stays in lmlab's decoder like every other model's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import weakref
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmlab.errors import LmlabError
+from lmlab.lm.base import LanguageModel, State
+from lmlab.text.tokenizer import Tokenizer
+
+
+def _llama():
+    try:
+        import llama_cpp
+    except ImportError:
+        raise LmlabError(
+            "the llama backend needs llama-cpp-python: pip install 'lmlab[llama]' "
+            "(or use --backend torch)"
+        ) from None
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its C log is chatty
+    return llama_cpp
+
+
+class LlamaCppTokenizer(Tokenizer):
+    """The GGUF file's own vocabulary, through llama.cpp."""
+
+    def __init__(self, lib, model, metadata: dict[str, str]) -> None:
+        self._lib = lib
+        self._vocab = lib.llama_model_get_vocab(model)
+        self._n = lib.llama_vocab_n_tokens(self._vocab)
+        template = lib.llama_model_chat_template(model, None)
+        self.chat_template = template.decode("utf-8") if template else None
+        self.bos_token = self._text(lib.llama_vocab_bos(self._vocab))
+        self.eos_token = self._text(lib.llama_vocab_eos(self._vocab))
+        kind = metadata.get("tokenizer.ggml.model", "gpt2")
+        self.word_start = {"llama": "▁", "bert": None}.get(kind, "Ġ")
+
+    def _text(self, token_id: int) -> str | None:
+        if token_id < 0:
+            return None
+        return self._lib.llama_vocab_get_text(self._vocab, token_id).decode("utf-8", "replace")
+
+    @property
+    def vocab_size(self) -> int:
+        return self._n
+
+    @cached_property
+    def special_ids(self) -> frozenset[int]:
+        is_control = self._lib.llama_vocab_is_control
+        return frozenset(i for i in range(self._n) if is_control(self._vocab, i))
+
+    @cached_property
+    def eos_ids(self) -> frozenset[int]:
+        is_eog = self._lib.llama_vocab_is_eog
+        return frozenset(i for i in range(self._n) if is_eog(self._vocab, i))
+
+    def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        while True:
+            buf = (self._lib.llama_token * size)()
+            n = self._lib.llama_tokenize(
+                self._vocab, data, len(data), buf, size, add_special_tokens, True
+            )
+            if n >= 0:
+                return list(buf[:n])
+            size = -n
+
+    def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str:
+        if not ids:
+            return ""
+        tokens = (self._lib.llama_token * len(ids))(*ids)
+        size = 16 * len(ids) + 16
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = self._lib.llama_detokenize(
+                self._vocab, tokens, len(ids), buf, size, False, not skip_special_tokens
+            )
+            if n >= 0:
+                return buf.raw[:n].decode("utf-8", "replace")
+            size = -n
+
+    def id_to_token(self, token_id: int) -> str:
+        return self._text(token_id) or ""
+
+
+class SeqState(State):
+    """Rows of a LlamaCppLM state: one llama.cpp sequence id each."""
+
+    def __init__(self, seq_ids: list[int]) -> None:
+        super().__init__(len(seq_ids))
+        self.seq_ids = seq_ids
+
+
+class LlamaCppLM(LanguageModel):
+    """A GGUF model run by llama.cpp on the CPU.
+
+    Args:
+        path: the .gguf file.
+        context_length: tokens the KV cache holds, shared by all live rows (default: the model's
+            training context, at most 8192).
+        n_threads: CPU threads (default: all cores).
+        max_batch_size: rows that can decode together (llama.cpp sequences).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        context_length: int | None = None,
+        n_threads: int | None = None,
+        max_batch_size: int = 8,
+        name: str | None = None,
+    ) -> None:
+        lib = self._lib = _llama()
+        path = Path(path)
+        self.name = name or path.stem
+        lib.llama_backend_init()
+        params = lib.llama_model_default_params()
+        model = lib.llama_model_load_from_file(str(path).encode(), params)
+        if not model:
+            raise LmlabError(f"llama.cpp cannot load {path}: not a valid GGUF model file")
+        self._model = model
+        metadata = {k: self._meta(k) for k in ("tokenizer.ggml.model",)}
+        self.tokenizer = LlamaCppTokenizer(lib, model, metadata)
+        trained = lib.llama_model_n_ctx_train(model)
+        self.context_length = int(context_length or min(trained, 8192))
+        self.max_batch_size = max_batch_size
+        self.n_batch = 512  # tokens per llama_decode call
+        threads = n_threads or os.cpu_count() or 1
+        cparams = lib.llama_context_default_params()
+        cparams.n_ctx = self.context_length
+        cparams.n_batch = cparams.n_ubatch = self.n_batch
+        cparams.n_seq_max = max_batch_size
+        cparams.kv_unified = True  # rows share the whole cache instead of n_ctx / n_seq_max each
+        cparams.n_threads = cparams.n_threads_batch = threads
+        ctx = lib.llama_init_from_model(model, cparams)
+        if not ctx:
+            lib.llama_model_free(model)
+            raise LmlabError(f"llama.cpp cannot create a context of {self.context_length} tokens")
+        self._ctx = ctx
+        self._batch = lib.llama_batch_init(self.n_batch, 0, max_batch_size)
+        self._memory = lib.llama_get_memory(ctx)
+        self._free_seqs = list(range(max_batch_size))
+        self._vocab_size = self.tokenizer.vocab_size
+        weakref.finalize(self, _free, lib, ctx, model, self._batch)
+
+    def _meta(self, key: str) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, 256)
+        return buf.value.decode("utf-8", "replace") if n >= 0 else ""
+
+    def new_state(self, batch_size: int = 1) -> SeqState:
+        if batch_size > len(self._free_seqs):
+            raise LmlabError(
+                f"the llama backend decodes at most {self.max_batch_size} rows at once "
+                f"({len(self._free_seqs)} free); lower n or raise max_batch_size"
+            )
+        seqs = [self._free_seqs.pop(0) for _ in range(batch_size)]
+        return SeqState(seqs)
+
+    def release(self, state: SeqState) -> None:
+        for seq in state.seq_ids:
+            self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
+            self._free_seqs.append(seq)
+        state.seq_ids = []
+
+    def forward(
+        self, state: SeqState, token_ids: torch.Tensor, *, all_positions: bool = False
+    ) -> torch.Tensor:
+        rows, length = token_ids.shape
+        ids = token_ids.tolist()
+        per_call = max(1, self.n_batch // rows)  # positions per llama_decode call
+        outputs = []
+        for start in range(0, length, per_call):
+            stop = min(length, start + per_call)
+            last = stop == length
+            outputs.append(self._decode(state, ids, start, stop, all_positions, last))
+        state.length += length
+        if all_positions:
+            return torch.cat(outputs, dim=1)
+        return outputs[-1][:, -1]
+
+    def _decode(self, state, ids, start, stop, all_positions, last) -> torch.Tensor:
+        """Decode positions [start, stop) of every row; return their logits (B, T', V)."""
+        lib, batch = self._lib, self._batch
+        n = 0
+        for row, seq in enumerate(state.seq_ids):
+            for t in range(start, stop):
+                batch.token[n] = ids[row][t]
+                batch.pos[n] = state.length + t
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = seq
+                batch.logits[n] = all_positions or (last and t == stop - 1)
+                n += 1
+        batch.n_tokens = n
+        code = lib.llama_decode(self._ctx, batch)
+        if code != 0:
+            raise LmlabError(
+                f"llama.cpp could not decode (code {code}): the {self.context_length}-token "
+                "context is full"
+                if code == 1
+                else f"llama.cpp decode failed (code {code})"
+            )
+        steps = (stop - start) if all_positions else (1 if last else 0)
+        if steps == 0:
+            return torch.empty(len(state.seq_ids), 0, self._vocab_size)
+        flat = np.ctypeslib.as_array(
+            lib.llama_get_logits(self._ctx), shape=(len(state.seq_ids) * steps * self._vocab_size,)
+        )
+        return torch.from_numpy(flat.copy()).view(len(state.seq_ids), steps, self._vocab_size)
+
+
+def _free(lib, ctx, model, batch) -> None:
+    lib.llama_batch_free(batch)
+    lib.llama_free(ctx)
+    lib.llama_model_free(model)

