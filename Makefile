@@ -24,7 +24,8 @@ run: $(VENV)/.installed
 	$(BIN)/lmlab chat
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test

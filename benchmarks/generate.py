@@ -72,7 +72,10 @@ def transformers_generate(folder, dtype: torch.dtype, tokens: int):
     def run() -> int:
         with torch.inference_mode():
             out = model.generate(
-                ids, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens,
+                ids,
+                do_sample=False,
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
                 pad_token_id=model.config.eos_token_id,
             )
         return out.shape[1] - ids.shape[1]

@@ -58,7 +58,7 @@ def test_a_missing_package_names_the_install_command(monkeypatch):
 def test_a_corrupt_gguf_file_is_a_clear_error(tmp_path, backend):
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(b"GGUF" + bytes(range(256)) * 8)
-    with pytest.raises(LmlabError, match="broken.gguf"):
+    with pytest.raises(LmlabError, match=r"broken\.gguf"):
         load_lm(bad, backend=backend)
 
 
