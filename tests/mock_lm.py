@@ -66,3 +66,8 @@ class BigramLM(LanguageModel):
         state.length += token_ids.shape[1]
         logits = self.table[token_ids]  # (B, T, V)
         return logits if all_positions else logits[:, -1]
+
+
+def load_run(folder) -> BigramLM:
+    """A RUN_LOADERS entry for tests of run directories."""
+    return BigramLM()

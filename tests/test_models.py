@@ -65,3 +65,18 @@ def test_a_corrupt_gguf_file_is_a_clear_error(tmp_path, backend):
 def test_unknown_backend_is_an_error():
     with pytest.raises(LmlabError, match="backend must be"):
         load_lm("smollm2-135m-instruct", backend="cuda")
+
+
+def test_run_directories_load_by_their_kind(tmp_path, monkeypatch):
+    import lmlab.models as models
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "lmlab.json").write_text('{"kind": "bigram-mock"}')
+    with pytest.raises(LmlabError, match="'bigram-mock' model, which this lmlab cannot load"):
+        load_lm(run)
+    monkeypatch.setitem(models.RUN_LOADERS, "bigram-mock", "mock_lm:load_run")
+    assert load_lm(run).name == "bigram-mock"
+    (run / "lmlab.json").write_text("not json")
+    with pytest.raises(LmlabError, match="not a valid lmlab run file"):
+        load_lm(run)

@@ -3,7 +3,9 @@
 A model spec is one of:
   - a bundled name (`smollm2-135m-instruct`, `all-minilm-l6-v2`), found inside its pip package;
   - a `.gguf` file;
-  - a Hugging Face model folder (config.json + weights + tokenizer.json).
+  - a Hugging Face model folder (config.json + weights + tokenizer.json);
+  - an lmlab run directory (written by `lmlab train ...`): a folder with `lmlab.json`, whose
+    "kind" picks the loader in RUN_LOADERS.
 Nothing is ever downloaded: a spec that is neither is a one-line error listing what is available.
 """
 
@@ -56,6 +58,11 @@ BUNDLED = {
         ),
     )
 }
+# Loaders of lmlab run directories, by the "kind" field of their lmlab.json:
+# kind -> "module:function", the function taking the folder and returning a LanguageModel.
+RUN_LOADERS: dict[str, str] = {}
+RUN_FILE = "lmlab.json"
+
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_ENCODER = "all-minilm-l6-v2"
 
@@ -65,7 +72,7 @@ class ModelRef:
     """A resolved spec: what kind of model and where its files are."""
 
     name: str
-    kind: Literal["gguf", "hf"]
+    kind: Literal["gguf", "hf", "run"]
     path: Path
 
 
@@ -95,14 +102,16 @@ def resolve(spec: str | Path) -> ModelRef:
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return ModelRef(path.stem, "gguf", path)
+    if path.is_dir() and (path / RUN_FILE).is_file():
+        return ModelRef(path.name, "run", path)
     if path.is_dir() and (path / "config.json").is_file():
         return ModelRef(path.name, "hf", path)
     hint = ""
     if "/" in text and not path.exists():
         hint = " (lmlab works offline and never downloads from a model hub: pass a local folder)"
     raise LmlabError(
-        f"unknown model {text!r}{hint}; available: {', '.join(BUNDLED)}, a .gguf file "
-        "or a Hugging Face model folder",
+        f"unknown model {text!r}{hint}; available: {', '.join(BUNDLED)}, a .gguf file, "
+        "a Hugging Face model folder or an lmlab run directory",
         param="model",
     )
 
@@ -135,6 +144,8 @@ def load_lm(
 
             return LlamaCppLM(ref.path, name=ref.name, **options)
         return _load_gguf_with_torch(ref, **options)
+    if ref.kind == "run":
+        return _load_run(ref, **options)
     if backend == "llama":
         raise LmlabError(f"{ref.path} is not a .gguf file; the llama backend reads only GGUF")
     from lmlab.lm.transformers_lm import TransformersLM, is_causal_lm_folder
@@ -156,10 +167,28 @@ def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
         return TransformersLM(converted_folder(ref.path, rebuild=True), name=ref.name, **options)
 
 
+def _load_run(ref: ModelRef, **options) -> LanguageModel:
+    """Load an lmlab run directory with the loader its lmlab.json names."""
+    import json
+    from importlib import import_module
+
+    try:
+        kind = json.loads((ref.path / RUN_FILE).read_text())["kind"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise LmlabError(f"{ref.path / RUN_FILE} is not a valid lmlab run file") from None
+    if kind not in RUN_LOADERS:
+        known = ", ".join(sorted(RUN_LOADERS)) or "none"
+        raise LmlabError(
+            f"{ref.path} holds a {kind!r} model, which this lmlab cannot load ({known})"
+        )
+    module, function = RUN_LOADERS[kind].split(":")
+    return getattr(import_module(module), function)(ref.path, **options)
+
+
 def load_tokenizer(spec: str | Path, *, backend: Backend = "auto") -> Tokenizer:
     """The tokenizer of a model, without loading its weights where that can be avoided."""
     ref = resolve(spec)
-    if ref.kind == "hf":
+    if ref.kind == "hf" and (ref.path / "tokenizer.json").is_file():
         from lmlab.text.hf_tokenizer import HFTokenizer
 
         return HFTokenizer(ref.path)

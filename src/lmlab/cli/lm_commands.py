@@ -1,72 +1,31 @@
-"""The `lmlab` command line: a thin layer over the public Python API.
-
-Every user mistake ends in one line on stderr (`error: ...`) and exit code 2, never a traceback.
-"""
+"""Commands over language models: models, tokenize, generate, chat, score."""
 
 from __future__ import annotations
 
-import json
-import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from lmlab.cli.app import (
+    BackendChoice,
+    BackendOpt,
+    JsonOpt,
+    MaxTokensOpt,
+    MinPOpt,
+    ModelOpt,
+    RepPenaltyOpt,
+    SeedOpt,
+    StopOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
+    app,
+    emit_json,
+    load,
+)
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_LM
-
-app = typer.Typer(
-    name="lmlab",
-    help="Language models and text embeddings on your own machine, offline.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-
-class BackendChoice(StrEnum):
-    auto = "auto"
-    torch = "torch"
-    llama = "llama"
-
-
-# Options shared by several commands.
-ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Bundled name, .gguf file or model folder.")
-]
-BackendOpt = Annotated[
-    BackendChoice,
-    typer.Option(help="For GGUF models: llama (llama.cpp, default when installed) or torch."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most new tokens per sample.")]
-# Sampling defaults for the CLI are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95,
-# min-p 0.05); the Python API keeps OpenAI's (temperature 1, no filtering).
-TemperatureOpt = Annotated[float, typer.Option(help="0 means greedy.")]
-TopKOpt = Annotated[
-    int, typer.Option("--top-k", help="Keep the k most likely tokens; 0 keeps all.")
-]
-TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus: keep tokens up to this mass.")]
-MinPOpt = Annotated[float, typer.Option("--min-p", help="Drop tokens below min-p x the top one.")]
-RepPenaltyOpt = Annotated[
-    float, typer.Option("--repetition-penalty", help="> 1 discourages repeats.")
-]
-SeedOpt = Annotated[int | None, typer.Option(help="Same seed, same text.")]
-StopOpt = Annotated[
-    list[str] | None, typer.Option("--stop", help="Stop at this string (repeatable).")
-]
-
-
-def _emit_json(data: object) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
-def _load(model: str, backend: BackendChoice):
-    from lmlab.models import load_lm
-
-    return load_lm(model, backend=backend.value)
 
 
 @app.command()
@@ -81,7 +40,7 @@ def models(as_json: JsonOpt = False) -> None:
 
     rows = available_models()
     if as_json:
-        _emit_json([asdict(m) for m in rows])
+        emit_json([asdict(m) for m in rows])
         return
     table = Table("name", "task", "model", "installed at")
     table.columns[3].overflow = "fold"
@@ -114,7 +73,7 @@ def tokenize(
     if vocab:
         summary = tok.summary()
         if as_json:
-            _emit_json(asdict(summary))
+            emit_json(asdict(summary))
         else:
             print(f"vocabulary size: {summary.size}")
             print(f"whole words:     {summary.words}")
@@ -126,7 +85,7 @@ def tokenize(
     ids = tok.encode(text, add_special_tokens=special)
     tokens = [tok.id_to_token(i) for i in ids]
     if as_json:
-        _emit_json({"tokens": tokens, "ids": ids})
+        emit_json({"tokens": tokens, "ids": ids})
     else:
         print(tokens)
         print(ids)
@@ -171,7 +130,7 @@ def generate(
     from lmlab.sampling import SamplingParams
 
     SamplingParams.from_options(options)  # check the options before loading the model
-    lm = _load(model, backend)
+    lm = load(model, backend)
     if stream and n == 1 and not as_json:
         for chunk in run(lm, prompt, stream=True, **options):
             print(chunk.text, end="", flush=True)
@@ -179,7 +138,7 @@ def generate(
         return
     result = run(lm, prompt, **options)
     if as_json:
-        _emit_json({"prompt": prompt, **result.to_dict()})
+        emit_json({"prompt": prompt, **result.to_dict()})
         return
     for choice in result.choices:
         if n > 1:
@@ -218,14 +177,14 @@ def chat(
         seed=seed,
     )
     SamplingParams.from_options(options)
-    lm = _load(model, backend)
+    lm = load(model, backend)
     history = [{"role": "system", "content": system}] if system else []
 
     def answer(text: str) -> str:
         messages = [*history, {"role": "user", "content": text}]
         if as_json:
             result = run(lm, messages, **options)
-            _emit_json({"messages": messages, **result.to_dict()})
+            emit_json({"messages": messages, **result.to_dict()})
             return result.text
         pieces = []
         for chunk in run(lm, messages, stream=True, **options):
@@ -274,13 +233,13 @@ def score(
     if window < 2 or not 1 <= stride <= window:
         raise LmlabError("need --window >= 2 and 1 <= --stride <= --window")
     result = perplexity(
-        _load(model, backend),
+        load(model, backend),
         Path(text_or_file) if Path(text_or_file).is_file() else text_or_file,
         window=window,
         stride=stride,
     )
     if as_json:
-        _emit_json(result.to_dict(per_token=per_token))
+        emit_json(result.to_dict(per_token=per_token))
         return
     if per_token:
         from rich.console import Console
@@ -294,28 +253,3 @@ def score(
         f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
         f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run a command; user mistakes exit 2 with a one-line message."""
-    try:  # recent typer releases vendor click
-        from typer._click import exceptions as click_errors
-    except ImportError:
-        from click import exceptions as click_errors
-
-    command = typer.main.get_command(app)
-    try:
-        code = command.main(args=argv, prog_name="lmlab", standalone_mode=False)
-    except click_errors.UsageError as e:
-        where = e.ctx.command_path if e.ctx else "lmlab"
-        print(f"error: {e.format_message()} (see: {where} --help)", file=sys.stderr)
-        sys.exit(2)
-    except LmlabError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except (click_errors.Abort, KeyboardInterrupt):
-        print(file=sys.stderr)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
-    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,49 @@
+"""The `lmlab` command line: a thin layer over the public Python API.
+
+Every user mistake ends in one line on stderr (`error: ...`) and exit code 2, never a traceback.
+Commands live in one module per topic; importing a module registers its commands on `app`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lmlab.cli import lm_commands  # noqa: F401  (registers the commands)
+from lmlab.cli.app import app
+from lmlab.errors import LmlabError
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run a command; user mistakes exit 2 with a one-line message."""
+    try:
+        code = _run(argv)
+    except BrokenPipeError:  # output piped into `head` and closed early
+        code = 0
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    try:  # recent typer releases vendor click
+        from typer._click import exceptions as click_errors
+    except ImportError:
+        from click import exceptions as click_errors
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="lmlab", standalone_mode=False)
+    except getattr(click_errors, "NoArgsIsHelpError", ()) as e:  # `lmlab` alone: show the help
+        print(e.format_message())
+        return 0
+    except click_errors.UsageError as e:
+        where = e.ctx.command_path if e.ctx else "lmlab"
+        print(f"error: {e.format_message()} (see: {where} --help)", file=sys.stderr)
+        return 2
+    except LmlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (click_errors.Abort, KeyboardInterrupt):
+        print(file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0

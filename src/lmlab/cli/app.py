@@ -1,0 +1,65 @@
+"""The Typer app, its sub-apps and the options that several commands share."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="lmlab",
+    help="Language models and text embeddings on your own machine, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+train_app = typer.Typer(
+    help="Train a model on your own corpus.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(train_app, name="train")
+
+
+class BackendChoice(StrEnum):
+    auto = "auto"
+    torch = "torch"
+    llama = "llama"
+
+
+# Options shared by several commands.
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Bundled name, .gguf file or model folder.")
+]
+BackendOpt = Annotated[
+    BackendChoice,
+    typer.Option(help="For GGUF models: llama (llama.cpp, default when installed) or torch."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most new tokens per sample.")]
+# Sampling defaults for the CLI are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95,
+# min-p 0.05); the Python API keeps OpenAI's (temperature 1, no filtering).
+TemperatureOpt = Annotated[float, typer.Option(help="0 means greedy.")]
+TopKOpt = Annotated[
+    int, typer.Option("--top-k", help="Keep the k most likely tokens; 0 keeps all.")
+]
+TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus: keep tokens up to this mass.")]
+MinPOpt = Annotated[float, typer.Option("--min-p", help="Drop tokens below min-p x the top one.")]
+RepPenaltyOpt = Annotated[
+    float, typer.Option("--repetition-penalty", help="> 1 discourages repeats.")
+]
+SeedOpt = Annotated[int | None, typer.Option(help="Same seed, same text.")]
+StopOpt = Annotated[
+    list[str] | None, typer.Option("--stop", help="Stop at this string (repeatable).")
+]
+
+
+def emit_json(data: object) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def load(model: str, backend: BackendChoice):
+    from lmlab.models import load_lm
+
+    return load_lm(model, backend=backend.value)
