@@ -90,3 +90,21 @@ def test_chat_answers_and_stops_at_end_of_turn(llama_lm):
     assert reply.finish_reason == "stop"
     assert reply.token_ids[-1] in llama_lm.tokenizer.eos_ids
     assert "Paris" in reply.text and "<|im_end|>" not in reply.text
+
+
+def test_forward_each_steps_independent_sequences_in_one_batch(llama_lm):
+    prompts = ["The river bank", "Money in the bank is", "A completely different start"]
+    alone = []
+    for p in prompts:
+        state = llama_lm.new_state(1)
+        alone.append(llama_lm.forward(state, torch.tensor([llama_lm.tokenizer.encode(p)]))[0])
+        llama_lm.release(state)
+    states = [llama_lm.new_state(1) for _ in prompts]
+    together = llama_lm.forward_each(states, [llama_lm.tokenizer.encode(p) for p in prompts])
+    step = llama_lm.forward_each(states, [[11], [12], [13]])
+    for s in states:
+        llama_lm.release(s)
+    assert together.shape == (3, llama_lm.vocab_size) and step.shape == (3, llama_lm.vocab_size)
+    for a, b in zip(alone, together, strict=True):
+        assert torch.allclose(a, b, atol=2e-2)
+        assert a.argmax() == b.argmax()

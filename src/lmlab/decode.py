@@ -127,20 +127,59 @@ class Detokenizer:
         return ""
 
 
-class _Row:
-    """One sample being generated: its tokens, text, and stop decisions."""
+class Sequence:
+    """One sample being generated: how it picks tokens, its text so far, and when it stops.
 
-    def __init__(self, index: int, lm: LanguageModel, p: SamplingParams, eos: set[int]) -> None:
-        self.index, self.p, self.eos = index, p, eos
-        self.detok = Detokenizer(lm.tokenizer)
-        self.tokenizer = lm.tokenizer
+    The decoding loop (here, or the server's engine) feeds it the model's logits each step;
+    `next_token` applies penalties and sampling, `add` turns the token into streamable text.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        tokenizer: Tokenizer,
+        p: SamplingParams,
+        prompt: list[int],
+        budget: int,
+    ) -> None:
+        self.index, self.p, self.tokenizer, self.budget = index, p, tokenizer, budget
+        self.eos = set() if p.ignore_eos else set(tokenizer.eos_ids)
+        self.eos |= set(p.stop_token_ids)
+        # sample i of a seeded request uses seed + i: the same request gives the same samples
+        seed = p.seed + index if p.seed is not None else random.randrange(2**63)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.prompt = prompt
+        self.detok = Detokenizer(tokenizer)
         self.token_ids: list[int] = []
         self.text = ""
         self.sent = 0  # characters of text already streamed
         self.finish_reason: str | None = None
         self.logprobs: list[TokenLogprob] | None = [] if p.logprobs else None
+        self._seen: torch.Tensor | None = None  # (V,) bool: in prompt or output
+        self._counts: torch.Tensor | None = None  # (V,) occurrences in the output
 
-    def add(self, token_id: int, logprob: TokenLogprob | None, last_step: bool) -> Chunk:
+    def next_token(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
+        """Choose the next token from this step's (V,) logits."""
+        p = self.p
+        scores = logits
+        if p.penalized:
+            if self._seen is None:
+                self._seen = torch.zeros(logits.shape[-1], dtype=torch.bool)
+                self._seen[self.prompt] = True
+                self._counts = torch.zeros(logits.shape[-1])
+            scores = apply_penalties(logits, self._seen, self._counts, p)
+        tid = int(choose(scores[None], p, self.generator)[0])
+        if p.penalized:
+            self._seen[tid] = True
+            self._counts[tid] += 1
+        if not p.logprobs:
+            return tid, None
+        logp = logits.log_softmax(dim=-1)
+        top = _top(logp, p.top_logprobs, self.tokenizer) if p.top_logprobs else []
+        token = self.tokenizer.decode([tid], skip_special_tokens=False)
+        return tid, TokenLogprob(token, tid, float(logp[tid]), top)
+
+    def add(self, token_id: int, logprob: TokenLogprob | None = None) -> Chunk:
         """Take the next token; return the piece of text it releases."""
         self.token_ids.append(token_id)
         if logprob is not None:
@@ -153,7 +192,7 @@ class _Row:
             cut = _find_stop(self.text, self.p.stop, start)
             if cut is not None:
                 self.text, self.finish_reason = self.text[:cut], "stop"
-            elif last_step:
+            elif len(self.token_ids) >= self.budget:
                 self.finish_reason = "length"
         upto = len(self.text) if self.finish_reason else len(self.text) - self._held_back()
         piece, self.sent = self.text[self.sent : upto], max(self.sent, upto)
@@ -203,6 +242,19 @@ def encode_prompt(lm: LanguageModel, prompt: str | list[int]) -> list[int]:
     return ids
 
 
+def new_sequences(
+    lm: LanguageModel,
+    prompt: list[int],
+    p: SamplingParams,
+    first: int = 0,
+    count: int | None = None,
+) -> list[Sequence]:
+    """Sequences `first .. first + count - 1` of a request (all n of them by default)."""
+    budget = min(p.max_tokens, lm.context_length - len(prompt))
+    count = p.n - first if count is None else count
+    return [Sequence(i, lm.tokenizer, p, prompt, budget) for i in range(first, first + count)]
+
+
 def _top(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLogprob]:
     values, ids = torch.topk(logp, k)
     return [
@@ -211,55 +263,35 @@ def _top(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLogprob]:
     ]
 
 
-def _decode_rows(
-    lm: LanguageModel, prompt: list[int], rows: list[_Row], p: SamplingParams, gen: torch.Generator
-) -> Iterator[Chunk]:
-    """Generate all `rows` together from `prompt`, yielding each row's pieces as they come."""
-    budget = min(p.max_tokens, lm.context_length - len(prompt))
-    state = lm.new_state(len(rows))
+def _decode_together(lm: LanguageModel, prompt: list[int], seqs: list[Sequence]) -> Iterator[Chunk]:
+    """Generate `seqs` as the rows of one state, yielding each one's pieces as they come."""
+    state = lm.new_state(len(seqs))
     try:
-        logits = lm.forward(state, torch.tensor([prompt] * len(rows)))
-        if p.penalized:
-            vocab = logits.shape[-1]
-            seen = torch.zeros(len(rows), vocab, dtype=torch.bool)
-            seen[:, prompt] = True
-            counts = torch.zeros(len(rows), vocab)
-        for step in range(budget):
-            scores = apply_penalties(logits, seen, counts, p) if p.penalized else logits
-            next_ids = choose(scores, p, gen)
-            logp = logits.log_softmax(dim=-1) if p.logprobs else None
-            for r, row in enumerate(rows):
-                if row.finish_reason:
+        logits = lm.forward(state, torch.tensor([prompt] * len(seqs)))
+        while True:
+            next_ids = []
+            for r, seq in enumerate(seqs):
+                if seq.finish_reason:  # finished rows keep pace with a dummy token
+                    next_ids.append(seq.token_ids[-1])
                     continue
-                tid = int(next_ids[r])
-                lp = None
-                if logp is not None:
-                    top = _top(logp[r], p.top_logprobs, lm.tokenizer) if p.top_logprobs else []
-                    token = lm.tokenizer.decode([tid], skip_special_tokens=False)
-                    lp = TokenLogprob(token, tid, float(logp[r, tid]), top)
-                yield row.add(tid, lp, last_step=step == budget - 1)
-            if all(row.finish_reason for row in rows):
+                tid, lp = seq.next_token(logits[r])
+                next_ids.append(tid)
+                yield seq.add(tid, lp)
+            if all(seq.finish_reason for seq in seqs):
                 return
-            if p.penalized:
-                seen.scatter_(1, next_ids[:, None], True)
-                counts.scatter_add_(1, next_ids[:, None], torch.ones(len(rows), 1))
-            logits = lm.forward(state, next_ids[:, None])
+            logits = lm.forward(state, torch.tensor(next_ids)[:, None])
     finally:
         lm.release(state)
 
 
 def _stream(
-    lm: LanguageModel, prompt: list[int], p: SamplingParams, rows_out: list[_Row] | None = None
+    lm: LanguageModel, prompt: list[int], p: SamplingParams, out: list[Sequence] | None = None
 ) -> Iterator[Chunk]:
-    eos = set() if p.ignore_eos else set(lm.tokenizer.eos_ids)
-    eos |= set(p.stop_token_ids)
-    seed = p.seed if p.seed is not None else random.randrange(2**63)
-    gen = torch.Generator().manual_seed(seed)
     for first in range(0, p.n, lm.max_batch_size):
-        rows = [_Row(i, lm, p, eos) for i in range(first, min(p.n, first + lm.max_batch_size))]
-        if rows_out is not None:
-            rows_out.extend(rows)
-        yield from _decode_rows(lm, prompt, rows, p, gen)
+        seqs = new_sequences(lm, prompt, p, first, min(lm.max_batch_size, p.n - first))
+        if out is not None:
+            out.extend(seqs)
+        yield from _decode_together(lm, prompt, seqs)
 
 
 def generate(
@@ -296,10 +328,10 @@ def generate(
     ids = encode_prompt(lm, prompt)
     if stream:
         return _stream(lm, ids, p)
-    rows: list[_Row] = []
-    for _ in _stream(lm, ids, p, rows):
+    seqs: list[Sequence] = []
+    for _ in _stream(lm, ids, p, seqs):
         pass
-    return Generation([row.choice() for row in rows], ids)
+    return Generation([seq.choice() for seq in seqs], ids)
 
 
 def render(model: LanguageModel, messages: list[dict[str, str]]) -> list[int]:

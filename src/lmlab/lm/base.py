@@ -60,6 +60,19 @@ class LanguageModel(ABC):
         `all_positions` (scoring). Advances `state` by T.
         """
 
+    def forward_each(self, states: list[State], token_ids: list[list[int]]) -> torch.Tensor:
+        """Advance independent one-row states, each by its own tokens; return (len(states), V).
+
+        The server's engine calls this to step many requests together. This default runs them
+        one by one; backends that can mix sequences in one batch (llama.cpp) override it.
+        """
+        return torch.stack(
+            [
+                self.forward(s, torch.tensor([ids]))[0]
+                for s, ids in zip(states, token_ids, strict=True)
+            ]
+        )
+
     def release(self, state: State) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free what `state` holds (KV slots of a shared cache); the state is not used again."""
 

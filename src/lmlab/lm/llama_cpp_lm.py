@@ -187,41 +187,73 @@ class LlamaCppLM(LanguageModel):
         outputs = []
         for start in range(0, length, per_call):
             stop = min(length, start + per_call)
-            last = stop == length
-            outputs.append(self._decode(state, ids, start, stop, all_positions, last))
+            want = "all" if all_positions else ("last" if stop == length else "none")
+            entries = [
+                (seq, state.length + start, ids[row][start:stop], want)
+                for row, seq in enumerate(state.seq_ids)
+            ]
+            outputs.append(self._decode(entries).view(rows, -1, self._vocab_size))
         state.length += length
         if all_positions:
             return torch.cat(outputs, dim=1)
         return outputs[-1][:, -1]
 
-    def _decode(self, state, ids, start, stop, all_positions, last) -> torch.Tensor:
-        """Decode positions [start, stop) of every row; return their logits (B, T', V)."""
+    def forward_each(self, states: list[SeqState], token_ids: list[list[int]]) -> torch.Tensor:
+        """Advance single-row states by their own tokens in as few llama_decode calls as fit."""
+        out: list[torch.Tensor | None] = [None] * len(states)
+        group: list[int] = []
+        size = 0
+
+        def flush() -> None:
+            entries = [
+                (states[i].seq_ids[0], states[i].length, token_ids[i], "last") for i in group
+            ]
+            for i, row in zip(group, self._decode(entries), strict=True):
+                out[i] = row
+                states[i].length += len(token_ids[i])
+
+        for i, ids in enumerate(token_ids):
+            if len(ids) > self.n_batch:  # a long prompt goes alone, in several calls
+                out[i] = self.forward(states[i], torch.tensor([ids]))[0]
+                continue
+            if size + len(ids) > self.n_batch:
+                flush()
+                group, size = [], 0
+            group.append(i)
+            size += len(ids)
+        if group:
+            flush()
+        return torch.stack(out)
+
+    def _decode(self, entries: list[tuple[int, int, list[int], str]]) -> torch.Tensor:
+        """One llama_decode call. Each entry: (sequence id, first position, tokens, which
+        logits: "all" | "last" | "none"). Returns the requested logits rows, in order (N, V)."""
         lib, batch = self._lib, self._batch
-        n = 0
-        for row, seq in enumerate(state.seq_ids):
-            for t in range(start, stop):
-                batch.token[n] = ids[row][t]
-                batch.pos[n] = state.length + t
+        n = outputs = 0
+        for seq, position, ids, want in entries:
+            for t, token in enumerate(ids):
+                batch.token[n] = token
+                batch.pos[n] = position + t
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = seq
-                batch.logits[n] = all_positions or (last and t == stop - 1)
+                flag = want == "all" or (want == "last" and t == len(ids) - 1)
+                batch.logits[n] = flag
+                outputs += flag
                 n += 1
         batch.n_tokens = n
         code = lib.llama_decode(self._ctx, batch)
-        if code != 0:
+        if code == 1:
             raise LmlabError(
-                f"llama.cpp could not decode (code {code}): the {self.context_length}-token "
-                "context is full"
-                if code == 1
-                else f"llama.cpp decode failed (code {code})"
+                f"the {self.context_length}-token context of the llama backend is full"
             )
-        steps = (stop - start) if all_positions else (1 if last else 0)
-        if steps == 0:
-            return torch.empty(len(state.seq_ids), 0, self._vocab_size)
+        if code != 0:
+            raise LmlabError(f"llama.cpp could not decode this batch (code {code})")
+        if outputs == 0:
+            return torch.empty(0, self._vocab_size)
         flat = np.ctypeslib.as_array(
-            lib.llama_get_logits(self._ctx), shape=(len(state.seq_ids) * steps * self._vocab_size,)
+            lib.llama_get_logits(self._ctx), shape=(outputs * self._vocab_size,)
         )
-        return torch.from_numpy(flat.copy()).view(len(state.seq_ids), steps, self._vocab_size)
+        return torch.from_numpy(flat.copy()).view(outputs, self._vocab_size)
 
 
 def _free(lib, ctx, model, batch) -> None:

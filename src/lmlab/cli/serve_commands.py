@@ -1,0 +1,54 @@
+"""`lmlab serve`: the OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lmlab.cli.app import BackendChoice, BackendOpt, app
+from lmlab.models import DEFAULT_ENCODER, DEFAULT_LM
+
+
+@app.command()
+def serve(
+    chat_model: Annotated[str, typer.Option(help="Chat / completion model.")] = DEFAULT_LM,
+    embedding_model: Annotated[
+        str, typer.Option(help="Embedding model ('' serves none).")
+    ] = DEFAULT_ENCODER,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", help="Another language model (repeatable).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens it to the network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="LMLAB_API_KEY", help="Require 'Bearer KEY'.")
+    ] = None,
+    backend: BackendOpt = BackendChoice.auto,
+    parallel: Annotated[int, typer.Option(help="Sequences generated together.")] = 16,
+    max_tokens_limit: Annotated[int, typer.Option(help="Most new tokens per request.")] = 4096,
+) -> None:
+    """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
+    import uvicorn
+
+    from lmlab.errors import LmlabError
+    from lmlab.serve.app import ServerConfig, create_app
+
+    if not 1 <= port <= 65535:
+        raise LmlabError(f"--port must be in 1..65535, got {port}")
+    if parallel < 1:
+        raise LmlabError("--parallel must be at least 1")
+    config = ServerConfig(
+        chat_models=[chat_model, *(model or [])],
+        embedding_models=[embedding_model] if embedding_model else [],
+        backend=backend.value,
+        api_key=api_key,
+        max_tokens_limit=max_tokens_limit,
+        parallel=parallel,
+    )
+    application = create_app(config)
+    names = ", ".join(application.state.served.names())
+    print(f"lmlab serving {names} at http://{host}:{port}/v1  (Ctrl-C stops)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")

@@ -1,0 +1,135 @@
+"""The FastAPI application: which models are served, the routes, the error contract.
+
+    app = create_app(ServerConfig(chat_models=["smollm2-135m-instruct"]))
+
+Each served language model gets an Engine (continuous batching on one thread); each encoder an
+EmbeddingBatcher (requests arriving together share one forward pass).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+
+from lmlab.serve.errors import APIError, install_error_handlers
+from lmlab.serve.limits import LimitsMiddleware
+from lmlab.serve.protocol import ModelCard, ModelList
+
+
+@dataclass
+class ServerConfig:
+    """What `lmlab serve` serves, and its limits."""
+
+    chat_models: list[str] = field(default_factory=list)
+    embedding_models: list[str] = field(default_factory=list)
+    backend: str = "auto"
+    api_key: str | None = None
+    max_body_bytes: int = 2 * 1024 * 1024  # a 10 MB prompt is refused with 413
+    max_tokens_limit: int = 4096  # most new tokens one request may ask for
+    parallel: int = 16  # sequences generated together per model
+
+
+class ServedModels:
+    """The loaded models by the name clients send as `model`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        from lmlab.models import load_lm
+        from lmlab.serve.engine import Engine
+
+        self.created = int(time.time())
+        self.lms: dict = {}
+        self.engines: dict = {}
+        self.encoders: dict = {}
+        self.batchers: dict = {}
+        for spec in config.chat_models:
+            lm = load_lm(spec, backend=config.backend, **_parallel_options(spec, config))
+            self.lms[lm.name] = lm
+        for name, lm in self.lms.items():
+            self.engines[name] = Engine(lm, max_running=config.parallel)
+        for spec in config.embedding_models:
+            from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
+
+            encoder = load_served_encoder(spec)
+            name = spec if spec in _bundled() else getattr(encoder, "name", str(spec))
+            self.encoders[name] = encoder
+            self.batchers[name] = EmbeddingBatcher(encoder)
+
+    def names(self) -> list[str]:
+        return [*self.lms, *self.encoders]
+
+    def lm(self, name: str):
+        if name in self.lms:
+            return self.lms[name], self.engines[name]
+        raise self._unknown(name, "chat")
+
+    def encoder(self, name: str):
+        if name in self.encoders:
+            return self.encoders[name], self.batchers[name]
+        raise self._unknown(name, "embedding")
+
+    def _unknown(self, name: str, task: str) -> APIError:
+        if name in self.names():
+            return APIError(400, f"model {name!r} is not a {task} model", param="model")
+        served = ", ".join(self.names()) or "none"
+        return APIError(
+            404,
+            f"The model {name!r} does not exist or is not served here; served: {served}",
+            param="model",
+            code="model_not_found",
+        )
+
+
+def _bundled() -> set[str]:
+    from lmlab.models import BUNDLED
+
+    return set(BUNDLED)
+
+
+def _parallel_options(spec: str, config: ServerConfig) -> dict:
+    """The llama backend needs to know how many sequences to hold at once."""
+    from lmlab.models import _has_llama_cpp, resolve
+
+    ref = resolve(spec)
+    uses_llama = ref.kind == "gguf" and (
+        config.backend == "llama" or (config.backend == "auto" and _has_llama_cpp())
+    )
+    return {"max_batch_size": config.parallel} if uses_llama else {}
+
+
+def create_app(config: ServerConfig, served: ServedModels | None = None) -> FastAPI:
+    """Build the app (loading the models unless `served` is given)."""
+    from lmlab.serve import embeddings, generation
+
+    served = served or ServedModels(config)
+    app = FastAPI(
+        title="lmlab",
+        description="OpenAI-compatible API for local language models and encoders.",
+        version="0.1.0",
+    )
+    app.state.served = served
+    app.state.config = config
+    install_error_handlers(app)
+    app.add_middleware(
+        LimitsMiddleware, max_body_bytes=config.max_body_bytes, api_key=config.api_key
+    )
+
+    @app.get("/health")
+    async def health() -> dict:
+        running = {name: engine.running for name, engine in served.engines.items()}
+        return {"status": "ok", "models": served.names(), "running": running}
+
+    @app.get("/v1/models", response_model=ModelList)
+    async def list_models() -> ModelList:
+        return ModelList(data=[ModelCard(id=n, created=served.created) for n in served.names()])
+
+    @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
+    async def get_model(model_id: str) -> ModelCard:
+        if model_id not in served.names():
+            raise served._unknown(model_id, "served")
+        return ModelCard(id=model_id, created=served.created)
+
+    app.include_router(generation.router)
+    app.include_router(embeddings.router)
+    return app

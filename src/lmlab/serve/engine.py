@@ -1,0 +1,155 @@
+"""The generation engine: one thread steps every active sequence of every request together.
+
+Requests arrive from many HTTP handlers at once. Rather than serving them one at a time, the
+engine keeps a running set of sequences; each step it reads the new prompts, then advances every
+running sequence by one token in one batched call (`LanguageModel.forward_each`: on llama.cpp,
+one `llama_decode` over all sequences). Sequences join as soon as there is room and leave as soon
+as they finish or their client goes away (continuous batching).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from lmlab.decode import Chunk, Sequence, new_sequences
+from lmlab.lm.base import LanguageModel, State
+from lmlab.sampling import SamplingParams
+
+log = logging.getLogger("lmlab.serve")
+
+# What the engine hands a request's consumer: a piece of text, the end (None), or an error.
+Event = Chunk | Exception | None
+
+
+@dataclass
+class Request:
+    """One API request in the engine: n sequences sharing a prompt and a consumer."""
+
+    prompt: list[int]
+    params: SamplingParams
+    emit: Callable[[Event], None]  # called from the engine thread
+    seqs: list[Sequence] = field(default_factory=list)
+    cancelled: bool = False
+    unfinished: int = 0
+
+
+@dataclass
+class _Running:
+    request: Request
+    seq: Sequence
+    state: State
+    logits: torch.Tensor | None = None  # next-token logits waiting to be sampled
+
+
+class Engine:
+    """Runs `LanguageModel` generation for concurrent requests on a background thread."""
+
+    def __init__(self, lm: LanguageModel, max_running: int | None = None) -> None:
+        self.lm = lm
+        self.max_running = max_running or lm.max_batch_size
+        self.running = 0  # sequences being generated now (read by /health)
+        self._inbox: queue.Queue[Request] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="lmlab-engine", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompt: list[int], params: SamplingParams, emit: Callable[[Event], None]):
+        """Queue a request; `emit` receives its Chunks, then None (or an exception)."""
+        request = Request(prompt, params, emit)
+        request.seqs = new_sequences(self.lm, prompt, params)
+        request.unfinished = len(request.seqs)
+        self._inbox.put(request)
+        return request
+
+    @staticmethod
+    def cancel(request: Request) -> None:
+        """Stop a request's sequences at the next step (its client went away)."""
+        request.cancelled = True
+
+    def _loop(self) -> None:
+        waiting: deque[tuple[Request, Sequence]] = deque()
+        running: list[_Running] = []
+        while True:
+            self._collect(waiting, block=not running and not waiting)
+            try:
+                self._admit(waiting, running)
+                self._sample(running)
+                running = [r for r in running if not self._retire(r)]
+                self.running = len(running)
+                if running:
+                    logits = self.lm.forward_each(
+                        [r.state for r in running], [[r.seq.token_ids[-1]] for r in running]
+                    )
+                    for r, row in zip(running, logits, strict=True):
+                        r.logits = row
+            except Exception as error:  # a failed batch fails its requests, not the server
+                log.exception("generation step failed")
+                for r in running:
+                    self._fail(r, error)
+                running = []
+                self.running = 0
+
+    def _collect(self, waiting: deque, block: bool) -> None:
+        try:
+            request = self._inbox.get(block=block)
+            while True:
+                waiting.extend((request, seq) for seq in request.seqs)
+                request = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _admit(self, waiting: deque, running: list[_Running]) -> None:
+        """Start waiting sequences while there is room: read their prompts in one batch."""
+        joining = []
+        while waiting and len(running) + len(joining) < self.max_running:
+            request, seq = waiting.popleft()
+            if request.cancelled:
+                self._finish(request)
+                continue
+            joining.append(_Running(request, seq, self.lm.new_state(1)))
+        if not joining:
+            return
+        try:
+            logits = self.lm.forward_each(
+                [j.state for j in joining], [j.seq.prompt for j in joining]
+            )
+        except Exception as error:
+            for j in joining:
+                self._fail(j, error)
+            return
+        for j, row in zip(joining, logits, strict=True):
+            j.logits = row
+            running.append(j)
+
+    def _sample(self, running: list[_Running]) -> None:
+        for r in running:
+            if r.request.cancelled or r.logits is None:
+                continue
+            tid, logprob = r.seq.next_token(r.logits)
+            r.request.emit(r.seq.add(tid, logprob))
+            r.logits = None
+
+    def _retire(self, r: _Running) -> bool:
+        """Release a sequence that is done (or abandoned); True if it left the running set."""
+        if not (r.seq.finish_reason or r.request.cancelled):
+            return False
+        self.lm.release(r.state)
+        self._finish(r.request)
+        return True
+
+    def _finish(self, request: Request) -> None:
+        request.unfinished -= 1
+        if request.unfinished == 0 and not request.cancelled:
+            request.emit(None)
+
+    def _fail(self, r: _Running, error: Exception) -> None:
+        self.lm.release(r.state)
+        if not r.request.cancelled:
+            r.request.cancelled = True
+            r.request.emit(error)
