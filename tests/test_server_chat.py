@@ -91,6 +91,24 @@ def test_logprobs_with_top_alternatives(client):
         assert step.logprob == pytest.approx(step.top_logprobs[0].logprob, abs=1e-4)  # greedy
 
 
+def test_json_object_mode_returns_valid_json(client):
+    messages = [
+        {"role": "system", "content": "You answer in JSON."},
+        {"role": "user", "content": "Give the capital of France as JSON."},
+    ]
+    for seed in (1, 2, 3):
+        r = client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            response_format={"type": "json_object"},
+            temperature=1.0,
+            seed=seed,
+            max_tokens=300,
+        )
+        assert r.choices[0].finish_reason == "stop"
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
 def test_completions_endpoint(client):
     r = client.completions.create(
         model=MODEL,

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from lmlab.errors import LmlabError
+from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
 from lmlab.sampling import SamplingParams, apply_penalties, choose
 from lmlab.text.tokenizer import Tokenizer
@@ -157,6 +158,8 @@ class Sequence:
         self.logprobs: list[TokenLogprob] | None = [] if p.logprobs else None
         self._seen: torch.Tensor | None = None  # (V,) bool: in prompt or output
         self._counts: torch.Tensor | None = None  # (V,) occurrences in the output
+        self._json = JsonObjectPrefix() if p.json_object else None
+        self._json_text = ""  # the text the JSON automaton has read
 
     def next_token(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
         """Choose the next token from this step's (V,) logits."""
@@ -168,7 +171,10 @@ class Sequence:
                 self._seen[self.prompt] = True
                 self._counts = torch.zeros(logits.shape[-1])
             scores = apply_penalties(logits, self._seen, self._counts, p)
-        tid = int(choose(scores[None], p, self.generator)[0])
+        if self._json is None:
+            tid = int(choose(scores[None], p, self.generator)[0])
+        else:
+            tid = self._choose_json(scores)
         if p.penalized:
             self._seen[tid] = True
             self._counts[tid] += 1
@@ -178,6 +184,36 @@ class Sequence:
         top = _top(logp, p.top_logprobs, self.tokenizer) if p.top_logprobs else []
         token = self.tokenizer.decode([tid], skip_special_tokens=False)
         return tid, TokenLogprob(token, tid, float(logp[tid]), top)
+
+    def _choose_json(self, scores: torch.Tensor, draws: int = 32) -> int:
+        """Draw a token that keeps the text a valid JSON-object prefix (masking the others)."""
+        scores = scores.clone()
+        for _ in range(draws):
+            tid = int(choose(scores[None], self.p, self.generator)[0])
+            if self._json_accepts(tid):
+                return tid
+            scores[tid] = float("-inf")
+        # the model keeps insisting on invalid tokens: take the most likely valid one
+        for tid in torch.argsort(scores, descending=True)[:8192].tolist():
+            if self._json_accepts(tid):
+                return tid
+        return next(iter(self.eos)) if self.eos else tid
+
+    def _json_accepts(self, tid: int) -> bool:
+        """Feed `tid`'s text to a copy of the JSON automaton; keep the copy if it is valid."""
+        if tid in self.eos:
+            return self._json.complete
+        if self.p.json_object and tid in self.tokenizer.special_ids:
+            return False
+        text = self.tokenizer.decode([*self.token_ids, tid])
+        if text.startswith(self._json_text):
+            state, new = self._json.copy(), text[len(self._json_text) :]
+        else:  # an earlier partial character resolved differently: read it all again
+            state, new = JsonObjectPrefix(), text
+        if not state.feed_text(new):
+            return False
+        self._json, self._json_text = state, text
+        return True
 
     def add(self, token_id: int, logprob: TokenLogprob | None = None) -> Chunk:
         """Take the next token; return the piece of text it releases."""
@@ -192,6 +228,8 @@ class Sequence:
             cut = _find_stop(self.text, self.p.stop, start)
             if cut is not None:
                 self.text, self.finish_reason = self.text[:cut], "stop"
+            elif self._json is not None and self._json.complete:
+                self.finish_reason = "stop"  # the JSON object is closed
             elif len(self.token_ids) >= self.budget:
                 self.finish_reason = "length"
         upto = len(self.text) if self.finish_reason else len(self.text) - self._held_back()

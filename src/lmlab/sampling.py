@@ -33,6 +33,7 @@ class SamplingParams:
         n: samples per prompt.
         logprobs: report each chosen token's log-probability under the model.
         top_logprobs: and the k most likely alternatives at each step.
+        json_object: constrain the output to one valid JSON object (see `lmlab.json_mode`).
     """
 
     max_tokens: int = 256
@@ -50,6 +51,7 @@ class SamplingParams:
     n: int = 1
     logprobs: bool = False
     top_logprobs: int = 0
+    json_object: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):

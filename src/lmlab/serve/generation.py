@@ -76,6 +76,8 @@ def _params(
             n=body.n,
             logprobs=logprobs,
             top_logprobs=top if logprobs else 0,
+            json_object=getattr(body, "response_format", None) is not None
+            and body.response_format.type == "json_object",
         )
     )
 
