@@ -1,0 +1,162 @@
+"""Serving under concurrent load: lmlab serve against llama-cpp-python's own server, one run.
+
+Both servers get the same GGUF file (the bundled model), the same threads and the same load:
+N concurrent streaming chat clients (N = 1, 4, 8, 16), each sending requests one after another
+until the round's total is done. Reported per N: aggregate generated tokens/s, time to first
+token, and p50/p99 request latency; then the goal ratios. Tokens are counted as streamed content
+chunks (one token each on both servers).
+
+Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from server_process import free_port
+
+from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path
+
+QUESTIONS = [
+    "Describe the water cycle.",
+    "Tell me about the history of Paris.",
+    "Explain what a language model is.",
+    "Write a short poem about autumn.",
+    "What makes a good cup of tea?",
+    "Give advice to a new student.",
+    "How do bees make honey?",
+    "Why is the sky blue?",
+]
+
+
+def start(command: list[str], url: str) -> subprocess.Popen:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"{command[:3]} did not start")
+
+
+async def one_request(client, url, model, question, max_tokens):
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": question}],
+        "max_tokens": max_tokens,
+        "temperature": 0.7,
+        "stream": True,
+    }
+    start = time.perf_counter()
+    first, tokens = None, 0
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choices = json.loads(line[6:]).get("choices") or []
+            if choices and choices[0].get("delta", {}).get("content"):
+                tokens += 1
+                first = first or time.perf_counter() - start
+    return tokens, first or 0.0, time.perf_counter() - start
+
+
+async def load(url, model, clients, per_client, max_tokens):
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def worker(k):
+            out = []
+            for i in range(per_client):
+                question = QUESTIONS[(k * per_client + i) % len(QUESTIONS)]
+                out.append(await one_request(client, url, model, question, max_tokens))
+            return out
+
+        start = time.perf_counter()
+        results = [r for rs in await asyncio.gather(*map(worker, range(clients))) for r in rs]
+        wall = time.perf_counter() - start
+    tokens = sum(r[0] for r in results)
+    latencies = sorted(r[2] for r in results)
+    return {
+        "tokens_per_s": tokens / wall,
+        "ttft_s": statistics.median(r[1] for r in results),
+        "p50_s": statistics.median(latencies),
+        "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--requests-per-client", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
+    args = parser.parse_args()
+    gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
+    threads = str(os.cpu_count() or 1)
+    servers = {
+        "lmlab": (
+            [sys.executable, "-m", "lmlab", "serve", "--embedding-model", "", "--parallel", "16"],
+            DEFAULT_LM,
+        ),
+        "llama-cpp-python": (
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                gguf,
+                "--n_ctx",
+                "8192",
+                "--n_threads",
+                threads,
+                "--n_threads_batch",
+                threads,
+                "--model_alias",
+                DEFAULT_LM,
+            ],
+            DEFAULT_LM,
+        ),
+    }
+    table = {}
+    for name, (command, model) in servers.items():
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = start([*command, "--port", str(port)], url)
+        try:
+            asyncio.run(load(url, model, 1, 1, 8))  # warm-up
+            for n in args.concurrency:
+                table[name, n] = asyncio.run(
+                    load(url, model, n, args.requests_per_client, args.max_tokens)
+                )
+                row = table[name, n]
+                print(
+                    f"{name:>16}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
+                    f"TTFT {row['ttft_s']:.2f}s  p50 {row['p50_s']:.2f}s  p99 {row['p99_s']:.2f}s",
+                    flush=True,
+                )
+        finally:
+            process.terminate()
+            process.wait()
+    if ("lmlab", 8) in table and ("lmlab", 1) in table:
+        scale = table["lmlab", 8]["tokens_per_s"] / table["lmlab", 1]["tokens_per_s"]
+        print(f"\nlmlab 8 clients / 1 client: {scale:.2f}x (goal >= 3x)")
+    if ("lmlab", 8) in table and ("llama-cpp-python", 8) in table:
+        ratio = table["lmlab", 8]["tokens_per_s"] / table["llama-cpp-python", 8]["tokens_per_s"]
+        print(f"lmlab / llama-cpp-python at 8 clients: {ratio:.2f}x (goal >= 2x)")
+
+
+if __name__ == "__main__":
+    main()
