@@ -16,10 +16,12 @@ log-distribution. (A model that already has probabilities returns their logs.)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
-import torch
+from typing import TYPE_CHECKING
 
 from lmlab.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # torch is imported by the models that compute with it, not by the interface
+    import torch
 
 
 class State:
