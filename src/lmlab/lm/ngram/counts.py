@@ -140,7 +140,12 @@ def lookup(keys: np.ndarray, parent: np.ndarray, word: np.ndarray, vocab_size: i
     `parent` holds rows of the (n-1)-gram suffixes (-1 for missing ones).
     """
     wanted = parent.astype(np.int64) * vocab_size + word
-    row = np.searchsorted(keys, wanted)
+    if len(wanted) > 50_000:  # sorted needles keep the binary searches in cache: 2-3x faster
+        by_key = np.argsort(wanted)
+        row = np.empty(len(wanted), dtype=np.int64)
+        row[by_key] = np.searchsorted(keys, wanted[by_key])
+    else:
+        row = np.searchsorted(keys, wanted)
     row = np.minimum(row, len(keys) - 1)
     found = (keys[row] == wanted) & (parent >= 0)
     return np.where(found, row, -1)
