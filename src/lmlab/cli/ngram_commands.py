@@ -107,7 +107,8 @@ def table(
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    width = 12 + max(map(len, result.words)) + 10 * len(result.words)
+    console = Console(width=max(Console().width, width))  # never squeeze the numbers
     if result.counts is not None:
         counts = Table("", *result.words, title="bigram counts c(row word, column word)")
         for w, row in zip(result.words, result.counts, strict=True):
@@ -117,7 +118,7 @@ def table(
         console.print("(no counts: the model was read from an ARPA file)")
     probs = Table("", *result.words, title="bigram probabilities p(column word | row word)")
     for w, row in zip(result.words, result.probs, strict=True):
-        probs.add_row(w, *(f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}" for p in row))
+        probs.add_row(w, *(f"{p:.2g}" for p in row))
     console.print(probs)
 
 
