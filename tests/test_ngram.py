@@ -293,3 +293,15 @@ def test_vocabulary_limits(tmp_path):
     assert corpus.n_unk == 3  # c, A, d
     counts = count_ngrams(corpus, 2)
     assert counts.counts[0][0] == 3  # <unk>
+
+
+def test_a_subword_tokenizer_splits_the_corpus(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("Tokenization matters.\nTokenization is fun.\n")
+    lm = train(path, order=2, smoothing="mle", tokenizer="all-minilm-l6-v2")  # WordPiece
+    assert {"token", "##ization", "."} <= set(lm.tokenizer.vocab)
+    ids = lm.tokenizer.encode("Tokenization is fun.")
+    assert [lm.tokenizer.vocab[i] for i in ids] == ["token", "##ization", "is", "fun", "."]
+    assert lm.tokenizer.decode(ids) == "tokenization is fun."
+    assert lm.prob("##ization", ["token"]) == pytest.approx(1.0)
+    assert lm.evaluate_file(path).oov == 0

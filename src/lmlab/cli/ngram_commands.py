@@ -41,6 +41,10 @@ MaxVocabOpt = Annotated[
     int | None, typer.Option("--max-vocab", help="Keep only the most frequent words.")
 ]
 LowercaseOpt = Annotated[bool, typer.Option("--lowercase", help="Lowercase the text first.")]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(help="Split lines with this model's tokenizer (default: whitespace words)."),
+]
 
 
 @train_app.command("ngram")
@@ -55,6 +59,7 @@ def train_ngram(
     min_count: MinCountOpt = 1,
     max_vocab: MaxVocabOpt = None,
     lowercase: LowercaseOpt = False,
+    tokenizer: TokenizerOpt = None,
     gzip: Annotated[bool, typer.Option("--gzip", help="Write model.arpa.gz.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -72,6 +77,7 @@ def train_ngram(
         min_count=min_count,
         max_vocab=max_vocab,
         lowercase=lowercase,
+        tokenizer=tokenizer,
         show_progress=not as_json,
     )
     lm.save(out, gzip=gzip)
@@ -150,6 +156,7 @@ def compare(
     min_count: MinCountOpt = 1,
     max_vocab: MaxVocabOpt = None,
     lowercase: LowercaseOpt = False,
+    tokenizer: TokenizerOpt = None,
     png: Annotated[Path | None, typer.Option("--png", help="Write a bar chart here.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -169,6 +176,7 @@ def compare(
         min_count=min_count,
         max_vocab=max_vocab,
         lowercase=lowercase,
+        tokenizer=tokenizer,
     )
     if png is not None:
         plot_perplexities(results, png, title=f"{test.name}: perplexity by order ({smoothing})")

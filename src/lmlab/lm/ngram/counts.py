@@ -17,10 +17,11 @@ never cross a sentence boundary. The token stream of the whole corpus is an int3
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from array import array
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,12 +33,20 @@ UNK, BOS, EOS = 0, 1, 2
 SPECIALS = ("<unk>", "<s>", "</s>")
 
 
-def read_sentences(paths: Iterable[str | Path], *, lowercase: bool = False) -> Iterator[list[str]]:
+def read_sentences(
+    paths: Iterable[str | Path],
+    *,
+    lowercase: bool = False,
+    split: Callable[[str], list[str]] = str.split,
+    on_bytes: Callable[[int], object] | None = None,
+) -> Iterator[list[str]]:
     """Yield the words of each non-empty line of the files, one file after the other.
 
+    `split` turns a line into words (whitespace by default; a subword tokenizer's `tokens`).
     A file that cannot be read, or a line that is not UTF-8, is a one-line LmlabError naming
-    the file and the line.
+    the file and the line. `on_bytes(n)` is told how many bytes were read, now and then.
     """
+    done = 0
     for path in map(Path, paths):
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed below; bytes, to report the bad line
@@ -45,6 +54,10 @@ def read_sentences(paths: Iterable[str | Path], *, lowercase: bool = False) -> I
             raise LmlabError(f"cannot read {path}: {e.strerror or e}", param="corpus") from None
         with f:
             for lineno, raw in enumerate(f, 1):
+                done += len(raw)
+                if on_bytes is not None and lineno % 20_000 == 0:
+                    on_bytes(done)
+                    done = 0
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError:
@@ -52,9 +65,33 @@ def read_sentences(paths: Iterable[str | Path], *, lowercase: bool = False) -> I
                         f"{path}, line {lineno}: not UTF-8 text (convert the file to UTF-8)",
                         param="corpus",
                     ) from None
-                words = (line.lower() if lowercase else line).split()
+                words = split(line.lower() if lowercase else line)
                 if words:
                     yield words
+    if on_bytes is not None:
+        on_bytes(done)
+
+
+@contextlib.contextmanager
+def reading_progress(paths: list[Path], enabled: bool) -> Iterator[Callable[[int], object] | None]:
+    """A progress bar over the bytes of the corpus files (rate and time left), or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    total = sum(p.stat().st_size for p in paths if p.is_file())
+    columns = (TextColumn("reading"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task("read", total=total)
+        yield lambda n: bar.advance(task, n)
 
 
 @dataclass
@@ -74,6 +111,8 @@ def read_corpus(
     lowercase: bool = False,
     min_count: int = 1,
     max_vocab: int | None = None,
+    split: Callable[[str], list[str]] = str.split,
+    show_progress: bool = False,
 ) -> Corpus:
     """Read text files into word ids in one streaming pass, then fix the vocabulary.
 
@@ -91,7 +130,7 @@ def read_corpus(
         raise LmlabError(f"--min-count must be at least 1 (got {min_count})", param="min_count")
     if max_vocab is not None and max_vocab < 1:
         raise LmlabError(f"--max-vocab must be at least 1 (got {max_vocab})", param="max_vocab")
-    paths = list(paths)
+    paths = [Path(p) for p in paths]
     if not paths:
         raise LmlabError("give at least one corpus file", param="corpus")
     provisional: defaultdict[str, int] = defaultdict(itertools.count().__next__)
@@ -99,11 +138,13 @@ def read_corpus(
         provisional[special]  # reserve provisional ids 0, 1, 2 for the specials
     stream = array("i")
     n_sentences = 0
-    for words in read_sentences(paths, lowercase=lowercase):
-        stream.append(BOS)
-        stream.extend(map(provisional.__getitem__, words))
-        stream.append(EOS)
-        n_sentences += 1
+    with reading_progress(paths, show_progress) as on_bytes:
+        sentences = read_sentences(paths, lowercase=lowercase, split=split, on_bytes=on_bytes)
+        for words in sentences:
+            stream.append(BOS)
+            stream.extend(map(provisional.__getitem__, words))
+            stream.append(EOS)
+            n_sentences += 1
     if n_sentences == 0:
         names = ", ".join(str(p) for p in paths)
         raise LmlabError(f"no sentence found in {names} (the corpus is empty)", param="corpus")

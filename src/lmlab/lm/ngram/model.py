@@ -61,6 +61,7 @@ class NgramConfig:
     min_count: int = 1  # rarer words become <unk>
     max_vocab: int | None = None  # keep only the most frequent words
     lowercase: bool = False
+    tokenizer: str | None = None  # a model whose tokenizer splits lines; None: whitespace
 
     def check(self) -> None:
         if self.order < 1:
@@ -75,15 +76,27 @@ class NgramConfig:
 
 
 class WordTokenizer(Tokenizer):
-    """Whitespace words; `<s>` starts, `</s>` ends a sentence; unknown words are `<unk>`."""
+    """Whitespace words; `<s>` starts, `</s>` ends a sentence; unknown words are `<unk>`.
+
+    With `pieces` (another model's tokenizer), the "words" are that tokenizer's tokens
+    (e.g. 'Ġthe', '##ing'), and decoding goes through it.
+    """
 
     bos_token = "<s>"
     eos_token = "</s>"
 
-    def __init__(self, vocab: list[str], *, lowercase: bool = False) -> None:
+    def __init__(
+        self, vocab: list[str], *, lowercase: bool = False, pieces: Tokenizer | None = None
+    ) -> None:
         self.vocab = vocab
         self.lowercase = lowercase
+        self.pieces = pieces
         self.ids = {w: i for i, w in enumerate(vocab)}
+        self._piece_ids: dict[str, int] = {}
+
+    def split(self, text: str) -> list[str]:
+        """The words of `text` (lowercase applied by the caller, as in training)."""
+        return self.pieces.tokens(text) if self.pieces is not None else text.split()
 
     @property
     def vocab_size(self) -> int:
@@ -98,13 +111,25 @@ class WordTokenizer(Tokenizer):
         return frozenset({EOS})
 
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
-        words = (text.lower() if self.lowercase else text).split()
+        words = self.split(text.lower() if self.lowercase else text)
         ids = [self.ids.get(w, UNK) for w in words]
         return [BOS, *ids] if add_special_tokens else ids
 
     def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str:
         skip = self.special_ids if skip_special_tokens else frozenset()
-        return " ".join(self.vocab[i] for i in ids if i not in skip)
+        words = [self.vocab[i] for i in ids if i not in skip]
+        if self.pieces is None:
+            return " ".join(words)
+        if not self._piece_ids:
+            self._piece_ids = {self.pieces.id_to_token(i): i for i in range(self.pieces.vocab_size)}
+        # runs of the other tokenizer's pieces decode through it; our own specials stay words
+        runs = [
+            " ".join(group)
+            if not known
+            else self.pieces.decode([self._piece_ids[w] for w in group])
+            for known, group in itertools.groupby(words, key=lambda w: w in self._piece_ids)
+        ]
+        return " ".join(r.strip() for r in runs)
 
     def id_to_token(self, token_id: int) -> str:
         return self.vocab[token_id]
@@ -142,7 +167,12 @@ class NgramLM(LanguageModel):
         self.counts = counts  # raw counts aligned with tables.keys (None from a bare ARPA file)
         self.info = info or {}  # what training recorded: corpus, sizes, discounts, seconds
         self.name = name
-        self.tokenizer = WordTokenizer(tables.vocab, lowercase=self.config.lowercase)
+        pieces = None
+        if self.config.tokenizer:
+            from lmlab.models import load_tokenizer
+
+            pieces = load_tokenizer(self.config.tokenizer)
+        self.tokenizer = WordTokenizer(tables.vocab, lowercase=self.config.lowercase, pieces=pieces)
         self.context_length = 1 << 20  # no window: only the last N-1 words matter
 
     @property
@@ -160,7 +190,7 @@ class NgramLM(LanguageModel):
             corpus: a path or a list of paths.
             show_progress: print a progress line per stage (the command line does).
             **options: the fields of NgramConfig (order, smoothing, k, min_count, max_vocab,
-                lowercase).
+                lowercase, tokenizer).
         """
         config = NgramConfig(**options)
         config.check()
@@ -171,6 +201,8 @@ class NgramLM(LanguageModel):
             lowercase=config.lowercase,
             min_count=config.min_count,
             max_vocab=config.max_vocab,
+            split=splitter(config.tokenizer),
+            show_progress=show_progress,
         )
         counts = count_ngrams(text, config.order)
         model = cls.from_counts(counts, config)
@@ -328,7 +360,8 @@ class NgramLM(LanguageModel):
 
         ids = self.tokenizer.ids
         stream: list[int] = []
-        for words in read_sentences([path], lowercase=self.config.lowercase):
+        split = self.tokenizer.split
+        for words in read_sentences([path], lowercase=self.config.lowercase, split=split):
             stream.append(BOS)
             stream.extend(map(ids.get, words, itertools.repeat(-1)))
             stream.append(EOS)
@@ -352,6 +385,15 @@ class NgramLM(LanguageModel):
             words=len(tokens) - 2 * sentences,
             convention="srilm",
         )
+
+
+def splitter(tokenizer: str | None):
+    """How corpus lines become words: whitespace, or the tokens of a model's tokenizer."""
+    if not tokenizer:
+        return str.split
+    from lmlab.models import load_tokenizer
+
+    return load_tokenizer(tokenizer).tokens
 
 
 def load_run(folder: str | Path, **options) -> NgramLM:

@@ -18,7 +18,7 @@ import numpy as np
 
 from lmlab.errors import LmlabError
 from lmlab.lm.ngram.counts import count_ngrams, read_corpus
-from lmlab.lm.ngram.model import NgramConfig, NgramLM
+from lmlab.lm.ngram.model import NgramConfig, NgramLM, splitter
 
 
 @dataclass
@@ -88,6 +88,7 @@ def compare_orders(
     min_count: int = 1,
     max_vocab: int | None = None,
     lowercase: bool = False,
+    tokenizer: str | None = None,
 ) -> list[OrderResult]:
     """Train one model per order on `train` and give each one's perplexity on `test`.
 
@@ -98,12 +99,18 @@ def compare_orders(
     if not orders or orders[0] < 1:
         raise LmlabError("--orders must be positive integers", param="orders")
     paths = [train] if isinstance(train, str | Path) else list(train)
-    corpus = read_corpus(paths, lowercase=lowercase, min_count=min_count, max_vocab=max_vocab)
+    corpus = read_corpus(
+        paths,
+        lowercase=lowercase,
+        min_count=min_count,
+        max_vocab=max_vocab,
+        split=splitter(tokenizer),
+    )
     counts = count_ngrams(corpus, orders[-1])
     out = []
     for n in orders:
         start = time.perf_counter()
-        config = NgramConfig(n, smoothing, k, min_count, max_vocab, lowercase)
+        config = NgramConfig(n, smoothing, k, min_count, max_vocab, lowercase, tokenizer)
         lm = NgramLM.from_counts(counts, config)
         ev = lm.evaluate_file(test)
         seconds = time.perf_counter() - start
