@@ -148,3 +148,16 @@ def test_missing_and_non_gzip_files(tmp_path):
     fake.write_text("not gzip")
     with pytest.raises(LmlabError, match="cannot read ARPA file"):
         read_arpa(fake)
+
+
+@pytest.mark.parametrize("smoothing", ["add-k", "kn", "mkn"])
+def test_kenlm_reads_our_files_and_gives_the_same_scores(corpus, tmp_path, smoothing):
+    kenlm = pytest.importorskip("kenlm")  # optional: pip install kenlm (compiles C++)
+    lm = NgramLM.train(corpus, order=3, smoothing=smoothing)
+    write_arpa(lm.tables, tmp_path / "m.arpa")
+    theirs = kenlm.Model(str(tmp_path / "m.arpa"))
+    sentences = ["w0 w1 w2", "w3", "w24 w24 w24 w0 w1", "w7 w2 w9 w11 w0 w0 w0"]
+    for sentence in sentences:
+        ids = [1, *lm.tokenizer.encode(sentence), 2]
+        ours = sum(lm.tables.next_log10(ids[max(0, i - 2) : i])[ids[i]] for i in range(1, len(ids)))
+        assert theirs.score(sentence, bos=True, eos=True) == pytest.approx(ours, abs=1e-4)
