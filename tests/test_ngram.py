@@ -201,7 +201,7 @@ def small_corpus(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    ("smoothing", "order"), list(itertools.product(["mle", "add-k", "kn", "mkn"], [1, 2, 3, 4]))
+    ("smoothing", "order"), list(itertools.product(["mle", "add-k", "kn", "mkn"], [1, 2, 3, 4, 6]))
 )
 def test_next_word_distribution_sums_to_one(small_corpus, smoothing, order):
     lm = train(small_corpus, order=order, smoothing=smoothing, k=0.5, min_count=2)
@@ -305,3 +305,14 @@ def test_a_subword_tokenizer_splits_the_corpus(tmp_path):
     assert lm.tokenizer.decode(ids) == "tokenization is fun."
     assert lm.prob("##ization", ["token"]) == pytest.approx(1.0)
     assert lm.evaluate_file(path).oov == 0
+
+
+def test_literal_sentence_markers_in_the_text_are_unknown_words(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_text("a <s> b </s>\n<unk> a\n")
+    corpus = read_corpus([path])
+    assert corpus.vocab == ["<unk>", "<s>", "</s>", "a", "b"]
+    assert corpus.tokens.tolist() == [1, 3, 0, 4, 0, 2, 1, 0, 3, 2]
+    assert corpus.n_unk == 2  # the literal <unk> was already unknown
+    ev = NgramLM.train(path, order=2).evaluate_file(path)
+    assert (ev.tokens, ev.oov) == (6, 2)  # a, b, </s>, <unk>, a, </s>

@@ -33,6 +33,13 @@ def lmlab(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_help_lists_the_ngram_commands():
+    assert all(c in lmlab("--help").stdout for c in ("eval", "ngram", "train"))
+    for command in (["eval"], ["train", "ngram"], ["ngram", "table"], ["ngram", "compare"]):
+        out = lmlab(*command, "--help")
+        assert out.returncode == 0 and "Usage" in out.stdout, command
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("ngram")

@@ -133,9 +133,8 @@ def read_corpus(
     paths = [Path(p) for p in paths]
     if not paths:
         raise LmlabError("give at least one corpus file", param="corpus")
-    provisional: defaultdict[str, int] = defaultdict(itertools.count().__next__)
-    for special in SPECIALS:
-        provisional[special]  # reserve provisional ids 0, 1, 2 for the specials
+    # provisional ids 0-2 are the framing tokens; words (even a literal "<s>") count from 3
+    provisional: defaultdict[str, int] = defaultdict(itertools.count(len(SPECIALS)).__next__)
     stream = array("i")
     n_sentences = 0
     with reading_progress(paths, show_progress) as on_bytes:
@@ -149,11 +148,12 @@ def read_corpus(
         names = ", ".join(str(p) for p in paths)
         raise LmlabError(f"no sentence found in {names} (the corpus is empty)", param="corpus")
     raw = np.frombuffer(stream, dtype=np.int32)
-    freq = np.bincount(raw, minlength=len(provisional))
-    words = list(provisional)  # provisional id -> word (dicts keep insertion order)
+    words = [*SPECIALS, *provisional]  # provisional id -> word (dicts keep insertion order)
+    freq = np.bincount(raw, minlength=len(words))
     # Final order: specials, then words by falling count (ties alphabetical, so runs agree).
-    ordinary = sorted(range(3, len(words)), key=lambda i: (-freq[i], words[i]))
-    ordinary = [i for i in ordinary if freq[i] >= min_count and words[i] not in ("<s>", "</s>")]
+    ordinary = [i for i in range(3, len(words)) if words[i] not in SPECIALS]
+    ordinary = [i for i in ordinary if freq[i] >= min_count]
+    ordinary.sort(key=lambda i: (-freq[i], words[i]))
     if max_vocab is not None:
         ordinary = ordinary[:max_vocab]
     remap = np.full(len(words), UNK, dtype=np.int32)  # provisional id -> final id
@@ -161,7 +161,8 @@ def read_corpus(
     remap[ordinary] = np.arange(3, 3 + len(ordinary), dtype=np.int32)
     tokens = remap[raw]
     n_words = len(raw) - 2 * n_sentences
-    n_unk = int(np.count_nonzero(tokens == UNK)) - int(freq[UNK])
+    literal_unk = int(freq[provisional["<unk>"]]) if "<unk>" in provisional else 0
+    n_unk = int(np.count_nonzero(tokens == UNK)) - literal_unk
     return Corpus(
         list(SPECIALS) + [words[i] for i in ordinary], tokens, n_sentences, n_words, n_unk
     )

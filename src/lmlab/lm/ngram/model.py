@@ -358,7 +358,8 @@ class NgramLM(LanguageModel):
         """
         from lmlab.evaluate import Evaluation
 
-        ids = self.tokenizer.ids
+        # a literal <s> or </s> in the text would break the framing: it is out of vocabulary
+        ids = {w: i for w, i in self.tokenizer.ids.items() if i not in (BOS, EOS)}
         stream: list[int] = []
         split = self.tokenizer.split
         for words in read_sentences([path], lowercase=self.config.lowercase, split=split):
