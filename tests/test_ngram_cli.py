@@ -179,6 +179,12 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
 def test_eval_split_reads_the_run_directory(run_dir, tmp_path):
     out = lmlab("eval", run_dir, "--split", "valid")
     assert out.returncode == 2 and "valid.txt does not exist" in out.stderr
+    (run_dir / "test.txt").write_text("i want lunch\n")
+    try:
+        data = json.loads(lmlab("eval", run_dir, "--split", "test", "--json").stdout)
+    finally:
+        (run_dir / "test.txt").unlink()
+    assert data["file"].endswith("test.txt") and (data["tokens"], data["sentences"]) == (4, 1)
 
 
 def test_evaluate_file_for_any_language_model(tmp_path):

@@ -188,7 +188,7 @@ class NgramLM(LanguageModel):
 
         Args:
             corpus: a path or a list of paths.
-            show_progress: print a progress line per stage (the command line does).
+            show_progress: a progress bar while reading, then a summary line (the CLI does).
             **options: the fields of NgramConfig (order, smoothing, k, min_count, max_vocab,
                 lowercase, tokenizer).
         """
