@@ -128,6 +128,7 @@ def test_reads_a_hand_written_model_and_backs_off(tmp_path):
         ),
         ("\\data\\\nngram 1=1\n\n\\2-grams:\n-1 a\n", "expected the section"),
         ("\\data\\\nngram 1=1\n\n\\1-grams:\n-1 a b c\n", "does not have 1 words"),
+        ("\\data\\\nngram 1=1\n\n\\1-grams:\nx a\n\n\\end\\\n", "could not convert"),
         (
             "\\data\\\nngram 1=1\nngram 2=1\n\n\\1-grams:\n-1 a\n\n\\2-grams:\n-1 a z\n\n\\end\\\n",
             "'z' is not among the unigrams",

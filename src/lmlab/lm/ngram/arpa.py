@@ -133,24 +133,32 @@ def _read(f, path: Path) -> NgramTables:
         declared.append(int(m.group(2)))
     if not declared:
         raise bad("the header lists no n-gram counts")
-    sections: list[list[list[str]]] = []
+    sections: list[tuple[list[str], list[str], list[str]]] = []
     for n, want in enumerate(declared, 1):
         for line in f:
             if line.strip():
                 break
         if line.strip() != f"\\{n}-grams:":
             raise bad(f"expected the section \\{n}-grams:, found {line.strip()!r}")
-        rows = []
+        # three flat lists (no list per line): log10 p, log10 b ("0" when absent), the words
+        probs: list[str] = []
+        bows: list[str] = []
+        words: list[str] = []
         for line in f:
             parts = line.split()
-            if not parts:
+            if len(parts) == n + 1:
+                bows.append("0")
+            elif len(parts) == n + 2:
+                bows.append(parts.pop())
+            elif not parts:
                 break
-            if len(parts) not in (n + 1, n + 2):
+            else:
                 raise bad(f"in \\{n}-grams: the line {line.strip()!r} does not have {n} words")
-            rows.append(parts)
-        if len(rows) != want:
-            raise bad(f"the header says {want} {n}-grams but the file lists {len(rows)}")
-        sections.append(rows)
+            probs.append(parts[0])
+            words += parts[1:]
+        if len(probs) != want:
+            raise bad(f"the header says {want} {n}-grams but the file lists {len(probs)}")
+        sections.append((probs, bows, words))
     for line in f:
         if line.strip():
             if line.strip() != "\\end\\":
@@ -159,25 +167,28 @@ def _read(f, path: Path) -> NgramTables:
     return _tables(sections, bad)
 
 
-def _tables(sections: list[list[list[str]]], bad) -> NgramTables:
-    vocab = [parts[1] for parts in sections[0]]
+def _tables(sections: list[tuple[list[str], list[str], list[str]]], bad) -> NgramTables:
+    vocab = list(sections[0][2])
     vocab += [s for s in SPECIALS if s not in set(vocab)]
     ids = {w: i for i, w in enumerate(vocab)}
     if len(ids) != len(vocab):
         raise bad("a word is listed twice among the unigrams")
     V = len(vocab)
     keys, probs, bows = [], [], []
-    for n, rows in enumerate(sections, 1):
-        size = len(rows) if n > 1 else V
+    for n, (p_text, b_text, w_text) in enumerate(sections, 1):
+        size = len(p_text) if n > 1 else V
         prob = np.full(size, -np.inf)
         bow = np.zeros(size)
-        p = np.array([float(r[0]) for r in rows])
-        b = np.array([float(r[n + 1]) if len(r) == n + 2 else 0.0 for r in rows])
         try:
-            words = np.array([[ids[w] for w in r[1 : n + 1]] for r in rows], dtype=np.int64)
+            p = np.fromiter(map(float, p_text), dtype=np.float64, count=len(p_text))
+            b = np.fromiter(map(float, b_text), dtype=np.float64, count=len(b_text))
+        except ValueError as e:
+            raise bad(f"in \\{n}-grams: {e}") from None
+        try:
+            words = np.fromiter(map(ids.__getitem__, w_text), dtype=np.int64, count=len(w_text))
         except KeyError as e:
             raise bad(f"the {n}-gram word {e.args[0]!r} is not among the unigrams") from None
-        words = words.reshape(len(rows), n)
+        words = words.reshape(len(p_text), n)
         if n == 1:
             row = words[:, 0]
             key = np.arange(V, dtype=np.int64)
