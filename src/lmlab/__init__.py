@@ -32,6 +32,11 @@ _EXPORTS = {
     "score": "lmlab.evaluate",
     "perplexity": "lmlab.evaluate",
     "Score": "lmlab.evaluate",
+    "evaluate_file": "lmlab.evaluate",
+    "Evaluation": "lmlab.evaluate",
+    "NgramLM": "lmlab.lm.ngram.model",
+    "bigram_table": "lmlab.lm.ngram.report",
+    "compare_orders": "lmlab.lm.ngram.report",
 }
 
 __all__ = sorted(_EXPORTS)

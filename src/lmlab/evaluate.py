@@ -10,10 +10,8 @@ tokens the previous window did not, with up to `window - stride` tokens of conte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import torch
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
@@ -84,6 +82,8 @@ def token_logprobs(
     lm: LanguageModel, ids: list[int], *, window: int | None = None, stride: int | None = None
 ) -> list[float]:
     """log P(ids[i] | ids[:i]) for i >= 1, with a sliding window over long sequences."""
+    import torch
+
     window = min(window or lm.context_length, lm.context_length)
     stride = stride or window
     if window < 2 or not 1 <= stride <= window:
@@ -164,3 +164,60 @@ def perplexity(
 
 def _looks_like_file(text: str) -> bool:
     return "\n" not in text and len(text) < 4096 and Path(text).is_file()
+
+
+@dataclass
+class Evaluation:
+    """Perplexity of a text file and the counts behind it (what `lmlab eval` prints)."""
+
+    perplexity: float
+    loss: float  # mean negative log-likelihood, nats per scored token
+    tokens: int  # tokens scored
+    sentences: int  # non-empty lines
+    oov: int  # words outside the vocabulary, left out of the score (n-gram models)
+    words: int  # words (or tokens) in the file
+    convention: str  # "srilm": per sentence, </s> counted, OOV excluded; "window": see score
+
+    @property
+    def oov_rate(self) -> float:
+        return self.oov / self.words if self.words else 0.0
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "oov_rate": self.oov_rate}
+
+
+def evaluate_file(
+    model: str | Path | LanguageModel,
+    path: str | Path,
+    *,
+    window: int | None = 1024,
+    stride: int | None = 512,
+    backend: str = "auto",
+) -> Evaluation:
+    """Perplexity of a text file under a model, by the model's own convention.
+
+    A model with its own `evaluate_file` (n-gram models) scores the file sentence by sentence
+    as SRILM's `ngram -ppl` does: every word and every `</s>` scored, `<s>` not, words outside
+    the vocabulary left out and counted as OOV. Any other model scores the whole text with a
+    sliding window (see `score`).
+
+    Example:
+        >>> ev = evaluate_file("runs/ptb5", "ptb.test.txt")
+        >>> ev.perplexity, ev.tokens, ev.oov
+    """
+    from lmlab.models import load_lm
+
+    lm = load_lm(model, backend=backend)
+    if hasattr(lm, "evaluate_file"):
+        return lm.evaluate_file(path)
+    result = perplexity(lm, Path(path), window=window, stride=stride)
+    text = Path(path).read_text(encoding="utf-8")
+    return Evaluation(
+        perplexity=result.perplexity,
+        loss=result.nll,
+        tokens=result.n_tokens,
+        sentences=sum(1 for line in text.splitlines() if line.strip()),
+        oov=0,
+        words=result.n_tokens,
+        convention="window",
+    )

@@ -3,6 +3,7 @@
 A model spec is one of:
   - a bundled name (`smollm2-135m-instruct`, `all-minilm-l6-v2`), found inside its pip package;
   - a `.gguf` file;
+  - an ARPA n-gram file (`.arpa` or `.arpa.gz`, from lmlab, SRILM or KenLM);
   - a Hugging Face model folder (config.json + weights + tokenizer.json);
   - an lmlab run directory (written by `lmlab train ...`): a folder with `lmlab.json`, whose
     "kind" picks the loader in RUN_LOADERS.
@@ -60,7 +61,9 @@ BUNDLED = {
 }
 # Loaders of lmlab run directories, by the "kind" field of their lmlab.json:
 # kind -> "module:function", the function taking the folder and returning a LanguageModel.
-RUN_LOADERS: dict[str, str] = {}
+RUN_LOADERS: dict[str, str] = {
+    "ngram": "lmlab.lm.ngram.model:load_run",
+}
 RUN_FILE = "lmlab.json"
 
 DEFAULT_LM = "smollm2-135m-instruct"
@@ -72,7 +75,7 @@ class ModelRef:
     """A resolved spec: what kind of model and where its files are."""
 
     name: str
-    kind: Literal["gguf", "hf", "run"]
+    kind: Literal["gguf", "hf", "run", "arpa"]
     path: Path
 
 
@@ -102,6 +105,8 @@ def resolve(spec: str | Path) -> ModelRef:
     path = Path(text).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         return ModelRef(path.stem, "gguf", path)
+    if path.is_file() and path.name.endswith((".arpa", ".arpa.gz")):
+        return ModelRef(path.name, "arpa", path)
     if path.is_dir() and (path / RUN_FILE).is_file():
         return ModelRef(path.name, "run", path)
     if path.is_dir() and (path / "config.json").is_file():
@@ -111,7 +116,7 @@ def resolve(spec: str | Path) -> ModelRef:
         hint = " (lmlab works offline and never downloads from a model hub: pass a local folder)"
     raise LmlabError(
         f"unknown model {text!r}{hint}; available: {', '.join(BUNDLED)}, a .gguf file, "
-        "a Hugging Face model folder or an lmlab run directory",
+        "an .arpa file, a Hugging Face model folder or an lmlab run directory",
         param="model",
     )
 
@@ -146,6 +151,10 @@ def load_lm(
         return _load_gguf_with_torch(ref, **options)
     if ref.kind == "run":
         return _load_run(ref, **options)
+    if ref.kind == "arpa":
+        from lmlab.lm.ngram.model import NgramLM
+
+        return NgramLM.from_arpa(ref.path)
     if backend == "llama":
         raise LmlabError(f"{ref.path} is not a .gguf file; the llama backend reads only GGUF")
     from lmlab.lm.transformers_lm import TransformersLM, is_causal_lm_folder

@@ -10,7 +10,13 @@ import sys
 
 import typer
 
-from lmlab.cli import lm_commands, serve_commands  # noqa: F401  (registers the commands)
+# Each import registers its module's commands on `app`.
+from lmlab.cli import (  # noqa: F401
+    eval_commands,
+    lm_commands,
+    ngram_commands,
+    serve_commands,
+)
 from lmlab.cli.app import app
 from lmlab.errors import LmlabError
 

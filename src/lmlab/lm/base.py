@@ -16,10 +16,12 @@ log-distribution. (A model that already has probabilities returns their logs.)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
-import torch
+from typing import TYPE_CHECKING
 
 from lmlab.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:  # torch is imported by the models that compute with it, not by the interface
+    import torch
 
 
 class State:
@@ -66,6 +68,8 @@ class LanguageModel(ABC):
         The server's engine calls this to step many requests together. This default runs them
         one by one; backends that can mix sequences in one batch (llama.cpp) override it.
         """
+        import torch
+
         return torch.stack(
             [
                 self.forward(s, torch.tensor([ids]))[0]

@@ -1,0 +1,59 @@
+"""`lmlab eval`: the perplexity of a text file under any language model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.cli.app import BackendChoice, BackendOpt, JsonOpt, app, emit_json
+from lmlab.errors import LmlabError
+
+
+def split_file(model: str, split: str) -> Path:
+    """MODEL_DIR/<split>.txt, the text a run directory keeps for that split."""
+    path = Path(model) / f"{split}.txt"
+    if not path.is_file():
+        raise LmlabError(
+            f"{path} does not exist: pass a TEXT_FILE, or a run directory that keeps {split}.txt",
+            param="split",
+        )
+    return path
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="A model: run directory, ARPA file, name, path.")],
+    text_file: Annotated[
+        Path | None, typer.Argument(help="The text to score, one sentence per line.")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Score MODEL/<split>.txt instead (e.g. valid, test).")
+    ] = None,
+    backend: BackendOpt = BackendChoice.auto,
+    window: Annotated[int, typer.Option(help="Tokens per window (neural models).")] = 1024,
+    stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
+    as_json: JsonOpt = False,
+) -> None:
+    """Perplexity of TEXT_FILE under MODEL, with tokens scored, sentences and OOV words.
+
+    N-gram models count as SRILM's `ngram -ppl`: every word and every </s> is scored, <s> is
+    not, and words outside the vocabulary are left out (reported as OOV). Other models score
+    the whole text with a sliding window.
+    """
+    from lmlab.evaluate import evaluate_file
+
+    if (text_file is None) == (split is None):
+        raise LmlabError("give either a TEXT_FILE or --split (not both)", param="text_file")
+    path = text_file if text_file is not None else split_file(model, split)
+    result = evaluate_file(model, path, window=window, stride=stride, backend=backend.value)
+    if as_json:
+        emit_json({"model": model, "file": str(path), **result.to_dict()})
+        return
+    excluded = "; OOV words excluded" if result.convention == "srilm" else ""
+    print(f"perplexity:    {result.perplexity:.3f}")
+    print(f"loss:          {result.loss:.4f} nats/token")
+    print(f"tokens scored: {result.tokens:,} (words and </s>{excluded})")
+    print(f"sentences:     {result.sentences:,}")
+    print(f"OOV:           {result.oov:,} ({100 * result.oov_rate:.2f}% of {result.words:,} words)")
