@@ -1,0 +1,73 @@
+"""The serving engine: concurrent requests give exactly what `generate` gives alone."""
+
+import threading
+import time
+
+from mock_lm import BigramLM
+
+from lmlab import generate
+from lmlab.decode import encode_prompt
+from lmlab.sampling import SamplingParams
+from lmlab.serve.engine import Engine
+
+
+class Collector:
+    """Gathers one request's events from the engine thread."""
+
+    def __init__(self, n: int) -> None:
+        self.texts = [""] * n
+        self.finish = [None] * n
+        self.done = threading.Event()
+        self.error = None
+
+    def __call__(self, event) -> None:
+        if event is None:
+            self.done.set()
+        elif isinstance(event, Exception):
+            self.error = event
+            self.done.set()
+        else:
+            self.texts[event.index] += event.text
+            self.finish[event.index] = event.finish_reason or self.finish[event.index]
+
+
+def test_concurrent_requests_equal_generate_alone():
+    lm = BigramLM()
+    engine = Engine(lm, max_running=3)  # fewer slots than sequences: some must wait
+    requests = [
+        ("abc", dict(temperature=0, max_tokens=12)),
+        ("hello", dict(temperature=1.0, seed=4, n=2, max_tokens=20, ignore_eos=True)),
+        ("x", dict(temperature=0.7, top_k=5, seed=1, max_tokens=7, stop=["e"])),
+        ("quite a long prompt here", dict(temperature=1.2, seed=9, max_tokens=30)),
+    ]
+    collectors = []
+    for prompt, options in requests:
+        params = SamplingParams.from_options(options)
+        collector = Collector(params.n)
+        engine.submit(encode_prompt(lm, prompt), params, collector)
+        collectors.append(collector)
+    for (prompt, options), collector in zip(requests, collectors, strict=True):
+        assert collector.done.wait(30) and collector.error is None
+        alone = generate(lm, prompt, **options)
+        assert collector.texts == [c.text for c in alone.choices]
+        assert collector.finish == [c.finish_reason for c in alone.choices]
+    assert engine.running == 0
+
+
+def test_a_cancelled_request_leaves_the_engine():
+    lm = BigramLM(context_length=10**6)  # 100k tokens to go: cancelled long before the end
+    engine = Engine(lm)
+    collector = Collector(1)
+    params = SamplingParams(max_tokens=100_000, ignore_eos=True, seed=0)
+    request = engine.submit(encode_prompt(lm, "a"), params, collector)
+    deadline = time.time() + 10
+    while engine.running == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    Engine.cancel(request)
+    while engine.running and time.time() < deadline:
+        time.sleep(0.01)
+    assert engine.running == 0 and not collector.done.is_set()
+    # and the engine still serves others
+    other = Collector(1)
+    engine.submit(encode_prompt(lm, "b"), SamplingParams(max_tokens=3, temperature=0), other)
+    assert other.done.wait(10) and len(other.texts[0]) > 0
