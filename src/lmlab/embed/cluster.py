@@ -58,7 +58,7 @@ def cluster(
     elif method == "agglomerative":
         labels = sk.AgglomerativeClustering(n_clusters=k).fit_predict(x)
     else:
-        labels = sk.HDBSCAN(min_cluster_size=k).fit_predict(x)
+        labels = sk.HDBSCAN(min_cluster_size=k, copy=True).fit_predict(x)
     found = sorted(set(labels.tolist()) - {-1})
     centres = np.stack([x[labels == c].mean(0) for c in found]) if found else np.zeros((0, 1))
     members = []
