@@ -34,14 +34,26 @@ def folder():
     return bundled_path(BUNDLED[DEFAULT_ENCODER])
 
 
-def test_vectors_equal_sentence_transformers(encoder, folder):
+@pytest.fixture(scope="module")
+def reference(folder):
     st = pytest.importorskip("sentence_transformers")
-    reference = st.SentenceTransformer(str(folder), device="cpu").encode(
-        SENTENCES, batch_size=4, convert_to_numpy=True
-    )
+    model = st.SentenceTransformer(str(folder), device="cpu")
+    return model.encode(SENTENCES, batch_size=4, convert_to_numpy=True)
+
+
+def test_default_backend_is_onnx_runtime(encoder):
+    assert encoder.backend == "onnx"  # onnxruntime is a dependency; the export is cached
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_vectors_equal_sentence_transformers(folder, reference, backend):
+    encoder = load_encoder(folder, backend=backend)
+    assert encoder.backend == backend
     ours = encoder.encode(SENTENCES, batch_size=3)  # other batches: padding must not matter
     assert ours.dtype == np.float32 and ours.shape == (len(SENTENCES), 384)
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+    for i in range(1, len(SENTENCES)):  # one text alone: a batch with no padding at all
+        np.testing.assert_allclose(encoder.encode(SENTENCES[i]), reference[i], atol=1e-5)
 
 
 def test_lecture_orderings(encoder):

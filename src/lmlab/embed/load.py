@@ -34,6 +34,7 @@ def load_encoder(
     layer: int = -1,
     static: bool = False,
     max_length: int | None = None,
+    backend: str = "auto",
 ) -> Encoder:
     """Load an encoder by name or path (a loaded encoder is returned as it is).
 
@@ -44,6 +45,8 @@ def load_encoder(
         layer: which layer's states to pool (-1: the last; 0: the embedding layer's output).
         static: use the model's input-embedding rows instead of its contextual states.
         max_length: tokens per text (default: the model's own window).
+        backend: for transformer encoders: onnx, torch or auto (ONNX Runtime when it is
+            installed and the model exports; the export is made once into the cache).
 
     Example:
         >>> enc = lmlab.load_encoder()            # all-minilm-l6-v2
@@ -52,13 +55,15 @@ def load_encoder(
     if isinstance(spec, Encoder):
         return spec
     ref = resolve(spec)
-    encoder = _load(ref, pooling=pooling, layer=layer, static=static, max_length=max_length)
+    encoder = _load(
+        ref, pooling=pooling, layer=layer, static=static, max_length=max_length, backend=backend
+    )
     # How to load it again (an index saved with it records this).
     encoder.spec = ref.name if ref.name in BUNDLED else str(ref.path.resolve())
     return encoder
 
 
-def _load(ref: ModelRef, *, pooling, layer, static, max_length) -> Encoder:
+def _load(ref: ModelRef, *, pooling, layer, static, max_length, backend) -> Encoder:
     if ref.kind == "run":
         return _load_run(ref.path)
     folder = ref.path
@@ -79,7 +84,7 @@ def _load(ref: ModelRef, *, pooling, layer, static, max_length) -> Encoder:
     from lmlab.embed.transformer import TransformerEncoder
 
     return TransformerEncoder(
-        folder, name=ref.name, pooling=pooling, layer=layer, max_length=max_length
+        folder, name=ref.name, pooling=pooling, layer=layer, max_length=max_length, backend=backend
     )
 
 

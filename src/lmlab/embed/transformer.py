@@ -6,7 +6,8 @@ A sentence vector is a pooling of the token states of one layer:
   cls:  the first token's state;
   max:  the element-wise maximum over real tokens.
 Speed comes from doing little: the fast tokenizer in Rust over the whole list, batches of
-texts of similar length (so almost no padding), `torch.inference_mode`, SDPA attention.
+texts of similar length (so almost no padding), and the model run by ONNX Runtime (exported
+once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SDPA attention).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lmlab.errors import LmlabError
 from lmlab.text.hf_tokenizer import HFTokenizer
 
 POOLINGS = ("mean", "cls", "max")
+BACKENDS = ("auto", "onnx", "torch")
 
 
 class TransformerEncoder(Encoder):
@@ -34,6 +36,9 @@ class TransformerEncoder(Encoder):
         pooling: mean, cls or max (default: the folder's own, else mean).
         layer: which hidden states to pool: -1 the last layer, 0 the embedding layer's output.
         max_length: tokens per text, special tokens included (default: the folder's own).
+        backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
+            (onnx when onnxruntime is installed and the model exports, else torch). Layers other
+            than the last always run in torch.
 
     Example:
         >>> enc = TransformerEncoder(path_to_folder, pooling="cls")
@@ -49,6 +54,7 @@ class TransformerEncoder(Encoder):
         pooling: str | None = None,
         layer: int = -1,
         max_length: int | None = None,
+        backend: str = "auto",
     ) -> None:
         from tokenizers import Tokenizer as RawTokenizer
         from transformers import AutoModel
@@ -80,6 +86,24 @@ class TransformerEncoder(Encoder):
         self._fast.no_padding()
         self._fast.enable_truncation(self.max_length)
         self._prefix, self._suffix = _special_frame(self.tokenizer)
+        self._onnx = self._onnx_states(folder, backend)
+        self.backend = "onnx" if self._onnx is not None else "torch"
+
+    def _onnx_states(self, folder: Path, backend: str):
+        from lmlab.embed.onnx_runtime import onnx_available, onnx_states
+
+        if backend not in BACKENDS:
+            raise LmlabError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
+        if backend == "torch" or self.layer != -1:
+            return None
+        if not onnx_available():
+            if backend == "onnx":
+                raise LmlabError("the onnx backend needs: pip install onnxruntime onnx")
+            return None
+        states = onnx_states(folder, self.model, self._pad_id)
+        if states is None and backend == "onnx":
+            raise LmlabError(f"{self.name} does not export to ONNX; use backend='torch'")
+        return states
 
     def _encode_batch(self, texts: list[str], batch_size: int) -> Encoded:
         encodings = self._fast.encode_batch(texts)
@@ -115,6 +139,8 @@ class TransformerEncoder(Encoder):
         return pooled.float().numpy()
 
     def _states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self._onnx is not None:
+            return self._onnx(input_ids, mask)
         if self.layer == -1:
             return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
