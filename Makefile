@@ -30,6 +30,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/embed.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

@@ -6,6 +6,7 @@ The public API, imported lazily so that `import lmlab` (and `lmlab --help`) stay
     >>> lm = lmlab.load_lm("smollm2-135m-instruct")
     >>> lmlab.generate(lm, "The capital of France is", temperature=0, max_tokens=8).text
     >>> lmlab.score(lm, "The man bites the dog.").perplexity
+    >>> lmlab.similarity("bank", "banks")        # cosine of all-minilm-l6-v2 vectors
 """
 
 from importlib import import_module
@@ -37,6 +38,17 @@ _EXPORTS = {
     "NgramLM": "lmlab.lm.ngram.model",
     "bigram_table": "lmlab.lm.ngram.report",
     "compare_orders": "lmlab.lm.ngram.report",
+    "Encoder": "lmlab.embed.base",
+    "load_encoder": "lmlab.embed.load",
+    "encode": "lmlab.embed.load",
+    "embed_tokens": "lmlab.embed.transformer",
+    "BagOfWordsEncoder": "lmlab.embed.sparse",
+    "similarity": "lmlab.embed.similarity",
+    "VectorIndex": "lmlab.embed.index",
+    "cluster": "lmlab.embed.cluster",
+    "project": "lmlab.embed.maps",
+    "pca_curve": "lmlab.embed.maps",
+    "embed_file": "lmlab.embed.batch",
 }
 
 __all__ = sorted(_EXPORTS)

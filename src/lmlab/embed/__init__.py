@@ -1,0 +1,7 @@
+"""Encoders (text -> vectors) and what is written once on top of them: similarity, search,
+clustering, maps and batch embedding of files."""
+
+from lmlab.embed.base import Encoded, Encoder
+from lmlab.embed.load import ENCODER_LOADERS, encode, load_encoder
+
+__all__ = ["ENCODER_LOADERS", "Encoded", "Encoder", "encode", "load_encoder"]

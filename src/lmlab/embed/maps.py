@@ -1,0 +1,153 @@
+"""2-D maps of embeddings (t-SNE, PCA, UMAP) and PCA as the optimal linear autoencoder.
+
+PCA (lecture 000): among all ways to squeeze centred data X (n, d) through k linear
+dimensions and back, projecting on the top k right singular vectors loses least. With
+X = U S V^T, the mean squared reconstruction error of k components is
+    sum_{i > k} s_i^2 / n,
+which falls as k grows and is 0 at full rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmlab.errors import LmlabError
+
+PROJECTIONS = ("tsne", "pca", "umap")
+
+
+def project(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0) -> np.ndarray:
+    """2-D coordinates (n, 2) of the rows of `vectors`.
+
+    t-SNE (scikit-learn) uses cosine distances and a perplexity of min(30, (n - 1) / 3);
+    UMAP needs `pip install umap-learn`.
+    """
+    x = np.asarray(vectors, np.float32)
+    if method not in PROJECTIONS:
+        raise LmlabError(f"method must be one of {', '.join(PROJECTIONS)}", param="method")
+    if len(x) < 3:
+        raise LmlabError("a map needs at least 3 texts", param="input")
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=seed).fit_transform(x)
+    if method == "umap":
+        try:
+            import umap
+        except ImportError:
+            raise LmlabError("--method umap needs umap-learn: pip install umap-learn") from None
+        return umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(x)
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, (len(x) - 1) / 3)
+    return TSNE(
+        n_components=2, metric="cosine", perplexity=perplexity, init="pca", random_state=seed
+    ).fit_transform(x)
+
+
+def plot_map(
+    points: np.ndarray,
+    labels: list[str],
+    out: str | Path,
+    *,
+    colors: list | np.ndarray | None = None,
+    title: str = "",
+    max_labels: int = 200,
+) -> Path:
+    """A scatter PNG of `points` (n, 2), each point labelled (up to `max_labels`), coloured by
+    `colors` (cluster numbers or label strings)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 7), dpi=120)
+    if colors is None:
+        ax.scatter(points[:, 0], points[:, 1], s=14)
+    else:
+        groups = sorted(dict.fromkeys(str(c) for c in colors))
+        cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+        for g_i, g in enumerate(groups):
+            rows = [i for i, c in enumerate(colors) if str(c) == g]
+            ax.scatter(points[rows, 0], points[rows, 1], s=14, color=cmap(g_i % cmap.N), label=g)
+        if len(groups) <= 20:
+            ax.legend(fontsize=8, loc="best")
+    for i in range(min(len(points), max_labels)):
+        ax.annotate(_short(labels[i]), points[i], fontsize=7, alpha=0.8)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return _save(fig, out)
+
+
+@dataclass
+class PCACurve:
+    """Reconstruction error of PCA with 1..n_components components."""
+
+    components: list[int]
+    error: list[float]  # mean squared reconstruction error per text
+    explained: list[float]  # fraction of the variance kept
+
+
+def pca_curve(vectors: np.ndarray, max_components: int | None = None) -> PCACurve:
+    """PCA reconstruction error for k = 1 .. max_components (default: full rank).
+
+    Example:
+        >>> c = pca_curve(lmlab.encode(texts))
+        >>> c.error[-1]        # 0 at full rank
+    """
+    x = np.asarray(vectors, np.float64)
+    if len(x) < 2:
+        raise LmlabError("PCA needs at least 2 texts", param="input")
+    x = x - x.mean(axis=0)  # centre: PCA models deviations from the mean
+    s = np.linalg.svd(x, compute_uv=False)  # singular values, largest first
+    rank = len(s)
+    k_max = rank if max_components is None else min(max_components, rank)
+    energy = s**2
+    total = energy.sum()
+    tail = total - np.cumsum(energy)  # sum_{i > k} s_i^2 for k = 1..rank
+    ks = list(range(1, k_max + 1))
+    return PCACurve(
+        ks,
+        [float(max(tail[k - 1], 0.0) / len(x)) for k in ks],
+        [float(1 - tail[k - 1] / total) if total > 0 else 1.0 for k in ks],
+    )
+
+
+def plot_pca_curve(curve: PCACurve, out: str | Path) -> Path:
+    """A PNG of reconstruction error against the number of components."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ax.plot(curve.components, curve.error, marker=".")
+    ax.set_xlabel("principal components kept")
+    ax.set_ylabel("mean squared reconstruction error")
+    ax.set_title("PCA: the optimal linear autoencoder")
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def _short(text: str, n: int = 30) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _save(fig, out: str | Path) -> Path:
+    """Write the figure atomically (never a half-written PNG)."""
+    import matplotlib.pyplot as plt
+
+    from lmlab.home import atomic_file
+
+    out = Path(out)
+    try:
+        fig.tight_layout()
+        with atomic_file(out) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return out

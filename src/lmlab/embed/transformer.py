@@ -1,0 +1,229 @@
+"""Pooled transformer encoders (the bundled all-MiniLM-L6-v2, any Hugging Face folder).
+
+A sentence vector is a pooling of the token states of one layer:
+  mean: the average over real tokens (attention mask 1), [CLS] and [SEP] included, as
+        sentence-transformers does for all-MiniLM-L6-v2;
+  cls:  the first token's state;
+  max:  the element-wise maximum over real tokens.
+Speed comes from doing little: the fast tokenizer in Rust over the whole list, batches of
+texts of similar length (so almost no padding), and the model run by ONNX Runtime (exported
+once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SDPA attention).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmlab.embed.base import Encoded, Encoder
+from lmlab.errors import LmlabError
+from lmlab.text.hf_tokenizer import HFTokenizer
+
+POOLINGS = ("mean", "cls", "max")
+BACKENDS = ("auto", "onnx", "torch")
+
+
+class TransformerEncoder(Encoder):
+    """A transformers model folder pooled into sentence vectors.
+
+    Args:
+        folder: config.json + weights + tokenizer.json (a sentence-transformers folder reads
+            its pooling and max_seq_length from 1_Pooling/config.json, sentence_bert_config.json).
+        pooling: mean, cls or max (default: the folder's own, else mean).
+        layer: which hidden states to pool: -1 the last layer, 0 the embedding layer's output.
+        max_length: tokens per text, special tokens included (default: the folder's own).
+        backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
+            (onnx when onnxruntime is installed and the model exports, else torch). Layers other
+            than the last always run in torch.
+
+    Example:
+        >>> enc = TransformerEncoder(path_to_folder, pooling="cls")
+        >>> enc.encode("The man bites the dog.").shape
+        (384,)
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        name: str | None = None,
+        pooling: str | None = None,
+        layer: int = -1,
+        max_length: int | None = None,
+        backend: str = "auto",
+    ) -> None:
+        from tokenizers import Tokenizer as RawTokenizer
+        from transformers import AutoModel
+
+        folder = Path(folder)
+        self.name = name or folder.name
+        self.pooling = pooling or _folder_pooling(folder)
+        if self.pooling not in POOLINGS:
+            raise LmlabError(f"pooling must be one of {', '.join(POOLINGS)}", param="pooling")
+        self.tokenizer = HFTokenizer(folder)
+        try:
+            self.model = AutoModel.from_pretrained(
+                folder, local_files_only=True, attn_implementation="sdpa"
+            ).eval()
+        except Exception as e:  # unreadable weights, config or architecture
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise LmlabError(f"cannot load an encoder from {folder}: {first}") from None
+        config = self.model.config
+        n_layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+        if not -(n_layers + 1) <= layer <= n_layers:
+            raise LmlabError(f"layer must be between {-(n_layers + 1)} and {n_layers}")
+        self.layer = layer
+        self.dimension = int(config.hidden_size)
+        window = int(getattr(config, "max_position_embeddings", 0) or 512)
+        self.max_length = min(max_length or _folder_max_length(folder) or window, window)
+        self._pad_id = int(getattr(config, "pad_token_id", None) or 0)
+        # A second handle on tokenizer.json for batch work: truncation on, one Rust call per list.
+        self._fast = RawTokenizer.from_file(str(folder / "tokenizer.json"))
+        self._fast.no_padding()
+        self._fast.enable_truncation(self.max_length)
+        self._prefix, self._suffix = _special_frame(self.tokenizer)
+        self._onnx = self._onnx_states(folder, backend)
+        self.backend = "onnx" if self._onnx is not None else "torch"
+
+    def _onnx_states(self, folder: Path, backend: str):
+        from lmlab.embed.onnx_runtime import onnx_available, onnx_states
+
+        if backend not in BACKENDS:
+            raise LmlabError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
+        if backend == "torch" or self.layer != -1:
+            return None
+        if not onnx_available():
+            if backend == "onnx":
+                raise LmlabError("the onnx backend needs: pip install onnxruntime onnx")
+            return None
+        states = onnx_states(folder, self.model, self._pad_id)
+        if states is None and backend == "onnx":
+            raise LmlabError(f"{self.name} does not export to ONNX; use backend='torch'")
+        return states
+
+    def _encode_batch(self, texts: list[str], batch_size: int) -> Encoded:
+        encodings = self._fast.encode_batch(texts)
+        ids = [e.ids for e in encodings]
+        truncated = sum(1 for e in encodings if e.overflowing)
+        return self._pool_all(ids, batch_size, truncated)
+
+    def _encode_ids(self, ids: list[list[int]], batch_size: int) -> Encoded:
+        room = self.max_length - len(self._prefix) - len(self._suffix)
+        framed = [self._prefix + row[:room] + self._suffix for row in ids]
+        return self._pool_all(framed, batch_size, sum(1 for row in ids if len(row) > room))
+
+    def _pool_all(self, ids: list[list[int]], batch_size: int, truncated: int) -> Encoded:
+        """Pool every row, in batches of similar length, back in the input order."""
+        out = np.empty((len(ids), self.dimension), np.float32)
+        order = np.argsort([-len(row) for row in ids], kind="stable")  # longest first
+        for start in range(0, len(ids), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = self._pool_batch([ids[i] for i in rows])
+        return Encoded(out, n_tokens=sum(map(len, ids)), n_truncated=truncated)
+
+    @torch.inference_mode()
+    def _pool_batch(self, rows: list[list[int]]) -> np.ndarray:
+        input_ids, mask = _pad(rows, self._pad_id)
+        states = self._states(input_ids, mask)  # (B, T, C)
+        m = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+        if self.pooling == "cls":
+            pooled = states[:, 0]
+        elif self.pooling == "max":
+            pooled = states.masked_fill(m == 0, -1e9).max(dim=1).values
+        else:  # mean over real tokens: sum of states / number of tokens
+            pooled = (states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+        return pooled.float().numpy()
+
+    def _states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self._onnx is not None:
+            return self._onnx(input_ids, mask)
+        if self.layer == -1:
+            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
+        return out.hidden_states[self.layer]  # [0] is the embedding layer's output
+
+    def token_vectors(self, text: str) -> TokenEmbeddings:
+        """Contextual vectors of the tokens of `text`, without [CLS]/[SEP] (lecture 003)."""
+        ids = self._fast.encode(text).ids
+        input_ids, mask = _pad([ids], self._pad_id)
+        with torch.inference_mode():
+            states = self._states(input_ids, mask)[0].float().numpy()
+        keep = slice(len(self._prefix), len(ids) - len(self._suffix))
+        content = ids[keep]
+        return TokenEmbeddings(
+            [self.tokenizer.id_to_token(i) for i in content], content, states[keep].copy()
+        )
+
+
+@dataclass
+class TokenEmbeddings:
+    """The tokens of a text and one contextual vector per token."""
+
+    tokens: list[str]
+    ids: list[int]
+    vectors: np.ndarray  # float32 (n_tokens, d)
+
+
+def embed_tokens(text: str, model: str | Path | Encoder = "all-minilm-l6-v2") -> TokenEmbeddings:
+    """Contextual token embeddings of `text` from a transformer encoder's last layer.
+
+    Args:
+        text: the text; its special tokens ([CLS], [SEP]) are read by the model but not returned.
+        model: an encoder spec or a loaded TransformerEncoder.
+
+    Returns:
+        TokenEmbeddings(tokens, ids, vectors) with vectors of shape (n_tokens, d).
+
+    Example:
+        >>> t = lmlab.embed_tokens("bank")
+        >>> t.tokens, t.vectors.shape
+        (['bank'], (1, 384))
+    """
+    from lmlab.embed.load import load_encoder
+
+    encoder = load_encoder(model)
+    if not isinstance(encoder, TransformerEncoder):
+        raise LmlabError(f"{encoder.name} has no contextual token vectors", param="model")
+    return encoder.token_vectors(text)
+
+
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad rows of token ids: ids (B, T) and attention mask (B, T)."""
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = r
+        mask[i, : len(r)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def _special_frame(tokenizer: HFTokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text (e.g. [CLS] ... [SEP])."""
+    bare = tokenizer.encode("a")
+    framed = tokenizer.encode("a", add_special_tokens=True)
+    start = next(i for i in range(len(framed)) if framed[i : i + len(bare)] == bare)
+    return framed[:start], framed[start + len(bare) :]
+
+
+def _folder_pooling(folder: Path) -> str:
+    """The pooling a sentence-transformers folder declares (1_Pooling/config.json), else mean."""
+    path = folder / "1_Pooling" / "config.json"
+    if path.is_file():
+        config = json.loads(path.read_text())
+        for mode in POOLINGS:
+            key = "pooling_mode_cls_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"
+            if config.get(key):
+                return mode
+    return "mean"
+
+
+def _folder_max_length(folder: Path) -> int | None:
+    path = folder / "sentence_bert_config.json"
+    if path.is_file():
+        return json.loads(path.read_text()).get("max_seq_length")
+    return None
