@@ -21,7 +21,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 run: $(VENV)/.installed
-	$(BIN)/lmlab chat
+	$(BIN)/lmlab serve
 
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks

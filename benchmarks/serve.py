@@ -6,6 +6,9 @@ until the round's total is done. Reported per N: aggregate generated tokens/s, t
 token, and p50/p99 request latency; then the goal ratios. Tokens are counted as streamed content
 chunks (one token each on both servers).
 
+Embeddings: 16 concurrent clients sending one sentence per request, against the same requests
+sent one by one (the server batches requests that arrive together into one forward pass).
+
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2]
 """
 
@@ -98,17 +101,33 @@ async def load(url, model, clients, per_client, max_tokens):
     }
 
 
+async def embed_load(url: str, clients: int, total: int) -> float:
+    """Embedding requests per second with `clients` concurrent senders of one sentence each."""
+    sentences = [f"{q} (request {i})" for i, q in enumerate(QUESTIONS * (total // 8 + 1))][:total]
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def worker(k):
+            for i in range(k, total, clients):
+                body = {"model": "all-minilm-l6-v2", "input": sentences[i]}
+                (await client.post(f"{url}/v1/embeddings", json=body)).raise_for_status()
+
+        start = time.perf_counter()
+        await asyncio.gather(*map(worker, range(clients)))
+        return total / (time.perf_counter() - start)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
+    parser.add_argument("--embed-requests", type=int, default=320)
     args = parser.parse_args()
     gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
     threads = str(os.cpu_count() or 1)
     servers = {
         "lmlab": (
-            [sys.executable, "-m", "lmlab", "serve", "--embedding-model", "", "--parallel", "16"],
+            [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"],
             DEFAULT_LM,
         ),
         "llama-cpp-python": (
@@ -137,6 +156,15 @@ def main() -> None:
         process = start([*command, "--port", str(port)], url)
         try:
             asyncio.run(load(url, model, 1, 1, 8))  # warm-up
+            if name == "lmlab":
+                asyncio.run(embed_load(url, 4, 32))  # warm-up
+                one = asyncio.run(embed_load(url, 1, args.embed_requests))
+                many = asyncio.run(embed_load(url, 16, args.embed_requests))
+                print(
+                    f"embeddings: one by one {one:.1f} req/s, 16 concurrent {many:.1f} req/s: "
+                    f"{many / one:.2f}x (goal >= 3x)",
+                    flush=True,
+                )
             for n in args.concurrency:
                 table[name, n] = asyncio.run(
                     load(url, model, n, args.requests_per_client, args.max_tokens)

@@ -34,3 +34,21 @@ def llama_lm(gguf_path):
 @pytest.fixture(scope="session")
 def torch_lm(gguf_path):
     return load_lm(gguf_path, backend="torch")
+
+
+@pytest.fixture(scope="session")
+def server():
+    """`lmlab serve` with the bundled chat and embedding models, started once per session."""
+    from server_process import Server
+
+    s = Server()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server):
+    """The official `openai` client pointed at the live server."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)

@@ -62,16 +62,17 @@ class ServedModels:
     def lm(self, name: str):
         if name in self.lms:
             return self.lms[name], self.engines[name]
-        raise self._unknown(name, "chat")
+        raise self.unknown(name, "a chat")
 
     def encoder(self, name: str):
         if name in self.encoders:
             return self.encoders[name], self.batchers[name]
-        raise self._unknown(name, "embedding")
+        raise self.unknown(name, "an embedding")
 
-    def _unknown(self, name: str, task: str) -> APIError:
-        if name in self.names():
-            return APIError(400, f"model {name!r} is not a {task} model", param="model")
+    def unknown(self, name: str, task: str | None = None) -> APIError:
+        """The error for a model that is not served (404), or not served for `task` (400)."""
+        if task and name in self.names():
+            return APIError(400, f"model {name!r} is not served as {task} model", param="model")
         served = ", ".join(self.names()) or "none"
         return APIError(
             404,
@@ -127,7 +128,7 @@ def create_app(config: ServerConfig, served: ServedModels | None = None) -> Fast
     @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
     async def get_model(model_id: str) -> ModelCard:
         if model_id not in served.names():
-            raise served._unknown(model_id, "served")
+            raise served.unknown(model_id)
         return ModelCard(id=model_id, created=served.created)
 
     app.include_router(generation.router)

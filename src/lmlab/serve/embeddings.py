@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from fastapi import APIRouter, Request
 
+from lmlab.embed.base import finish
 from lmlab.serve.errors import APIError
 from lmlab.serve.protocol import EmbeddingData, EmbeddingList, EmbeddingRequest, Usage
 
@@ -74,9 +75,9 @@ class EmbeddingBatcher:
         items = [item for j in jobs for item in getattr(j, kind)]
         try:
             if kind == "texts":
-                vectors = self.encoder.encode(items, normalize=True)
+                vectors = self.encoder.encode_with_stats(items).vectors
             else:
-                vectors = self.encoder.encode_token_ids(items, normalize=True)
+                vectors = self.encoder.encode_token_ids(items).vectors
         except Exception as error:  # handed to each waiting request
             for j in jobs:
                 j.loop.call_soon_threadsafe(_settle, j.done, None, error)
@@ -126,10 +127,7 @@ async def embeddings(body: EmbeddingRequest, http: Request):
     if body.dimensions is not None and not 1 <= body.dimensions <= d:
         raise APIError(400, f"dimensions must be between 1 and {d}", param="dimensions")
     vectors = await batcher.encode(texts, token_ids)
-    if body.dimensions is not None and body.dimensions < d:  # OpenAI: cut, then re-normalize
-        vectors = vectors[:, : body.dimensions]
-        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    vectors = vectors.astype(np.float32)
+    vectors = finish(vectors, body.dimensions, normalize=True)  # OpenAI: cut, then re-normalize
     if texts is not None:
         prompt_tokens = sum(len(encoder.tokenizer.encode(t)) for t in texts)
     else:
