@@ -9,7 +9,10 @@ chunks (one token each on both servers).
 Embeddings: 16 concurrent clients sending one sentence per request, against the same requests
 sent one by one (the server batches requests that arrive together into one forward pass).
 
-Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2]
+Soak (`--soak SECONDS`): 16 streaming chat clients for that long against lmlab only; reports
+failed requests and the server's resident memory over time.
+
+Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
 """
 
 from __future__ import annotations
@@ -116,13 +119,65 @@ async def embed_load(url: str, clients: int, total: int) -> float:
         return total / (time.perf_counter() - start)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def soak(url: str, pid: int, seconds: float, clients: int, max_tokens: int) -> None:
+    """Keep `clients` streams busy for `seconds`; print failures and memory every minute."""
+    end = time.perf_counter() + seconds
+    done = failed = 0
+    async with httpx.AsyncClient(timeout=600) as client:
+
+        async def worker(k):
+            nonlocal done, failed
+            i = k
+            while time.perf_counter() < end:
+                try:
+                    await one_request(client, url, DEFAULT_LM, QUESTIONS[i % 8], max_tokens)
+                    done += 1
+                except Exception:
+                    failed += 1
+                i += clients
+
+        async def monitor():
+            start = time.perf_counter()
+            while time.perf_counter() < end:
+                elapsed = time.perf_counter() - start
+                print(
+                    f"soak {elapsed:5.0f}s: {done} done, {failed} failed, "
+                    f"server RSS {rss_mb(pid):.0f} MB",
+                    flush=True,
+                )
+                await asyncio.sleep(60)
+
+        await asyncio.gather(monitor(), *map(worker, range(clients)))
+    print(f"soak finished: {done} requests, {failed} failed, server RSS {rss_mb(pid):.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--embed-requests", type=int, default=320)
+    parser.add_argument("--soak", type=float, default=0, help="seconds of 16-client load")
     args = parser.parse_args()
+    if args.soak:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = [sys.executable, "-m", "lmlab", "serve", "--embedding-model", "", "--port"]
+        process = start([*command, str(port)], url)
+        try:
+            asyncio.run(soak(url, process.pid, args.soak, 16, args.max_tokens))
+        finally:
+            process.terminate()
+            process.wait()
+        return
     gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
     threads = str(os.cpu_count() or 1)
     servers = {
