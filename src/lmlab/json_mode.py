@@ -11,6 +11,7 @@ allowed only once the object is closed, and generation stops as soon as it is. O
 from __future__ import annotations
 
 import copy
+import re
 
 _WS = " \t\n\r"
 _ESCAPES = '"\\/bfnrtu'
@@ -164,40 +165,14 @@ def _copy_with_stack(state: JsonObjectPrefix) -> JsonObjectPrefix:
     return new
 
 
+# A JSON number, and the texts that can still grow into one ("-", "1.", "2e+", ...).
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBER_PREFIX = re.compile(r"-?(?:(?:0|[1-9]\d*)(?:\.(?:\d+(?:[eE][+-]?\d*)?)?|[eE][+-]?\d*)?)?")
+
+
 def _number_prefix(text: str) -> bool:
-    """Whether `text` can still grow into a JSON number."""
-    i, n = 0, len(text)
-    if i < n and text[i] == "-":
-        i += 1
-    if i == n:
-        return True
-    if text[i] == "0":
-        i += 1
-    elif text[i].isdigit():
-        while i < n and text[i].isdigit():
-            i += 1
-    else:
-        return False
-    if i < n and text[i] == ".":
-        i += 1
-        if i == n:
-            return True
-        if not text[i].isdigit():
-            return False
-        while i < n and text[i].isdigit():
-            i += 1
-    if i < n and text[i] in "eE":
-        i += 1
-        if i < n and text[i] in "+-":
-            i += 1
-        if i == n:
-            return True
-        if not text[i].isdigit():
-            return False
-        while i < n and text[i].isdigit():
-            i += 1
-    return i == n
+    return _NUMBER_PREFIX.fullmatch(text) is not None
 
 
 def _number_complete(text: str) -> bool:
-    return _number_prefix(text) and text[-1].isdigit()
+    return _NUMBER.fullmatch(text) is not None

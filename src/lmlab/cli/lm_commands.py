@@ -28,6 +28,14 @@ from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_LM
 
 
+def checked_options(**options) -> dict:
+    """Sampling options, checked before the (slow) model load so a typo fails at once."""
+    from lmlab.sampling import SamplingParams
+
+    SamplingParams.from_options(options)
+    return options
+
+
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """List the models lmlab can load by name, and where they are."""
@@ -114,7 +122,7 @@ def generate(
     """Continue PROMPT with a language model."""
     from lmlab.decode import generate as run
 
-    options = dict(
+    options = checked_options(
         max_tokens=max_tokens,
         temperature=temperature,
         top_k=top_k,
@@ -127,9 +135,6 @@ def generate(
         logprobs=logprobs > 0,
         top_logprobs=logprobs,
     )
-    from lmlab.sampling import SamplingParams
-
-    SamplingParams.from_options(options)  # check the options before loading the model
     lm = load(model, backend)
     if stream and n == 1 and not as_json:
         for chunk in run(lm, prompt, stream=True, **options):
@@ -165,9 +170,8 @@ def chat(
 ) -> None:
     """Talk to a chat model: one answer to MESSAGE, or a conversation (/reset, /exit)."""
     from lmlab.decode import chat as run
-    from lmlab.sampling import SamplingParams
 
-    options = dict(
+    options = checked_options(
         max_tokens=max_tokens,
         temperature=temperature,
         top_k=top_k,
@@ -176,7 +180,6 @@ def chat(
         repetition_penalty=repetition_penalty,
         seed=seed,
     )
-    SamplingParams.from_options(options)
     lm = load(model, backend)
     history = [{"role": "system", "content": system}] if system else []
 
