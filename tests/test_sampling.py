@@ -119,3 +119,18 @@ def test_bad_parameters_name_the_parameter(option, value):
 def test_unknown_option_is_an_error():
     with pytest.raises(LmlabError, match="unknown option 'temprature'"):
         SamplingParams.from_options({"temprature": 0.5})
+
+
+def test_extreme_parameters_still_choose_a_token():
+    """Overflowing penalties and temperatures must not crash the draw (found by schemathesis)."""
+    logits = torch.randn(2, 100, generator=torch.Generator().manual_seed(5)) * 5
+    seen = torch.ones(2, 100, dtype=torch.bool)
+    gen = torch.Generator().manual_seed(0)
+    for options in [
+        dict(temperature=5e-324),
+        dict(temperature=1.0, repetition_penalty=5e-324),
+        dict(temperature=2.0, repetition_penalty=5e-324, top_p=5e-324, min_p=1.0),
+    ]:
+        p = SamplingParams(**options)
+        ids = choose(apply_penalties(logits, seen, torch.zeros(2, 100), p), p, gen)
+        assert ids.shape == (2,) and ((ids >= 0) & (ids < 100)).all()

@@ -2,7 +2,7 @@
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from server_process import Server
 
 from lmlab.models import DEFAULT_LM
@@ -19,7 +19,12 @@ def test_generated_requests_never_get_a_server_error():
         for operation in operations:
 
             @given(case=operation.as_strategy())
-            @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+            @settings(
+                max_examples=30,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate],  # report the failing case, no shrinking
+            )
             def check(case):
                 if isinstance(case.body, dict):  # reach past the model lookup, into handlers
                     case.body["model"] = DEFAULT_LM

@@ -89,7 +89,8 @@ class SamplingParams:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0 or self.top_k == 1
+        # below 1e-5 a temperature only overflows the logits; it means greedy (as in vLLM)
+        return self.temperature < 1e-5 or self.top_k == 1
 
     @property
     def penalized(self) -> bool:
@@ -146,8 +147,14 @@ def filter_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
 
 def choose(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator) -> torch.Tensor:
     """Pick one token id per row of (B, V) logits (already penalised)."""
+    # extreme penalties can overflow: +inf is "certain", NaN is "impossible"
+    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=torch.finfo(logits.dtype).max)
     if p.greedy:
         return logits.argmax(dim=-1)
     logits = logits / p.temperature
     logits = filter_min_p(filter_top_p(filter_top_k(logits, p.top_k), p.top_p), p.min_p)
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=torch.finfo(logits.dtype).max)
+    probs = logits.softmax(dim=-1)
+    if not torch.isfinite(probs).all():  # a row with nothing finite left: take its best token
+        return logits.argmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -131,8 +131,15 @@ class Engine:
         for r in running:
             if r.request.cancelled or r.logits is None:
                 continue
-            tid, logprob = r.seq.next_token(r.logits)
-            r.request.emit(r.seq.add(tid, logprob))
+            try:
+                tid, logprob = r.seq.next_token(r.logits)
+                chunk = r.seq.add(tid, logprob)
+            except Exception as error:  # this request's sampling failed: fail it alone
+                log.exception("sampling failed")
+                r.request.cancelled = True
+                r.request.emit(error)
+                continue
+            r.request.emit(chunk)
             r.logits = None
 
     def _retire(self, r: _Running) -> bool:
