@@ -10,7 +10,10 @@ import sys
 
 import typer
 
-from lmlab.cli import lm_commands  # noqa: F401  (registers the commands)
+from lmlab.cli import (
+    lm_commands,  # noqa: F401  (registers the commands)
+    tokenizer_commands,  # noqa: F401
+)
 from lmlab.cli.app import app
 from lmlab.errors import LmlabError
 
