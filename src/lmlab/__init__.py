@@ -32,6 +32,10 @@ _EXPORTS = {
     "score": "lmlab.evaluate",
     "perplexity": "lmlab.evaluate",
     "Score": "lmlab.evaluate",
+    "train": "lmlab.training",
+    "TrainConfig": "lmlab.training",
+    "TrainResult": "lmlab.training",
+    "train_tokenizer": "lmlab.text.tokenizer_training",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -60,7 +60,9 @@ BUNDLED = {
 }
 # Loaders of lmlab run directories, by the "kind" field of their lmlab.json:
 # kind -> "module:function", the function taking the folder and returning a LanguageModel.
-RUN_LOADERS: dict[str, str] = {}
+RUN_LOADERS: dict[str, str] = {
+    "gpt": "lmlab.lm.neural.run:load_run",
+}
 RUN_FILE = "lmlab.json"
 
 DEFAULT_LM = "smollm2-135m-instruct"

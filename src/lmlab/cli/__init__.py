@@ -13,6 +13,7 @@ import typer
 from lmlab.cli import (
     lm_commands,  # noqa: F401  (registers the commands)
     tokenizer_commands,  # noqa: F401
+    train_commands,  # noqa: F401
 )
 from lmlab.cli.app import app
 from lmlab.errors import LmlabError
