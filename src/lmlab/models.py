@@ -61,6 +61,10 @@ BUNDLED = {
 # Loaders of lmlab run directories, by the "kind" field of their lmlab.json:
 # kind -> "module:function", the function taking the folder and returning a LanguageModel.
 RUN_LOADERS: dict[str, str] = {
+    "mlp": "lmlab.lm.neural.run:load_run",
+    "rnn": "lmlab.lm.neural.run:load_run",
+    "lstm": "lmlab.lm.neural.run:load_run",
+    "gru": "lmlab.lm.neural.run:load_run",
     "gpt": "lmlab.lm.neural.run:load_run",
 }
 RUN_FILE = "lmlab.json"

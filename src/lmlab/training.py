@@ -219,7 +219,7 @@ def train(
     """Train a language model of `kind` on text files; write a run directory in `out`.
 
     Args:
-        kind: gpt (later mlp, rnn, lstm, gru, bert).
+        kind: mlp, rnn, lstm, gru or gpt.
         corpus: UTF-8 text files.
         out: the run directory (model.safetensors, config.json, tokenizer.json, lmlab.json,
             checkpoint/, metrics.jsonl, loss.png).
@@ -266,7 +266,7 @@ def train(
     model = build_model(kind, model_config).to(device)
     train_ids = encode_corpus(tok, texts)
     valid_ids = encode_corpus(tok, [valid_text]) if valid_text is not None else None
-    context = model_config.context
+    context = model.sequence_length
     if valid_ids is not None and len(valid_ids) < context + 1:
         raise LmlabError(
             f"the validation text has {len(valid_ids)} tokens, fewer than one window of "
@@ -373,7 +373,7 @@ class _Loop:
         return total_loss
 
     def evaluate(self, valid_ids, *, full: bool) -> dict:
-        config, context = self.config, self.model.config.context
+        config, context = self.config, self.model.sequence_length
         windows = None if full else config.eval_batches * config.batch_size
         loss = evaluate_loss(self.model, valid_ids, context, windows=windows)
         record = {"step": self.step, "valid_loss": loss, "valid_perplexity": math.exp(loss)}
@@ -385,7 +385,7 @@ class _Loop:
         from tqdm.auto import tqdm
 
         config = self.config
-        tokens_per_step = config.batch_size * self.model.config.context * config.accumulate
+        tokens_per_step = config.batch_size * self.model.sequence_length * config.accumulate
         bar = tqdm(
             total=self.total, initial=self.step, disable=not progress, unit="step", leave=False
         )

@@ -19,6 +19,7 @@ MODEL_OPTIONS = {
     "dim": "n_embd",
     "context": "context",
     "dropout": "dropout",
+    "hidden": "n_hidden",
 }
 TRAIN_OPTIONS = (
     "steps",
@@ -58,6 +59,7 @@ def _command(kind: str):
         dim: Annotated[int | None, typer.Option(help="Model width.")] = None,
         context: Annotated[int | None, typer.Option(help="Tokens per training window.")] = None,
         dropout: Annotated[float | None, typer.Option(help="Dropout probability.")] = None,
+        hidden: Annotated[int | None, typer.Option(help="MLP: size of the tanh layer.")] = None,
         batch_size: Annotated[
             int | None, typer.Option("--batch-size", help="Windows per step.")
         ] = None,

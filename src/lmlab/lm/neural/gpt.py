@@ -124,10 +124,12 @@ class GPT(nn.Module):
     """The decoder-only Transformer: token ids (B, T) -> next-token logits (B, T, V)."""
 
     carries_state = False  # trained on independent random windows
+    bounded_context = True  # positions beyond `context` have no embedding
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
+        self.sequence_length = config.context
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
         if config.positions == "learned":
             self.wpe = nn.Embedding(config.context, config.n_embd)

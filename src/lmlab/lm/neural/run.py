@@ -32,7 +32,7 @@ def model_classes(kind: str) -> tuple[type[nn.Module], type]:
     """The model class and its config dataclass for a kind (gpt, lstm, ...)."""
     if kind not in MODELS:
         raise LmlabError(f"unknown model kind {kind!r}; one of {', '.join(MODELS)}", param="kind")
-    module, model_name, config_name = MODELS[kind]
+    module, model_name, config_name, _ = MODELS[kind]
     loaded = import_module(module)
     return getattr(loaded, model_name), getattr(loaded, config_name)
 
@@ -44,7 +44,8 @@ def make_config(kind: str, preset: str | None = None, **overrides):
     if preset is not None and preset not in presets:
         raise LmlabError(f"unknown preset {preset!r}; one of {', '.join(presets)}")
     names = {f.name for f in fields(config_class)}
-    values = {**presets.get(preset, {}), **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**MODELS[kind][3], **presets.get(preset, {}), **given}
     unknown = set(values) - names
     if unknown:
         raise LmlabError(f"a {kind} model has no option {', '.join(sorted(unknown))}")
@@ -122,10 +123,10 @@ class NeuralLM(LanguageModel):
     ) -> torch.Tensor:
         token_ids = token_ids.to(next(self.model.parameters()).device)
         state.length += token_ids.shape[1]
-        if self.model.carries_state:  # recurrent: the hidden state holds any length
-            logits = self.model(token_ids, state.cache, last_only=not all_positions)
-        else:
+        if self.model.bounded_context:  # a Transformer: slide its window
             logits = self._windowed(state, token_ids, all_positions)
+        else:  # the hidden state (RNN) or the n-1 window (MLP) holds any length
+            logits = self.model(token_ids, state.cache, last_only=not all_positions)
         logits = logits.float().cpu()
         return logits if all_positions else logits[:, -1]
 
