@@ -36,6 +36,7 @@ _EXPORTS = {
     "TrainConfig": "lmlab.training",
     "TrainResult": "lmlab.training",
     "train_tokenizer": "lmlab.text.tokenizer_training",
+    "load_masked_lm": "lmlab.lm.neural.run",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -25,6 +25,7 @@ from torch import nn
 
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir, atomic_write_text
+from lmlab.lm.neural.bert import IGNORE
 from lmlab.lm.neural.run import (
     build_model,
     load_weights,
@@ -153,12 +154,16 @@ def evaluate_loss(
     *,
     batch: int = 32,
     windows: int | None = None,
+    corrupt: Callable | None = None,
 ) -> float:
     """Mean cross-entropy (nats/token) of `ids` under `model`.
 
     Stateless models read non-overlapping windows of `context` tokens (the first `windows` of
-    them, when given); recurrent models read the whole text as one stream.
+    them, when given); recurrent models read the whole text as one stream. Masked models
+    (`corrupt` given) are scored on the tokens `corrupt` chose, with a fixed random seed.
     """
+    if corrupt is not None:
+        return _masked_loss(model, ids, context, batch, windows, corrupt)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -189,6 +194,28 @@ def evaluate_loss(
     return total / max(count, 1)
 
 
+def _masked_loss(model, ids, context, batch, windows, corrupt) -> float:
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(0)  # the same masks at every evaluation
+    starts = (torch.arange((len(ids) - 1) // context) * context)[:windows]
+    total, count = 0.0, 0
+    for first in range(0, len(starts), batch):
+        rows = starts[first : first + batch]
+        inputs, labels = corrupt(ids[rows[:, None] + torch.arange(context)].long(), generator)
+        logits = model(inputs.to(device))
+        total += nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(),
+            labels.to(device).flatten(),
+            reduction="sum",
+            ignore_index=IGNORE,
+        ).item()
+        count += int((labels != IGNORE).sum())
+    model.train(was_training)
+    return total / max(count, 1)
+
+
 def encode_corpus(tokenizer, texts: Sequence[str]) -> torch.Tensor:
     """Token ids of the texts, joined by the end-of-text token, as an int32 tensor."""
     eos = min(tokenizer.eos_ids) if tokenizer.eos_ids else None
@@ -205,7 +232,7 @@ def train(
     corpus: Sequence[str | Path],
     out: str | Path,
     *,
-    tokenizer: str | Path = "char",
+    tokenizer: str | Path | None = None,
     vocab_size: int | None = None,
     valid: str | Path | None = None,
     valid_fraction: float | None = None,
@@ -224,7 +251,7 @@ def train(
         out: the run directory (model.safetensors, config.json, tokenizer.json, lmlab.json,
             checkpoint/, metrics.jsonl, loss.png).
         tokenizer: a folder with tokenizer.json, or a kind to train on the corpus: char, word,
-            bpe, byte-bpe, wordpiece.
+            bpe, byte-bpe, wordpiece (default: char; wordpiece for bert, which needs [MASK]).
         vocab_size: for a tokenizer trained here (default 8000; all words or characters for
             word and char).
         valid: a validation text file; or `valid_fraction`, the last fraction of the corpus.
@@ -243,6 +270,7 @@ def train(
     """
     config = config or TrainConfig()
     out = Path(out)
+    tokenizer = tokenizer or ("wordpiece" if kind == "bert" else "char")
     device = pick_device(config.device)
     _check_config(config, valid, valid_fraction)
     train_options = {k: v for k, v in asdict(config).items() if k != "log_every"}
@@ -282,6 +310,8 @@ def train(
         write_run_files(out, kind, model_config, train_options)
         (out / "metrics.jsonl").unlink(missing_ok=True)
     loop = _Loop(model, optimizer, batches, config, out, total, device)
+    if getattr(model, "objective", "causal") == "masked":
+        loop.corrupt = _masker(tok, model_config)
     if resume:
         loop.restore()
     return loop.run(valid_ids, progress=progress, on_step=on_step)
@@ -298,6 +328,7 @@ class _Loop:
         self.bad_evals = 0  # evaluations since the best
         self.cache = None  # recurrent models: the hidden state carried across batches
         self.step_start = None  # (batch position, random state) while a step is under way
+        self.corrupt = None  # masked models: (ids, generator) -> (inputs, labels)
         self.history: list[dict] = []
 
     def restore(self) -> None:
@@ -349,6 +380,15 @@ class _Loop:
         for _ in range(config.accumulate):
             window, restart = self.batches.next()
             window = window.to(self.device)
+            if self.corrupt is not None:  # masked LM: predict the chosen tokens of the window
+                inputs, labels = self.corrupt(window[:, :-1].cpu(), self.batches.generator)
+                logits = model(inputs.to(self.device))
+                loss = nn.functional.cross_entropy(
+                    logits.flatten(0, 1), labels.to(self.device).flatten(), ignore_index=IGNORE
+                )
+                (loss / config.accumulate).backward()
+                total_loss += loss.item() / config.accumulate
+                continue
             if model.carries_state:
                 if restart or self.cache is None:
                     self.cache = model.new_cache(config.batch_size)
@@ -375,7 +415,7 @@ class _Loop:
     def evaluate(self, valid_ids, *, full: bool) -> dict:
         config, context = self.config, self.model.sequence_length
         windows = None if full else config.eval_batches * config.batch_size
-        loss = evaluate_loss(self.model, valid_ids, context, windows=windows)
+        loss = evaluate_loss(self.model, valid_ids, context, windows=windows, corrupt=self.corrupt)
         record = {"step": self.step, "valid_loss": loss, "valid_perplexity": math.exp(loss)}
         if full:
             record["final"] = True
@@ -446,6 +486,28 @@ class _Loop:
             stopped_early,
             self.history,
         )
+
+
+def _masker(tokenizer, config) -> Callable:
+    """BERT's corruption for this tokenizer: needs a [MASK] token."""
+    from lmlab.lm.neural.bert import mask_tokens
+
+    mask_id = next((i for i in tokenizer.special_ids if tokenizer.id_to_token(i) == "[MASK]"), None)
+    if mask_id is None:
+        raise LmlabError("a masked LM needs a tokenizer with a [MASK] token: --tokenizer wordpiece")
+    specials = torch.tensor(sorted(tokenizer.special_ids))
+
+    def corrupt(ids: torch.Tensor, generator: torch.Generator):
+        return mask_tokens(
+            ids,
+            mask_id=mask_id,
+            vocab_size=config.vocab_size,
+            special_ids=specials,
+            generator=generator,
+            mask_prob=config.mask_prob,
+        )
+
+    return corrupt
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

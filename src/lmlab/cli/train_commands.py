@@ -96,7 +96,6 @@ def _command(kind: str):
         model_options = {MODEL_OPTIONS[k]: options[k] for k in MODEL_OPTIONS if k in options}
         train_config = TrainConfig(**{k: options[k] for k in TRAIN_OPTIONS if k in options})
         run = {k: options[k] for k in RUN_OPTIONS if k in options}
-        run.setdefault("tokenizer", "char")
         result = train(
             kind,
             options["corpus"],
@@ -120,7 +119,10 @@ def _command(kind: str):
             f"({result.tokens_per_second:,.0f} tokens/s)  train loss {result.train_loss:.4f}"
             f"{valid_text}{'  (stopped early)' if result.stopped_early else ''}"
         )
-        print(f'saved in {result.out}; try: lmlab generate --model {result.out} "..."')
+        if kind == "bert":
+            print(f"saved in {result.out}; in Python: lmlab.load_masked_lm({str(result.out)!r})")
+        else:
+            print(f'saved in {result.out}; try: lmlab generate --model {result.out} "..."')
 
     command.__doc__ = f"Train a {kind} language model on CORPUS files; write the run to --out."
     return command

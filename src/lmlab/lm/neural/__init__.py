@@ -7,6 +7,7 @@ Every model class has the same small surface, which the trainer and `NeuralLM` r
 `config`, `sequence_length` (tokens per training row), `carries_state` (trained on consecutive
 batches with its state carried over), `bounded_context` (a Transformer's fixed window),
 `new_cache(batch_size)` and `forward(idx, cache=None, *, last_only=False) -> logits (B, T, V)`.
+BERT differs: `objective = "masked"`, and `forward(idx, keep=None)` reads a whole window.
 """
 
 MODELS = {
@@ -15,4 +16,5 @@ MODELS = {
     "lstm": ("lmlab.lm.neural.rnn", "RNNLM", "RNNConfig", {"cell": "lstm"}),
     "gru": ("lmlab.lm.neural.rnn", "RNNLM", "RNNConfig", {"cell": "gru"}),
     "gpt": ("lmlab.lm.neural.gpt", "GPT", "GPTConfig", {}),
+    "bert": ("lmlab.lm.neural.bert", "BertMLM", "BertConfig", {}),  # masked, not causal
 }

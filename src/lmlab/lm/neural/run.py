@@ -146,6 +146,56 @@ class NeuralLM(LanguageModel):
         return torch.cat(pieces, dim=1)
 
 
+class MaskedLM:
+    """A BERT run: the masked-token distribution (fill-mask) and pooled text embeddings."""
+
+    def __init__(self, model: nn.Module, tokenizer: Tokenizer, *, name: str) -> None:
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        mask = [i for i in tokenizer.special_ids if tokenizer.id_to_token(i) == "[MASK]"]
+        if not mask:
+            raise LmlabError(f"the tokenizer of {name} has no [MASK] token")
+        self.mask_id = mask[0]
+
+    def fill_mask(self, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """The `top_k` likeliest tokens and their probabilities at each [MASK] of `text`."""
+        ids = torch.tensor([self.tokenizer.encode(text, add_special_tokens=True)])
+        if not (ids == self.mask_id).any():
+            raise LmlabError("the text has no [MASK] to fill")
+        probs = self.model.masked_distribution(ids[:, : self.model.config.context], self.mask_id)
+        top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        return [
+            [(self.tokenizer.id_to_token(int(i)), float(p)) for p, i in zip(ps, ix, strict=True)]
+            for ps, ix in zip(top.values, top.indices, strict=True)
+        ]
+
+    def encode(self, texts: list[str]):
+        """Mean-pooled last-layer vectors: a float32 array (n, n_embd)."""
+        rows = [self.tokenizer.encode(t, add_special_tokens=True)[: self.model.config.context]
+                for t in texts]  # fmt: skip
+        width = max(map(len, rows))
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        keep = torch.zeros(len(rows), width, dtype=torch.bool)
+        for r, row in enumerate(rows):
+            ids[r, : len(row)], keep[r, : len(row)] = torch.tensor(row), True
+        return self.model.embed(ids, keep).numpy()
+
+
+def load_masked_lm(folder: str | Path, *, device: str = "cpu") -> MaskedLM:
+    """The MaskedLM of a `lmlab train bert` run directory.
+
+    Example:
+        >>> mlm = load_masked_lm("runs/bert")
+        >>> mlm.fill_mask("The [MASK] sat on the mat.")
+    """
+    folder = Path(folder)
+    run = read_run(folder)
+    if run.get("kind") != "bert":
+        raise LmlabError(f"{folder} holds a {run.get('kind')!r} model, not a masked LM (bert)")
+    model = build_model("bert", make_config("bert", **run["model"])).to(device)
+    load_weights(model, folder / "model.safetensors")
+    return MaskedLM(model, HFTokenizer(folder), name=folder.name)
+
+
 def write_run_files(folder: Path, kind: str, config, train_options: dict) -> None:
     """lmlab.json and config.json of a run (the weights and tokenizer are written apart)."""
     from lmlab.home import atomic_write_text
