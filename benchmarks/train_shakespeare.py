@@ -75,7 +75,7 @@ def main() -> None:
     if args.nanogpt:
         peer, source = nanogpt(args.steps, args.nanogpt), "nanoGPT, run now"
     else:
-        peer, source = NANOGPT_MEASURED, "nanoGPT, measured when the issue was written"
+        peer, source = NANOGPT_MEASURED, "nanoGPT (the issue's figure)"
     print(f"{'':28} {'wall s':>8} {'tokens/s':>10} {'valid loss':>11}")
     for name, row in (("lmlab train gpt", mine), (source, peer)):
         print(f"{name:28.28} {row['seconds']:8.1f} {row['tokens_per_s']:10,.0f} "

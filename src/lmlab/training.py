@@ -9,18 +9,25 @@ continue a killed run exactly (weights, optimizer, random generators and data po
 Batches: Transformers and the MLP read independent random windows of the token stream (as
 nanoGPT does); recurrent models read B parallel streams in order and carry their hidden state
 from one batch to the next (truncated back-propagation through time).
+
+Distributed: under `torchrun --nproc_per_node N -m lmlab train ...` every process trains on its
+own shard of the text with DistributedDataParallel (gloo on CPU, nccl on GPU), averaging
+gradients, so one step sees N x batch_size windows; process 0 writes the run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch import distributed as dist
 from torch import nn
 
 from lmlab.errors import LmlabError
@@ -93,6 +100,16 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise LmlabError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+
+
+def start_distributed() -> tuple[int, int]:
+    """(rank, world size): joins the torchrun process group when there is one, else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
 
 
 def learning_rate(step: int, config: TrainConfig, total: int) -> float:
@@ -271,7 +288,10 @@ def train(
     config = config or TrainConfig()
     out = Path(out)
     tokenizer = tokenizer or ("wordpiece" if kind == "bert" else "char")
+    rank, world = start_distributed()
     device = pick_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
     _check_config(config, valid, valid_fraction)
     train_options = {k: v for k, v in asdict(config).items() if k != "log_every"}
     train_options.update(tokenizer=str(tokenizer), vocab_size=vocab_size, valid=str(valid or ""))
@@ -282,9 +302,15 @@ def train(
         if (out / CHECKPOINT).exists():
             raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
         model_config = None
-        tok = _prepare_tokenizer(tokenizer, corpus, out, vocab_size)
+        if rank == 0:  # the others read the tokenizer process 0 wrote
+            _prepare_tokenizer(tokenizer, corpus, out, vocab_size)
+        if world > 1:
+            dist.barrier()
+        from lmlab.text.hf_tokenizer import HFTokenizer
+
+        tok = HFTokenizer(out)
     texts, valid_text = _split(corpus, valid, valid_fraction)
-    if valid_text is not None and not resume:
+    if valid_text is not None and not resume and rank == 0:
         atomic_write_text(out / "valid.txt", valid_text)
     if model_config is None:
         model_config = make_config(
@@ -300,21 +326,30 @@ def train(
             f"the validation text has {len(valid_ids)} tokens, fewer than one window of "
             f"{context + 1}: hold out more (--valid-fraction) or lower --context"
         )
-    batches = Batches(train_ids, config.batch_size, context, model.carries_state, seed=config.seed)
+    shard = train_ids[rank * len(train_ids) // world : (rank + 1) * len(train_ids) // world]
+    batches = Batches(shard, config.batch_size, context, model.carries_state, config.seed + rank)
     tokens_per_step = config.batch_size * context * config.accumulate
     total = config.steps or (
         math.ceil(config.epochs * len(train_ids) / tokens_per_step) if config.epochs else 1000
     )
     optimizer = _optimizer(model, config)
-    if not resume:
-        write_run_files(out, kind, model_config, train_options)
+    if not resume and rank == 0:
+        write_run_files(out, kind, model_config, {**train_options, "processes": world})
         (out / "metrics.jsonl").unlink(missing_ok=True)
     loop = _Loop(model, optimizer, batches, config, out, total, device)
+    loop.rank, loop.world = rank, world
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        loop.net = DistributedDataParallel(model)
     if getattr(model, "objective", "causal") == "masked":
         loop.corrupt = _masker(tok, model_config)
     if resume:
         loop.restore()
-    return loop.run(valid_ids, progress=progress, on_step=on_step)
+    result = loop.run(valid_ids, progress=progress, on_step=on_step)
+    if world > 1:
+        dist.destroy_process_group()
+    return result
 
 
 class _Loop:
@@ -330,17 +365,23 @@ class _Loop:
         self.step_start = None  # (batch position, random state) while a step is under way
         self.corrupt = None  # masked models: (ids, generator) -> (inputs, labels)
         self.history: list[dict] = []
+        self.net = model  # what the training step calls: the model, or its DDP wrapper
+        self.rank, self.world = 0, 1
 
     def restore(self) -> None:
         folder = self.out / CHECKPOINT
         load_weights(self.model, folder / "model.safetensors")
         state = torch.load(folder / "state.pt", weights_only=False)
         self.optimizer.load_state_dict(state["optimizer"])
-        self.batches.load_state_dict(state["batches"])
-        torch.set_rng_state(state["torch_rng"])
+        if len(state["ranks"]) != self.world:
+            raise LmlabError(
+                f"{self.out} was trained by {len(state['ranks'])} process(es): resume with as many"
+            )
+        mine = state["ranks"][self.rank]
+        self.batches.load_state_dict(mine["batches"])
+        torch.set_rng_state(mine["torch_rng"])
+        self.cache = mine["cache"]
         self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
-        if state["cache"] is not None:
-            self.cache = state["cache"]
         lines = (self.out / "metrics.jsonl").read_text().splitlines()
         self.history = [r for r in map(json.loads, lines) if r["step"] <= self.step]
         atomic_write_text(
@@ -348,7 +389,18 @@ class _Loop:
         )
 
     def checkpoint(self) -> None:
-        """Write checkpoint/ as a whole (a crash leaves the previous one intact)."""
+        """Write checkpoint/ as a whole (a crash leaves the previous one intact).
+
+        Every process's data position and random state are kept, so --resume is exact.
+        """
+        mine = {"batches": self.batches.state_dict(), "torch_rng": torch.get_rng_state(),
+                "cache": self.cache}  # fmt: skip
+        ranks = [mine]
+        if self.world > 1:
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, mine)
+        if self.rank != 0:
+            return
         with atomic_dir(self.out / CHECKPOINT) as tmp:
             save_weights(self.model, tmp / "model.safetensors")
             state = {
@@ -356,9 +408,7 @@ class _Loop:
                 "best": self.best,
                 "bad_evals": self.bad_evals,
                 "optimizer": self.optimizer.state_dict(),
-                "batches": self.batches.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "cache": self.cache,
+                "ranks": ranks,
             }
             torch.save(state, tmp / "state.pt")
         if not (self.out / "model.safetensors").exists() or math.isinf(self.best):
@@ -366,6 +416,8 @@ class _Loop:
 
     def log(self, record: dict) -> None:
         self.history.append(record)
+        if self.rank != 0:
+            return
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -377,28 +429,15 @@ class _Loop:
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, config, self.total)
         total_loss = 0.0
-        for _ in range(config.accumulate):
-            window, restart = self.batches.next()
-            window = window.to(self.device)
-            if self.corrupt is not None:  # masked LM: predict the chosen tokens of the window
-                inputs, labels = self.corrupt(window[:, :-1].cpu(), self.batches.generator)
-                logits = model(inputs.to(self.device))
-                loss = nn.functional.cross_entropy(
-                    logits.flatten(0, 1), labels.to(self.device).flatten(), ignore_index=IGNORE
-                )
-                (loss / config.accumulate).backward()
-                total_loss += loss.item() / config.accumulate
-                continue
-            if model.carries_state:
-                if restart or self.cache is None:
-                    self.cache = model.new_cache(config.batch_size)
-                logits = model(window[:, :-1], self.cache)
-                self.cache.detach_()  # truncated BPTT: keep the state, cut the gradient
-            else:
-                logits = model(window[:, :-1])
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten())
-            (loss / config.accumulate).backward()
-            total_loss += loss.item() / config.accumulate
+        for micro in range(config.accumulate):
+            # DDP averages gradients at backward(); only the last micro-batch needs to.
+            syncing = micro == config.accumulate - 1 or self.world == 1
+            with contextlib.nullcontext() if syncing else self.net.no_sync():
+                total_loss += self._micro_step(model, config)
+        if self.world > 1:  # the loss of the whole step, over every process's windows
+            mean = torch.tensor([total_loss], dtype=torch.float64)
+            dist.all_reduce(mean)
+            total_loss = mean.item() / self.world
         if not math.isfinite(total_loss):
             raise LmlabError(
                 f"the loss became {total_loss} at step {self.step + 1}; the last good checkpoint "
@@ -411,6 +450,29 @@ class _Loop:
         self.step += 1
         self.step_start = None
         return total_loss
+
+    def _micro_step(self, model: nn.Module, config: TrainConfig) -> float:
+        """Forward and backward over one batch; its loss, scaled for accumulation."""
+        window, restart = self.batches.next()
+        window = window.to(self.device)
+        if self.corrupt is not None:  # masked LM: predict the chosen tokens of the window
+            inputs, labels = self.corrupt(window[:, :-1].cpu(), self.batches.generator)
+            logits = self.net(inputs.to(self.device))
+            targets = labels.to(self.device)
+            loss = nn.functional.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE
+            )
+        else:
+            if model.carries_state:
+                if restart or self.cache is None:
+                    self.cache = model.new_cache(config.batch_size)
+                logits = self.net(window[:, :-1], self.cache)
+                self.cache.detach_()  # truncated BPTT: keep the state, cut the gradient
+            else:
+                logits = self.net(window[:, :-1])
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten())
+        (loss / config.accumulate).backward()
+        return loss.item() / config.accumulate
 
     def evaluate(self, valid_ids, *, full: bool) -> dict:
         config, context = self.config, self.model.sequence_length
@@ -425,9 +487,16 @@ class _Loop:
         from tqdm.auto import tqdm
 
         config = self.config
-        tokens_per_step = config.batch_size * self.model.sequence_length * config.accumulate
+        tokens_per_step = (
+            config.batch_size * self.model.sequence_length * config.accumulate * self.world
+        )
+        main = self.rank == 0  # the process that reports and writes
         bar = tqdm(
-            total=self.total, initial=self.step, disable=not progress, unit="step", leave=False
+            total=self.total,
+            initial=self.step,
+            disable=not progress or not main,
+            unit="step",
+            leave=False,
         )
         start, start_step = time.perf_counter(), self.step
         loss, stopped_early = math.nan, False
@@ -447,7 +516,8 @@ class _Loop:
                         self.log(record)
                         if record["valid_loss"] < self.best:
                             self.best, self.bad_evals = record["valid_loss"], 0
-                            save_weights(self.model, self.out / "model.safetensors")
+                            if main:
+                                save_weights(self.model, self.out / "model.safetensors")
                         else:
                             self.bad_evals += 1
                         bar.set_postfix(loss=f"{loss:.4f}", valid=f"{self.best:.4f}")
@@ -464,17 +534,21 @@ class _Loop:
                 self.optimizer.zero_grad(set_to_none=True)
             self.checkpoint()
             bar.close()
-            _plot(self.history, self.out / "loss.png")
+            if main:
+                _plot(self.history, self.out / "loss.png")
             raise
         bar.close()
         seconds = time.perf_counter() - start
         rate = (self.step - start_step) * tokens_per_step / max(seconds, 1e-9)
         final = None
+        if self.world > 1:
+            dist.barrier()  # process 0 has written the weights
         if valid_ids is not None:
             load_weights(self.model, self.out / "model.safetensors")  # the best one
             final = self.evaluate(valid_ids, full=True)
             self.log(final)
-        _plot(self.history, self.out / "loss.png")
+        if main:
+            _plot(self.history, self.out / "loss.png")
         return TrainResult(
             str(self.out),
             self.step,

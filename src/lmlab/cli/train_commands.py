@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -106,6 +107,8 @@ def _command(kind: str):
             progress=options["progress"] and not options["as_json"],
             **run,
         )
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports
+            return
         if options["as_json"]:
             emit_json(result.to_dict())
             return
