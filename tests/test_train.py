@@ -225,3 +225,29 @@ def test_cli_train_then_generate_and_score(corpus, tmp_path):
     assert json.loads(score.stdout)["tokens"] == len((run / "valid.txt").read_text()) - 1
     again = lmlab_cli("train", "gpt", str(corpus), "--out", str(run), "--steps", "20")
     assert again.returncode == 2 and again.stderr.startswith("error:")
+
+
+def test_fine_tuning_starts_from_a_run_and_freezes_the_first_blocks(corpus, tmp_path):
+    shape = {**TINY, "n_layer": 2}
+    train("gpt", [corpus], tmp_path / "base", model_options=shape, config=quick(), progress=False)
+    other = tmp_path / "other.txt"
+    other.write_text("a stitch in time saves nine. " * 60)
+    train("gpt", [other], tmp_path / "tuned", init_from=tmp_path / "base", freeze=1,
+          model_options={"dropout": 0.1}, config=quick(steps=10), progress=False)  # fmt: skip
+    base, tuned = weights(tmp_path / "base"), weights(tmp_path / "tuned")
+    frozen = [k for k in base if k.startswith(("wte", "wpe", "blocks.0."))]
+    trained = [k for k in base if k.startswith(("blocks.1.", "ln_f"))]
+    assert frozen and trained
+    assert all(torch.equal(base[k], tuned[k]) for k in frozen)
+    assert all(not torch.equal(base[k], tuned[k]) for k in trained if "weight" in k)
+    assert (tmp_path / "tuned" / "tokenizer.json").read_bytes() == (
+        tmp_path / "base" / "tokenizer.json"
+    ).read_bytes()
+    with pytest.raises(LmlabError, match="do not change n_embd"):
+        train("gpt", [other], tmp_path / "x", init_from=tmp_path / "base",
+              model_options={"n_embd": 32}, config=quick())  # fmt: skip
+    with pytest.raises(LmlabError, match="holds a 'gpt' model, not 'lstm'"):
+        train("lstm", [other], tmp_path / "y", init_from=tmp_path / "base", config=quick())
+    with pytest.raises(LmlabError, match="--freeze takes 1 to 2 blocks"):
+        train("gpt", [other], tmp_path / "z", init_from=tmp_path / "base", freeze=3,
+              config=quick())  # fmt: skip

@@ -257,6 +257,8 @@ def train(
     model_options: dict | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
+    init_from: str | Path | None = None,
+    freeze: int = 0,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> TrainResult:
@@ -275,6 +277,9 @@ def train(
         preset: a named model size (e.g. "tiny"); `model_options` override its fields.
         config: optimisation settings (TrainConfig).
         resume: continue the run in `out` from its checkpoint, exactly.
+        init_from: fine-tune: start from the weights, shape and tokenizer of this run directory
+            (of the same kind); only dropout may change.
+        freeze: keep the embeddings and the first `freeze` blocks fixed (gpt, bert).
         progress: show a progress bar.
         on_step: called with the step number after every optimizer step.
 
@@ -296,6 +301,9 @@ def train(
     train_options = {k: v for k, v in asdict(config).items() if k != "log_every"}
     train_options.update(tokenizer=str(tokenizer), vocab_size=vocab_size, valid=str(valid or ""))
     train_options.update(valid_fraction=valid_fraction, corpus=[str(p) for p in corpus])
+    train_options.update(init_from=str(init_from or ""), freeze=freeze)
+    if init_from is not None and not resume:
+        tokenizer, model_options = _fine_tune_setup(Path(init_from), kind, model_options)
     if resume:
         tok, model_config = _resume_setup(out, kind, train_options)
     else:
@@ -318,6 +326,10 @@ def train(
         )
     torch.manual_seed(config.seed)
     model = build_model(kind, model_config).to(device)
+    if init_from is not None and not resume:
+        load_weights(model, Path(init_from) / "model.safetensors")
+    if freeze:
+        _freeze(model, freeze)
     train_ids = encode_corpus(tok, texts)
     valid_ids = encode_corpus(tok, [valid_text]) if valid_text is not None else None
     context = model.sequence_length
@@ -633,6 +645,38 @@ def _prepare_tokenizer(tokenizer, corpus, out: Path, vocab_size: int | None):
             if (source / name).is_file():
                 shutil.copyfile(source / name, out / name)
     return HFTokenizer(out)
+
+
+def _fine_tune_setup(source: Path, kind: str, model_options: dict | None):
+    """The tokenizer folder and model options of the run to start from."""
+    run = read_run(source)
+    if run.get("kind") != kind:
+        raise LmlabError(f"{source} holds a {run.get('kind')!r} model, not {kind!r}")
+    changed = {
+        k for k, v in (model_options or {}).items() if k != "dropout" and run["model"].get(k) != v
+    }
+    if changed:
+        raise LmlabError(
+            f"the shape comes from --init-from {source}; do not change {', '.join(sorted(changed))}"
+        )
+    return source, {**run["model"], **(model_options or {})}
+
+
+def _freeze(model: nn.Module, layers: int) -> None:
+    """Stop training the embeddings and the first `layers` Transformer blocks."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not 0 < layers <= len(blocks):
+        count = len(blocks) if blocks is not None else 0
+        raise LmlabError(
+            f"--freeze takes 1 to {count} blocks of a gpt or bert model"
+            if count
+            else "--freeze applies to gpt and bert models (their Transformer blocks)"
+        )
+    frozen = [model.wte, *blocks[:layers]]
+    if hasattr(model, "wpe"):
+        frozen.append(model.wpe)
+    for module in frozen:
+        module.requires_grad_(False)
 
 
 def _resume_setup(out: Path, kind: str, train_options: dict):

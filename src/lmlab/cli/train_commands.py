@@ -36,7 +36,15 @@ TRAIN_OPTIONS = (
     "seed",
     "device",
 )
-RUN_OPTIONS = ("tokenizer", "vocab_size", "valid", "valid_fraction", "preset")
+RUN_OPTIONS = (
+    "init_from",
+    "freeze",
+    "tokenizer",
+    "vocab_size",
+    "valid",
+    "valid_fraction",
+    "preset",
+)
 
 
 def _command(kind: str):
@@ -87,6 +95,13 @@ def _command(kind: str):
             Path | None, typer.Option("--config", help="A TOML file of these options.")
         ] = None,
         resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+        init_from: Annotated[
+            Path | None,
+            typer.Option("--init-from", help="Fine-tune: start from this run's weights."),
+        ] = None,
+        freeze: Annotated[
+            int | None, typer.Option(help="Keep the embeddings and the first K blocks fixed.")
+        ] = None,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
         as_json: JsonOpt = False,
     ) -> None:
@@ -144,7 +159,7 @@ def _read_toml(path: Path | None) -> dict:
     unknown = sorted(set(data) - known)
     if unknown:
         raise LmlabError(f"unknown option(s) in {path}: {', '.join(unknown)}")
-    for key in ("valid",):
+    for key in ("valid", "init_from"):
         if key in data:
             data[key] = Path(data[key])
     return data
