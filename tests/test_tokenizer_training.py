@@ -104,6 +104,8 @@ def test_every_kind_round_trips(tmp_path, kind):
     tok = train_tokenizer([path], tmp_path / kind, kind=kind, vocab_size=300)
     ids = tok.encode(text)
     assert all(0 <= i < tok.vocab_size for i in ids)
+    by_line = tok.encode_batch(text.splitlines(keepends=True))  # how the trainer encodes
+    assert [i for line in by_line for i in line] == ids
     decoded = tok.decode(ids)
     if kind in ("char", "byte-bpe"):  # whitespace kept exactly
         assert decoded == text

@@ -234,13 +234,18 @@ def _masked_loss(model, ids, context, batch, windows, corrupt) -> float:
 
 
 def encode_corpus(tokenizer, texts: Sequence[str]) -> torch.Tensor:
-    """Token ids of the texts, joined by the end-of-text token, as an int32 tensor."""
+    """Token ids of the texts, joined by the end-of-text token, as an int32 tensor.
+
+    Lines are encoded in parallel. The tokenizers trained here never merge across a line end, so
+    this is their `encode` of the whole text; a foreign token spanning a line end is split there.
+    """
     eos = min(tokenizer.eos_ids) if tokenizer.eos_ids else None
     ids: list[int] = []
     for i, text in enumerate(texts):
         if i and eos is not None:
             ids.append(eos)
-        ids.extend(tokenizer.encode(text))
+        for line in tokenizer.encode_batch(text.splitlines(keepends=True)):
+            ids.extend(line)
     return torch.tensor(ids, dtype=torch.int32)
 
 
