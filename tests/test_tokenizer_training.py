@@ -119,3 +119,11 @@ def test_every_kind_round_trips(tmp_path, kind):
 def test_char_tokenizer_on_tiny_shakespeare_has_its_65_characters(tmp_path):
     tok = train_tokenizer([SHAKESPEARE], tmp_path / "c", kind="char")
     assert tok.vocab_size == 65 + 2  # nanoGPT's 65 characters plus <|endoftext|> and <unk>
+
+
+def test_word_tokenizer_keeps_ptb_markers_whole(tmp_path):
+    path = tmp_path / "ptb.txt"
+    path.write_text(" the <unk> rose N % <eos>\n" * 5 + "u.s. stocks fell\n")
+    tok = train_tokenizer([path], tmp_path / "w", kind="word", vocab_size=100)
+    assert tok.tokens("the <unk> rose N % <eos>") == ["the", "<unk>", "rose", "N", "%", "<eos>"]
+    assert tok.tokens("u.s. stocks") == ["u.s.", "stocks"]

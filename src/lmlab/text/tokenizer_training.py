@@ -8,7 +8,8 @@ Kinds:
   - `byte-bpe`: GPT-2's byte-level BPE (every text encodes, whitespace is kept).
   - `wordpiece`: BERT's WordPiece, with [PAD] [UNK] [CLS] [SEP] [MASK].
   - `char`: one token per character (nanoGPT's Shakespeare), whitespace kept.
-  - `word`: one token per word or punctuation mark (the n-gram and PTB convention).
+  - `word`: one token per whitespace-separated word, for text tokenized already (PTB, the
+    n-gram convention): `<unk>` and `<eos>` stay whole.
 The last four are trained by the `tokenizers` library. Every kind is loaded back with
 `lmlab.text.hf_tokenizer.HFTokenizer`.
 """
@@ -233,7 +234,7 @@ def _build(kind: str, texts: list[str], vocab_size: int):
     else:  # word
         specials = [END_OF_TEXT, UNKNOWN]
         raw = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
-        raw.pre_tokenizer = pre_tokenizers.Whitespace()
+        raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # the text is tokenized already
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size, special_tokens=specials, show_progress=False
         )

@@ -32,7 +32,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2
+    bias: bool = False  # no biases in Linear and LayerNorm layers: ~10% faster on CPU (GPT-2 has)
     positions: str = "learned"  # or "sinusoidal" (fixed, no parameters)
     tie_weights: bool = True
 
