@@ -49,6 +49,11 @@ _EXPORTS = {
     "project": "lmlab.embed.maps",
     "pca_curve": "lmlab.embed.maps",
     "embed_file": "lmlab.embed.batch",
+    "train": "lmlab.training",
+    "TrainConfig": "lmlab.training",
+    "TrainResult": "lmlab.training",
+    "train_tokenizer": "lmlab.text.tokenizer_training",
+    "load_masked_lm": "lmlab.lm.neural.run",
 }
 
 __all__ = sorted(_EXPORTS)

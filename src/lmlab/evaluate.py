@@ -85,7 +85,9 @@ def token_logprobs(
     import torch
 
     window = min(window or lm.context_length, lm.context_length)
-    stride = stride or window
+    # Consecutive windows must overlap by a token (the first of a window has no prediction);
+    # a model with a short context window shortens the stride too.
+    stride = min(stride or window, window - 1)
     if window < 2 or not 1 <= stride <= window:
         raise LmlabError(f"need window >= 2 and 1 <= stride <= window (got {window}, {stride})")
     out: list[float] = []

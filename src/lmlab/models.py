@@ -63,6 +63,11 @@ BUNDLED = {
 # kind -> "module:function", the function taking the folder and returning a LanguageModel.
 RUN_LOADERS: dict[str, str] = {
     "ngram": "lmlab.lm.ngram.model:load_run",
+    "mlp": "lmlab.lm.neural.run:load_run",
+    "rnn": "lmlab.lm.neural.run:load_run",
+    "lstm": "lmlab.lm.neural.run:load_run",
+    "gru": "lmlab.lm.neural.run:load_run",
+    "gpt": "lmlab.lm.neural.run:load_run",
 }
 RUN_FILE = "lmlab.json"
 

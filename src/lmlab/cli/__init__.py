@@ -17,6 +17,8 @@ from lmlab.cli import (  # noqa: F401
     lm_commands,
     ngram_commands,
     serve_commands,
+    tokenizer_commands,
+    train_commands,
 )
 from lmlab.cli.app import app
 from lmlab.errors import LmlabError

@@ -81,6 +81,10 @@ class HFTokenizer(Tokenizer):
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
         return self._tok.encode(text, add_special_tokens=add_special_tokens).ids
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)  # no offsets
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
+
     def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str:
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 

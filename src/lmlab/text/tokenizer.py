@@ -55,6 +55,10 @@ class Tokenizer(ABC):
         `add_special_tokens` adds what the model adds around a sequence (BOS, [CLS]/[SEP]).
         """
 
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """`encode` of each text (tokenizers that can run them in parallel do)."""
+        return [self.encode(text) for text in texts]
+
     @abstractmethod
     def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str:
         """The text of `ids` (control tokens left out unless asked)."""

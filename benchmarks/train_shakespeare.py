@@ -1,0 +1,88 @@
+"""Tiny Shakespeare, character level, nanoGPT's CPU configuration: lmlab against nanoGPT.
+
+The configuration of nanoGPT's README for a CPU ("I only have a macbook"): 4 layers, 4 heads,
+128-d, context 64, batch 12, 2000 iterations, lr 1e-3 (warm-up 100, cosine to 1e-4), no dropout;
+validation every 250 steps on 20 batches; the last 10% of the text held out. We time the whole
+`lmlab train gpt` command (start-up, tokenization, evaluations and the final pass over the whole
+held-out 10% included) and report tokens/s and the final validation loss.
+
+The peer: nanoGPT's `train.py` with the same configuration. Pass `--nanogpt DIR` (a nanoGPT
+checkout whose data/shakespeare_char was prepared) to run it side by side; otherwise the figures
+measured on this machine when the issue was written are used (106 s wall, val loss 1.886).
+
+Usage: python benchmarks/train_shakespeare.py [--steps 2000] [--nanogpt DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "tinyshakespeare" / "input.txt"
+NANOGPT_MEASURED = {"seconds": 106.0, "valid_loss": 1.886, "tokens_per_s": 2000 * 768 / 106.0}
+
+
+def ours(steps: int, out: Path) -> dict:
+    command = [
+        sys.executable, "-m", "lmlab", "train", "gpt", str(DATA), "--out", str(out),
+        "--tokenizer", "char", "--valid-fraction", "0.1", "--layers", "4", "--heads", "4",
+        "--dim", "128", "--context", "64", "--batch-size", "12", "--steps", str(steps),
+        "--lr", "1e-3", "--dropout", "0", "--eval-every", "250", "--json",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        sys.exit(f"lmlab train failed: {done.stderr}")
+    result = json.loads(done.stdout)
+    return {"seconds": seconds, "valid_loss": result["valid_loss"],
+            "tokens_per_s": result["tokens_per_second"]}  # fmt: skip
+
+
+def nanogpt(steps: int, folder: Path) -> dict:
+    command = [
+        sys.executable, "train.py", "config/train_shakespeare_char.py", "--device=cpu",
+        "--compile=False", "--eval_iters=20", "--log_interval=1", "--block_size=64",
+        "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128", f"--max_iters={steps}",
+        f"--lr_decay_iters={steps}", "--dropout=0.0", "--always_save_checkpoint=False",
+    ]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    seconds = time.perf_counter() - start
+    losses = re.findall(r"val loss ([0-9.]+)", done.stdout)
+    if done.returncode or not losses:
+        sys.exit(f"nanoGPT failed: {done.stderr[-2000:]}")
+    return {"seconds": seconds, "valid_loss": float(losses[-1]),
+            "tokens_per_s": steps * 12 * 64 / seconds}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--nanogpt", type=Path, help="a prepared nanoGPT checkout")
+    parser.add_argument("--out", type=Path, help="keep the run here (default: a temp folder)")
+    args = parser.parse_args()
+    if not DATA.is_file():
+        sys.exit(f"missing {DATA}")
+    with tempfile.TemporaryDirectory() as tmp:
+        mine = ours(args.steps, args.out or Path(tmp) / "run")
+    if args.nanogpt:
+        peer, source = nanogpt(args.steps, args.nanogpt), "nanoGPT, run now"
+    else:
+        peer, source = NANOGPT_MEASURED, "nanoGPT (the issue's figure)"
+    print(f"{'':28} {'wall s':>8} {'tokens/s':>10} {'valid loss':>11}")
+    for name, row in (("lmlab train gpt", mine), (source, peer)):
+        print(f"{name:28.28} {row['seconds']:8.1f} {row['tokens_per_s']:10,.0f} "
+              f"{row['valid_loss']:11.4f}")  # fmt: skip
+    print(f"speed: {peer['seconds'] / mine['seconds']:.2f}x nanoGPT's wall time "
+          f"(goal >= 1.3x); valid loss goal <= 1.88")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

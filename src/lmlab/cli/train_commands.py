@@ -1,0 +1,169 @@
+"""`lmlab train KIND CORPUS... --out RUN`: train a neural language model from scratch."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lmlab.cli.app import JsonOpt, emit_json, train_app
+from lmlab.errors import LmlabError
+from lmlab.lm.neural import MODELS
+
+# CLI option -> model config field (the same names in every model's config).
+MODEL_OPTIONS = {
+    "layers": "n_layer",
+    "heads": "n_head",
+    "dim": "n_embd",
+    "context": "context",
+    "dropout": "dropout",
+    "hidden": "n_hidden",
+}
+TRAIN_OPTIONS = (
+    "steps",
+    "epochs",
+    "batch_size",
+    "accumulate",
+    "lr",
+    "warmup",
+    "weight_decay",
+    "grad_clip",
+    "eval_every",
+    "patience",
+    "seed",
+    "device",
+)
+RUN_OPTIONS = (
+    "init_from",
+    "freeze",
+    "tokenizer",
+    "vocab_size",
+    "valid",
+    "valid_fraction",
+    "preset",
+)
+
+
+def _command(kind: str):
+    def command(
+        corpus: Annotated[list[Path], typer.Argument(help="UTF-8 text files to train on.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="The run directory to write.")],
+        tokenizer: Annotated[
+            str | None,
+            typer.Option(help="A tokenizer folder, or train one: char, word, bpe, byte-bpe."),
+        ] = None,
+        vocab_size: Annotated[
+            int | None, typer.Option("--vocab-size", help="For a tokenizer trained here.")
+        ] = None,
+        valid: Annotated[Path | None, typer.Option(help="A validation text file.")] = None,
+        valid_fraction: Annotated[
+            float | None, typer.Option("--valid-fraction", help="Hold out the last F of the text.")
+        ] = None,
+        preset: Annotated[str | None, typer.Option(help="A named model size, e.g. tiny.")] = None,
+        layers: Annotated[int | None, typer.Option(help="Layers.")] = None,
+        heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
+        dim: Annotated[int | None, typer.Option(help="Model width.")] = None,
+        context: Annotated[int | None, typer.Option(help="Tokens per training window.")] = None,
+        dropout: Annotated[float | None, typer.Option(help="Dropout probability.")] = None,
+        hidden: Annotated[int | None, typer.Option(help="MLP: size of the tanh layer.")] = None,
+        batch_size: Annotated[
+            int | None, typer.Option("--batch-size", help="Windows per step.")
+        ] = None,
+        accumulate: Annotated[
+            int | None, typer.Option(help="Micro-batches per optimizer step.")
+        ] = None,
+        steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+        epochs: Annotated[float | None, typer.Option(help="Passes over the text.")] = None,
+        lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+        warmup: Annotated[int | None, typer.Option(help="Warm-up steps.")] = None,
+        weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
+        grad_clip: Annotated[
+            float | None, typer.Option("--grad-clip", help="Gradient norm limit; 0 disables.")
+        ] = None,
+        eval_every: Annotated[
+            int | None, typer.Option("--eval-every", help="Steps between validations.")
+        ] = None,
+        patience: Annotated[
+            int | None, typer.Option(help="Stop after this many validations without progress.")
+        ] = None,
+        seed: Annotated[int | None, typer.Option(help="Same seed, same weights.")] = None,
+        device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+        config: Annotated[
+            Path | None, typer.Option("--config", help="A TOML file of these options.")
+        ] = None,
+        resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+        init_from: Annotated[
+            Path | None,
+            typer.Option("--init-from", help="Fine-tune: start from this run's weights."),
+        ] = None,
+        freeze: Annotated[
+            int | None, typer.Option(help="Keep the embeddings and the first K blocks fixed.")
+        ] = None,
+        progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        as_json: JsonOpt = False,
+    ) -> None:
+        from lmlab.training import TrainConfig, train
+
+        given = {k: v for k, v in locals().items() if v is not None}
+        options = {**_read_toml(config), **given}
+        model_options = {MODEL_OPTIONS[k]: options[k] for k in MODEL_OPTIONS if k in options}
+        train_config = TrainConfig(**{k: options[k] for k in TRAIN_OPTIONS if k in options})
+        run = {k: options[k] for k in RUN_OPTIONS if k in options}
+        result = train(
+            kind,
+            options["corpus"],
+            options["out"],
+            model_options=model_options,
+            config=train_config,
+            resume=options["resume"],
+            progress=options["progress"] and not options["as_json"],
+            **run,
+        )
+        if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports
+            return
+        if options["as_json"]:
+            emit_json(result.to_dict())
+            return
+        valid_text = ""
+        if result.valid_loss is not None:
+            valid_text = (
+                f"  valid loss {result.valid_loss:.4f}  perplexity {result.valid_perplexity:.2f}"
+            )
+        print(
+            f"{kind}: {result.steps} steps in {result.seconds:.1f} s "
+            f"({result.tokens_per_second:,.0f} tokens/s)  train loss {result.train_loss:.4f}"
+            f"{valid_text}{'  (stopped early)' if result.stopped_early else ''}"
+        )
+        if kind == "bert":
+            print(f"saved in {result.out}; in Python: lmlab.load_masked_lm({str(result.out)!r})")
+        else:
+            print(f'saved in {result.out}; try: lmlab generate --model {result.out} "..."')
+
+    command.__doc__ = f"Train a {kind} language model on CORPUS files; write the run to --out."
+    return command
+
+
+def _read_toml(path: Path | None) -> dict:
+    """Options from a TOML file (keys as the long options, with - or _)."""
+    if path is None:
+        return {}
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise LmlabError(f"cannot read config {path}: {e}") from None
+    data = {k.replace("-", "_"): v for k, v in data.items()}
+    known = set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(RUN_OPTIONS)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise LmlabError(f"unknown option(s) in {path}: {', '.join(unknown)}")
+    for key in ("valid", "init_from"):
+        if key in data:
+            data[key] = Path(data[key])
+    return data
+
+
+for _kind in MODELS:
+    train_app.command(_kind)(_command(_kind))

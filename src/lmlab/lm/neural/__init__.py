@@ -1,0 +1,20 @@
+"""Language models trained from scratch: one readable file per architecture.
+
+`MODELS` maps a kind (as in `lmlab train KIND` and a run's lmlab.json) to its module, the model
+class and config dataclass there, and the config fields the kind sets.
+
+Every model class has the same small surface, which the trainer and `NeuralLM` rely on:
+`config`, `sequence_length` (tokens per training row), `carries_state` (trained on consecutive
+batches with its state carried over), `bounded_context` (a Transformer's fixed window),
+`new_cache(batch_size)` and `forward(idx, cache=None, *, last_only=False) -> logits (B, T, V)`.
+BERT differs: `objective = "masked"`, and `forward(idx, keep=None)` reads a whole window.
+"""
+
+MODELS = {
+    "mlp": ("lmlab.lm.neural.mlp", "MLPLM", "MLPConfig", {}),
+    "rnn": ("lmlab.lm.neural.rnn", "RNNLM", "RNNConfig", {"cell": "rnn"}),
+    "lstm": ("lmlab.lm.neural.rnn", "RNNLM", "RNNConfig", {"cell": "lstm"}),
+    "gru": ("lmlab.lm.neural.rnn", "RNNLM", "RNNConfig", {"cell": "gru"}),
+    "gpt": ("lmlab.lm.neural.gpt", "GPT", "GPTConfig", {}),
+    "bert": ("lmlab.lm.neural.bert", "BertMLM", "BertConfig", {}),  # masked, not causal
+}

@@ -1,0 +1,184 @@
+"""GPT: a decoder-only Transformer language model, in one file.
+
+Design choices (after GPT-2, Radford et al. 2019, and nanoGPT):
+  - token embeddings plus learned or sinusoidal (Vaswani et al. 2017) position embeddings;
+  - pre-LayerNorm blocks: x + attn(ln(x)), then x + mlp(ln(x)), and a final LayerNorm;
+  - multi-head causal self-attention with one fused query/key/value projection and PyTorch's
+    `scaled_dot_product_attention` (flash / memory-efficient kernels where available);
+  - a GELU MLP 4x as wide as the model;
+  - the output layer shares its weights with the token embedding (weight tying, Press & Wolf
+    2017), which saves vocab x n_embd parameters and usually lowers perplexity;
+  - a KV cache for decoding: each new token attends to the stored keys and values of the past,
+    so generating T tokens costs O(T) attention rows instead of recomputing O(T^2).
+
+Shapes: B batch, T time (new tokens), S keys (past + new), C = n_embd, H heads, D = C / H.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 256
+    context: int = 256  # the most positions a sequence may have (block size)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = False  # no biases in Linear and LayerNorm layers: ~10% faster on CPU (GPT-2 has)
+    positions: str = "learned"  # or "sinusoidal" (fixed, no parameters)
+    tie_weights: bool = True
+
+
+PRESETS = {
+    "tiny": dict(context=64, n_layer=2, n_head=2, n_embd=32),  # tests and laptops: seconds
+    # nanoGPT's CPU configuration for Tiny Shakespeare (its README, "I only have a macbook")
+    "shakespeare-cpu": dict(context=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+}
+
+
+class KVCache:
+    """Keys and values of every layer for the positions read so far, preallocated."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, device, dtype) -> None:
+        shape = (batch_size, config.n_head, config.context, config.n_embd // config.n_head)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
+        self.length = 0  # positions filled; advanced by GPT.forward after all layers ran
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        assert config.n_embd % config.n_head == 0, "n_embd must be a multiple of n_head"
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+        B, T, C = x.shape
+        # (B, T, 3C) -> three (B, H, T, D)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        past = 0
+        if cache is not None:
+            past = cache.length
+            cache.k[layer][:B, :, past : past + T] = k
+            cache.v[layer][:B, :, past : past + T] = v
+            k, v = cache.k[layer][:B, :, : past + T], cache.v[layer][:B, :, : past + T]
+        dropout = self.dropout if self.training else 0.0
+        if past == 0:  # a fresh sequence: the usual lower-triangular mask
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:  # new token t (position past + t) sees keys 0 .. past + t
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)  # pre-LayerNorm: the residual stays clean
+        return x + self.mlp(self.ln_2(x))
+
+
+def sinusoidal_positions(context: int, n_embd: int) -> torch.Tensor:
+    """(context, n_embd): sin on even, cos on odd dimensions at geometric wavelengths."""
+    position = torch.arange(context, dtype=torch.float32)[:, None]
+    frequency = torch.exp(
+        torch.arange(0, n_embd, 2, dtype=torch.float32) * (-math.log(1e4) / n_embd)
+    )
+    table = torch.zeros(context, n_embd)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: n_embd // 2])
+    return table
+
+
+class GPT(nn.Module):
+    """The decoder-only Transformer: token ids (B, T) -> next-token logits (B, T, V)."""
+
+    carries_state = False  # trained on independent random windows
+    bounded_context = True  # positions beyond `context` have no embedding
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.sequence_length = config.context
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        if config.positions == "learned":
+            self.wpe = nn.Embedding(config.context, config.n_embd)
+        elif config.positions == "sinusoidal":
+            self.register_buffer(
+                "pos_table", sinusoidal_positions(config.context, config.n_embd), persistent=False
+            )
+        else:
+            raise ValueError(f"positions must be learned or sinusoidal, not {config.positions!r}")
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * layers) so the sum stays ~unit.
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def new_cache(self, batch_size: int) -> KVCache:
+        p = self.wte.weight
+        return KVCache(self.config, batch_size, p.device, p.dtype)
+
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T) read after what `cache` holds (then extended).
+
+        `last_only` computes the output layer for the last position only: (B, 1, V).
+        """
+        T = idx.shape[1]
+        past = cache.length if cache is not None else 0
+        if past + T > self.config.context:
+            raise ValueError(f"{past + T} positions exceed the context of {self.config.context}")
+        pos = torch.arange(past, past + T, device=idx.device)
+        pe = self.wpe(pos) if self.config.positions == "learned" else self.pos_table[pos]
+        x = self.drop(self.wte(idx) + pe)  # (B, T, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer)
+        if cache is not None:
+            cache.length += T
+        x = self.ln_f(x[:, -1:] if last_only else x)
+        return self.lm_head(x)

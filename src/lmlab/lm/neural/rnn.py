@@ -1,0 +1,96 @@
+"""Recurrent language models: Elman RNN, LSTM and GRU, stacked, in one file.
+
+Design choices (after Zaremba, Sutskever & Vinyals 2014, "Recurrent neural network
+regularization", and the PyTorch word_language_model example):
+  - token embedding -> L recurrent layers -> a linear layer over the vocabulary;
+  - dropout on the embeddings, between the layers and before the output (never on the
+    recurrent connections, as Zaremba et al.);
+  - optional weight tying (Press & Wolf 2017; Inan et al. 2017): the output layer reuses the
+    embedding matrix, so the hidden size equals the embedding size;
+  - trained by truncated back-propagation through time: the trainer reads the text as B parallel
+    streams, `context` tokens at a time, and carries the hidden state from one batch to the next
+    (its gradient cut at the batch boundary).
+The cells are PyTorch's (nn.RNN with tanh, nn.LSTM, nn.GRU): their equations are in their docs.
+
+Shapes: B batch, T time, C = n_embd (embedding and hidden size), L layers, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class RNNConfig:
+    vocab_size: int = 10000
+    context: int = 35  # steps of back-propagation through time (the batch length)
+    n_layer: int = 2
+    n_embd: int = 200  # embedding size = hidden size
+    cell: str = "lstm"  # rnn (tanh), lstm or gru
+    dropout: float = 0.0
+    tie_weights: bool = True
+    init_range: float = 0.1  # weights start uniform in [-0.1, 0.1] (Zaremba et al.)
+
+
+PRESETS = {
+    "tiny": dict(context=32, n_layer=1, n_embd=32),
+    "zaremba-small": dict(context=20, n_layer=2, n_embd=200, dropout=0.0, tie_weights=False),
+    "zaremba-medium": dict(context=35, n_layer=2, n_embd=650, dropout=0.5, init_range=0.05),
+}
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class Hidden:
+    """The recurrent state of every layer: (L, B, C), a pair of them for the LSTM (h, c)."""
+
+    def __init__(self) -> None:
+        self.h: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None  # None: zeros
+
+    def detach_(self) -> None:
+        """Keep the values, forget how they were computed (truncated BPTT)."""
+        if isinstance(self.h, tuple):
+            self.h = tuple(h.detach() for h in self.h)
+        elif self.h is not None:
+            self.h = self.h.detach()
+
+
+class RNNLM(nn.Module):
+    """Embedding, stacked recurrent layers, output layer: ids (B, T) -> logits (B, T, V)."""
+
+    carries_state = True  # trained on consecutive batches with the hidden state carried over
+    bounded_context = False  # reads any length
+
+    def __init__(self, config: RNNConfig) -> None:
+        super().__init__()
+        if config.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {config.cell!r}")
+        self.config = config
+        self.sequence_length = config.context
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        # nn.RNN/LSTM/GRU apply `dropout` to the outputs of every layer but the last.
+        self.rnn = CELLS[config.cell](
+            config.n_embd, config.n_embd, config.n_layer, batch_first=True, dropout=config.dropout
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -config.init_range, config.init_range)
+        if config.tie_weights:
+            self.lm_head.weight = self.wte.weight
+
+    def new_cache(self, batch_size: int) -> Hidden:
+        return Hidden()
+
+    def forward(
+        self, idx: torch.Tensor, cache: Hidden | None = None, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T), continuing from `cache` (updated), or from zeros."""
+        x = self.drop(self.wte(idx))  # (B, T, C)
+        out, h = self.rnn(x, cache.h if cache is not None else None)  # (B, T, C)
+        if cache is not None:
+            cache.h = h
+        out = self.drop(out[:, -1:] if last_only else out)
+        return self.lm_head(out)

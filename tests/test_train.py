@@ -1,0 +1,253 @@
+"""The one trainer: overfitting, seeds, exact resume, checkpoints, run directories, bad input."""
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import lmlab
+from lmlab.errors import LmlabError
+from lmlab.training import TrainConfig, evaluate_loss, learning_rate, train
+
+TEXT = "the quick brown fox jumps over the lazy dog. a stitch in time saves nine.\n" * 40
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT)
+    return path
+
+
+def quick(**kw) -> TrainConfig:
+    return TrainConfig(
+        **{"steps": 30, "batch_size": 4, "warmup": 5, "eval_every": 10, "device": "cpu", **kw}
+    )
+
+
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "context": 16}
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_learning_rate_warms_up_then_decays_to_min_lr():
+    config = TrainConfig(lr=1.0, min_lr=0.1, warmup=10)
+    rates = [learning_rate(s, config, 110) for s in range(111)]
+    assert rates[0] == pytest.approx(1 / 11) and rates[9] == pytest.approx(10 / 11)
+    assert rates[10] == pytest.approx(1.0) and rates[110] == pytest.approx(0.1)
+    assert rates[60] == pytest.approx(0.1 + 0.5 * 0.9)  # half way down the cosine
+    assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
+
+
+def test_same_seed_same_weights_other_seed_other_weights(corpus, tmp_path):
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        train(
+            "gpt",
+            [corpus],
+            tmp_path / name,
+            model_options={**TINY, "dropout": 0.1},
+            config=quick(seed=seed),
+            progress=False,
+        )
+        runs[name] = weights(tmp_path / name)
+    assert all(torch.equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
+    assert not all(torch.equal(runs["a"][k], runs["c"][k]) for k in runs["a"])
+
+
+def test_resume_after_a_kill_gives_the_uninterrupted_weights(corpus, tmp_path):
+    options = dict(model_options={**TINY, "dropout": 0.1}, valid_fraction=0.2, progress=False)
+    train("gpt", [corpus], tmp_path / "whole", config=quick(), **options)
+
+    def kill(step):
+        if step == 17:  # between two checkpoints (every 10 steps)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train("gpt", [corpus], tmp_path / "killed", config=quick(), on_step=kill, **options)
+    state = torch.load(tmp_path / "killed" / "checkpoint" / "state.pt", weights_only=False)
+    assert state["step"] == 17
+    train("gpt", [corpus], tmp_path / "killed", config=quick(), resume=True, **options)
+    for folder in ("checkpoint", "."):
+        a, b = weights(tmp_path / "whole" / folder), weights(tmp_path / "killed" / folder)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_text().splitlines()
+    strip = [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in lines]
+    assert strip == [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in whole]
+
+
+def test_resume_with_other_options_or_kind_is_refused(corpus, tmp_path):
+    train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(), progress=False)
+    with pytest.raises(LmlabError, match="differ: lr"):
+        train("gpt", [corpus], tmp_path / "r", config=quick(lr=0.5), resume=True)
+    with pytest.raises(LmlabError, match="already holds a training run"):
+        train("gpt", [corpus], tmp_path / "r", config=quick())
+    with pytest.raises(LmlabError, match="nothing to resume"):
+        train("gpt", [corpus], tmp_path / "fresh", config=quick(), resume=True)
+
+
+def test_run_directory_and_validation(corpus, tmp_path):
+    result = train(
+        "gpt",
+        [corpus],
+        tmp_path / "r",
+        model_options=TINY,
+        valid_fraction=0.1,
+        config=quick(),
+        progress=False,
+    )
+    run = tmp_path / "r"
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "lmlab.json",
+        "metrics.jsonl",
+        "loss.png",
+        "valid.txt",
+    ):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "lmlab.json").read_text())["kind"] == "gpt"
+    assert (run / "valid.txt").read_text() == TEXT[int(len(TEXT) * 0.9) :]
+    assert (run / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "valid_loss" in r and not r.get("final")] == [10, 20, 30]
+    # the reported validation loss is the mean cross-entropy of the held-out text
+    lm = lmlab.load_lm(run)
+    ids = torch.tensor(lm.tokenizer.encode((run / "valid.txt").read_text()), dtype=torch.int32)
+    assert result.valid_loss == pytest.approx(evaluate_loss(lm.model, ids, 16), rel=1e-5)
+    assert result.valid_perplexity == pytest.approx(math.exp(result.valid_loss))
+
+
+def test_trained_model_works_with_generate_and_score(corpus, tmp_path):
+    train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(), progress=False)
+    lm = lmlab.load_lm(tmp_path / "r")
+    out = lmlab.generate(lm, "the quick", max_tokens=40, temperature=0)
+    assert len(out.token_ids) == 40  # past the 16-token context: the window slides
+    text = TEXT[:300]
+    s = lmlab.score(lm, text)
+    assert s.n_tokens == len(lm.tokenizer.encode(text)) - 1
+    # the first 16 scores are the model's own log-probabilities of each next character
+    ids = torch.tensor([lm.tokenizer.encode(text[:16])])
+    logp = lm.model(ids).log_softmax(-1)[0, :-1].gather(1, ids[0, 1:, None])[:, 0]
+    torch.testing.assert_close(torch.tensor(s.logprobs[:15]), logp.detach(), atol=1e-5, rtol=0)
+
+
+def test_reading_past_the_context_slides_the_window(corpus, tmp_path):
+    train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(), progress=False)
+    lm = lmlab.load_lm(tmp_path / "r")
+    ids = torch.tensor([lm.tokenizer.encode(TEXT[:40])])
+    state = lm.new_state(1)
+    logits = lm.forward(state, ids, all_positions=True)  # 40 tokens through a 16-token cache
+    assert logits.shape[1] == 40
+    with torch.no_grad():  # the cache slid at 16 (keeping 8..15) and at 24 (keeping 16..23)
+        expected = lm.model(ids[:, 16:31])[0, -1]
+        torch.testing.assert_close(logits[0, 30], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(logits[0, :16], lm.model(ids[:, :16])[0], atol=1e-5, rtol=0)
+    one_by_one = lm.new_state(1)
+    steps = [lm.forward(one_by_one, ids[:, t : t + 1]) for t in range(40)]
+    torch.testing.assert_close(torch.stack(steps, 1), logits, atol=1e-5, rtol=1e-5)
+
+
+def test_early_stopping_keeps_the_best_model(corpus, tmp_path):
+    result = train(
+        "gpt",
+        [corpus],
+        tmp_path / "r",
+        model_options=TINY,
+        valid_fraction=0.1,
+        config=quick(steps=400, lr=0.3, eval_every=5, patience=2),
+        progress=False,
+    )
+    assert result.stopped_early and result.steps < 400
+    records = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r["valid_loss"] for r in records if "valid_loss" in r and not r.get("final")]
+    assert result.valid_loss <= min(evals) + 0.05  # the final evaluation is of the best weights
+
+
+def test_bad_input_is_a_clear_error(tmp_path, corpus):
+    small = tmp_path / "small.txt"
+    small.write_text("too short")
+    with pytest.raises(LmlabError, match="too few for one batch"):
+        train("gpt", [small], tmp_path / "a", model_options=TINY, config=quick())
+    with pytest.raises(LmlabError, match="the loss became"):
+        train(
+            "gpt",
+            [corpus],
+            tmp_path / "b",
+            model_options=TINY,
+            config=quick(lr=1e30, grad_clip=0, warmup=0),
+            progress=False,
+        )
+    with pytest.raises(LmlabError, match="valid-fraction"):
+        train("gpt", [corpus], tmp_path / "c", valid_fraction=1.5, config=quick())
+
+
+@pytest.mark.slow
+def test_cli_train_then_generate_and_score(corpus, tmp_path):
+    def lmlab_cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "lmlab", *args], capture_output=True, text=True, timeout=600
+        )
+
+    run = tmp_path / "run"
+    config = tmp_path / "c.toml"
+    config.write_text("layers = 1\nheads = 2\ndim = 16\ncontext = 16\nsteps = 20\n")
+    out = lmlab_cli(
+        "train",
+        "gpt",
+        str(corpus),
+        "--out",
+        str(run),
+        "--config",
+        str(config),
+        "--valid-fraction",
+        "0.1",
+        "--batch-size",
+        "4",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["steps"] == 20 and data["valid_loss"] > 0
+    assert json.loads((run / "lmlab.json").read_text())["model"]["n_layer"] == 1
+    gen = lmlab_cli("generate", "--model", str(run), "the ", "--max-tokens", "5", "--json")
+    assert gen.returncode == 0, gen.stderr
+    score = lmlab_cli("score", str(run / "valid.txt"), "--model", str(run), "--json")
+    assert json.loads(score.stdout)["tokens"] == len((run / "valid.txt").read_text()) - 1
+    again = lmlab_cli("train", "gpt", str(corpus), "--out", str(run), "--steps", "20")
+    assert again.returncode == 2 and again.stderr.startswith("error:")
+
+
+def test_fine_tuning_starts_from_a_run_and_freezes_the_first_blocks(corpus, tmp_path):
+    shape = {**TINY, "n_layer": 2}
+    train("gpt", [corpus], tmp_path / "base", model_options=shape, config=quick(), progress=False)
+    other = tmp_path / "other.txt"
+    other.write_text("a stitch in time saves nine. " * 60)
+    train("gpt", [other], tmp_path / "tuned", init_from=tmp_path / "base", freeze=1,
+          model_options={"dropout": 0.1}, config=quick(steps=10), progress=False)  # fmt: skip
+    base, tuned = weights(tmp_path / "base"), weights(tmp_path / "tuned")
+    frozen = [k for k in base if k.startswith(("wte", "wpe", "blocks.0."))]
+    trained = [k for k in base if k.startswith(("blocks.1.", "ln_f"))]
+    assert frozen and trained
+    assert all(torch.equal(base[k], tuned[k]) for k in frozen)
+    assert all(not torch.equal(base[k], tuned[k]) for k in trained if "weight" in k)
+    assert (tmp_path / "tuned" / "tokenizer.json").read_bytes() == (
+        tmp_path / "base" / "tokenizer.json"
+    ).read_bytes()
+    with pytest.raises(LmlabError, match="do not change n_embd"):
+        train("gpt", [other], tmp_path / "x", init_from=tmp_path / "base",
+              model_options={"n_embd": 32}, config=quick())  # fmt: skip
+    with pytest.raises(LmlabError, match="holds a 'gpt' model, not 'lstm'"):
+        train("lstm", [other], tmp_path / "y", init_from=tmp_path / "base", config=quick())
+    with pytest.raises(LmlabError, match="--freeze takes 1 to 2 blocks"):
+        train("gpt", [other], tmp_path / "z", init_from=tmp_path / "base", freeze=3,
+              config=quick())  # fmt: skip
