@@ -44,6 +44,9 @@ class OnnxStates:
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: on a shared CPU, spinning threads steal the
+        # cores the work needs (measured: about 20% more texts/s with spinning off).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
