@@ -7,6 +7,7 @@ Same bundled model (all-MiniLM-L6-v2), same texts, same batch size, one process:
   - throughput (texts/s, wall clock, and CPU seconds per 1,000 texts, which a busy machine
     disturbs less) and their ratios;
   - the largest |cos(ours, theirs) - 1| over every text;
+  - the optional int8 path (backend="int8"): throughput and the smallest cosine to theirs;
   - STS-B test Spearman x 100 of the bundled encoder (sentence-transformers reports 82.03).
 Usage: python benchmarks/embed.py [--n 10000] [--batch-size 32] [--backend auto]
 """
@@ -98,6 +99,15 @@ def main() -> None:
     print(f"{'sentence-transformers':<26}{n / wall_t:>10.1f}{1000 * cpu_t / n:>16.2f}")
     print(f"{'ratio':<26}{wall_t / wall_o:>9.2f}x{cpu_t / cpu_o:>15.2f}x")
     print(f"largest |cos(ours, theirs) - 1|: {worst:.2e}")
+    if args.backend == "auto":
+        int8 = lmlab.load_encoder(DEFAULT_ENCODER, backend="int8")
+        int8.encode(texts[:64], batch_size=bs)
+        v8, wall_8, cpu_8 = timed(lambda: int8.encode(texts, batch_size=bs))
+        print(
+            f"{'lmlab (int8)':<26}{n / wall_8:>10.1f}{1000 * cpu_8 / n:>16.2f}"
+            f"   {wall_t / wall_8:.2f}x / {cpu_t / cpu_8:.2f}x sentence-transformers,"
+            f" smallest cos {float((v8 * ref).sum(1).min()):.4f}"
+        )
     print(f"STS-B test Spearman x 100: lmlab {spearman_stsb(ours_encode):.2f}", end="")
     print(f", sentence-transformers {spearman_stsb(theirs_encode):.2f} (published: 82.03)")
 

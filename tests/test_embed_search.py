@@ -78,3 +78,16 @@ def test_index_from_another_model_is_refused(encoder, tmp_path):
         VectorIndex.load(tmp_path)
     with pytest.raises(LmlabError, match="vectors of size"):
         VectorIndex(encoder).add(["a"], vectors=np.zeros((1, 5)))
+
+
+def test_approximate_search_finds_the_exact_neighbours(encoder):
+    pytest.importorskip("hnswlib")
+    exact = VectorIndex(encoder).add(TEXTS)
+    approximate = VectorIndex(encoder, approximate=True).add(TEXTS)
+    for query in ["pets", "football", "taxes"]:
+        assert [h.id for h in approximate.search(query, 3)] == [
+            h.id for h in exact.search(query, 3)
+        ]
+        assert [h.score for h in approximate.search(query, 3)] == pytest.approx(
+            [h.score for h in exact.search(query, 3)], abs=1e-5
+        )

@@ -45,7 +45,7 @@ def load_encoder(
         layer: which layer's states to pool (-1: the last; 0: the embedding layer's output).
         static: use the model's input-embedding rows instead of its contextual states.
         max_length: tokens per text (default: the model's own window).
-        backend: for transformer encoders: onnx, torch or auto (ONNX Runtime when it is
+        backend: for transformer encoders: onnx, int8, torch or auto (ONNX Runtime when it is
             installed and the model exports; the export is made once into the cache).
 
     Example:

@@ -24,7 +24,7 @@ from lmlab.errors import LmlabError
 from lmlab.text.hf_tokenizer import HFTokenizer
 
 POOLINGS = ("mean", "cls", "max")
-BACKENDS = ("auto", "onnx", "torch")
+BACKENDS = ("auto", "onnx", "int8", "torch")
 
 
 class TransformerEncoder(Encoder):
@@ -37,7 +37,8 @@ class TransformerEncoder(Encoder):
         layer: which hidden states to pool: -1 the last layer, 0 the embedding layer's output.
         max_length: tokens per text, special tokens included (default: the folder's own).
         backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
-            (onnx when onnxruntime is installed and the model exports, else torch). Layers other
+            (onnx when onnxruntime is installed and the model exports, else torch); int8 is
+            onnx with int8 weights (faster; cosine 0.96-0.99 to the exact vectors). Layers other
             than the last always run in torch.
 
     Example:
@@ -87,7 +88,7 @@ class TransformerEncoder(Encoder):
         self._fast.enable_truncation(self.max_length)
         self._prefix, self._suffix = _special_frame(self.tokenizer)
         self._onnx = self._onnx_states(folder, backend)
-        self.backend = "onnx" if self._onnx is not None else "torch"
+        self.backend = "torch" if self._onnx is None else "int8" if backend == "int8" else "onnx"
 
     def _onnx_states(self, folder: Path, backend: str):
         from lmlab.embed.onnx_runtime import onnx_available, onnx_states
@@ -97,11 +98,11 @@ class TransformerEncoder(Encoder):
         if backend == "torch" or self.layer != -1:
             return None
         if not onnx_available():
-            if backend == "onnx":
-                raise LmlabError("the onnx backend needs: pip install onnxruntime onnx")
+            if backend != "auto":
+                raise LmlabError(f"the {backend} backend needs: pip install onnxruntime onnx")
             return None
-        states = onnx_states(folder, self.model, self._pad_id)
-        if states is None and backend == "onnx":
+        states = onnx_states(folder, self.model, self._pad_id, int8=backend == "int8")
+        if states is None and backend != "auto":
             raise LmlabError(f"{self.name} does not export to ONNX; use backend='torch'")
         return states
 
