@@ -83,17 +83,24 @@ async def one_request(client, url, model, question, max_tokens):
 
 async def load(url, model, clients, per_client, max_tokens):
     async with httpx.AsyncClient(timeout=600) as client:
+        failed = 0
 
         async def worker(k):
+            nonlocal failed
             out = []
             for i in range(per_client):
                 question = QUESTIONS[(k * per_client + i) % len(QUESTIONS)]
-                out.append(await one_request(client, url, model, question, max_tokens))
+                try:
+                    out.append(await one_request(client, url, model, question, max_tokens))
+                except httpx.HTTPError:  # counted: a server that drops streams under load
+                    failed += 1
             return out
 
         start = time.perf_counter()
         results = [r for rs in await asyncio.gather(*map(worker, range(clients))) for r in rs]
         wall = time.perf_counter() - start
+    if not results:
+        return {"tokens_per_s": 0.0, "ttft_s": 0.0, "p50_s": 0.0, "p99_s": 0.0, "failed": failed}
     tokens = sum(r[0] for r in results)
     latencies = sorted(r[2] for r in results)
     return {
@@ -101,6 +108,7 @@ async def load(url, model, clients, per_client, max_tokens):
         "ttft_s": statistics.median(r[1] for r in results),
         "p50_s": statistics.median(latencies),
         "p99_s": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "failed": failed,
     }
 
 
@@ -227,7 +235,8 @@ def main() -> None:
                 row = table[name, n]
                 print(
                     f"{name:>16}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
-                    f"TTFT {row['ttft_s']:.2f}s  p50 {row['p50_s']:.2f}s  p99 {row['p99_s']:.2f}s",
+                    f"TTFT {row['ttft_s']:.2f}s  p50 {row['p50_s']:.2f}s  p99 {row['p99_s']:.2f}s  "
+                    f"failed {row['failed']}",
                     flush=True,
                 )
         finally:
