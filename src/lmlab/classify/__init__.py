@@ -1,0 +1,1 @@
+"""Text classification: one TextClassifier over many methods (probes, fine-tuning, prompting)."""
