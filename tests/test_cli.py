@@ -124,3 +124,15 @@ def test_a_corrupt_gguf_file_exits_2(tmp_path):
     out = lmlab("generate", "hi", "--model", str(bad))
     assert out.returncode == 2 and "bad.gguf" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_output_piped_into_head_ends_quietly(tmp_path):
+    words = [f"w{i % 997}x{i % 89}" for i in range(20000)]
+    (tmp_path / "corpus.txt").write_text(" ".join(words))
+    command = [sys.executable, "-m", "lmlab", "tokenizer", "train", str(tmp_path / "corpus.txt")]
+    command += ["--out", str(tmp_path / "tok"), "--vocab-size", "6000", "--show-merges", "5000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout.readline()  # read one line, then close the pipe as `head -1` does
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+    assert "Traceback" not in stderr, stderr

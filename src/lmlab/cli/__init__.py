@@ -52,7 +52,7 @@ def _run(argv: list[str] | None) -> int:
     except LmlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (click_errors.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print(file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0

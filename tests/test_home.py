@@ -1,0 +1,40 @@
+"""Atomic writes: complete or absent, and with the permissions a plain write would give."""
+
+import os
+import stat
+
+import pytest
+
+from lmlab.home import atomic_dir, atomic_file, atomic_write_text
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_atomic_writes_get_the_usual_permissions(tmp_path, umask_022):
+    atomic_write_text(tmp_path / "a.txt", "hello")
+    with atomic_file(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"\0")
+    with atomic_dir(tmp_path / "run") as tmp:
+        (tmp / "x").write_text("x")
+    assert _mode(tmp_path / "a.txt") == 0o644
+    assert _mode(tmp_path / "b.bin") == 0o644
+    assert _mode(tmp_path / "run") == 0o755  # not mkdtemp's 0700: others can read a shipped run
+
+
+def test_a_failed_write_leaves_the_old_folder(tmp_path):
+    with atomic_dir(tmp_path / "run") as tmp:
+        (tmp / "x").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "run") as tmp:
+        (tmp / "x").write_text("new")
+        raise RuntimeError
+    assert (tmp_path / "run" / "x").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
