@@ -61,33 +61,12 @@ class _Probe(Method):
 
             self._encoder = BagOfWordsEncoder.fit(texts, weighting=FITTED_ENCODERS[spec])
         else:
-            self._encoder = _load_encoder(spec)
+            self._encoder = load_probe_encoder(spec)
             # Record where it came from, so the saved classifier finds it again.
             self.options["encoder"] = self._encoder.spec or self._encoder.name
 
     def _vectors(self, texts: list[str], progress: bool = False) -> np.ndarray:
-        enc = self._encoder
-        fitted = isinstance(self.encoder_spec, str) and self.encoder_spec in FITTED_ENCODERS
-        key = None
-        if not fitted and enc.spec:
-            digest = hashlib.sha1("\0".join(texts).encode("utf-8", "replace")).hexdigest()
-            key = (enc.spec, f"{len(texts)}:{digest}")
-            if key in _MEMO:
-                _MEMO.move_to_end(key)
-                return _MEMO[key]
-        parts = []
-        with tqdm(
-            total=len(texts), unit="text", desc=f"encoding ({enc.name})", disable=not progress
-        ) as bar:
-            for i in range(0, len(texts), CHUNK):
-                parts.append(enc.encode(texts[i : i + CHUNK]))
-                bar.update(len(parts[-1]))
-        vectors = np.concatenate(parts) if parts else np.zeros((0, enc.dimension), np.float32)
-        if key is not None:
-            _MEMO[key] = vectors
-            while len(_MEMO) > 2:
-                _MEMO.popitem(last=False)
-        return vectors
+        return encode_texts(self._encoder, texts, progress=progress)
 
     def _save_encoder(self, folder: Path, head_dimension: int) -> None:
         spec = self.options["encoder"]
@@ -108,7 +87,7 @@ class _Probe(Method):
 
             self._encoder = BagOfWordsEncoder.load(folder / "encoder")
         else:
-            self._encoder = _load_encoder(spec)
+            self._encoder = load_probe_encoder(spec)
         if self._encoder.dimension != meta["dimension"]:
             raise LmlabError(
                 f"encoder {self._encoder.name} gives {self._encoder.dimension}-d vectors but "
@@ -119,7 +98,33 @@ class _Probe(Method):
         return meta
 
 
-def _load_encoder(spec: str | Encoder) -> Encoder:
+def encode_texts(encoder: Encoder, texts: list[str], *, progress: bool = False) -> np.ndarray:
+    """The encoder's vectors of `texts`, with a progress bar. The last two results of an encoder
+    loaded by name or path (one with a `spec`; not a vocabulary fitted here) are remembered, so
+    probes fitted in turn on the same texts encode them once."""
+    key = None
+    if encoder.spec:
+        digest = hashlib.sha1("\0".join(texts).encode("utf-8", "replace")).hexdigest()
+        key = (encoder.spec, f"{len(texts)}:{digest}")
+        if key in _MEMO:
+            _MEMO.move_to_end(key)
+            return _MEMO[key]
+    parts = []
+    desc = f"encoding ({encoder.name})"
+    with tqdm(total=len(texts), unit="text", desc=desc, disable=not progress) as bar:
+        for i in range(0, len(texts), CHUNK):
+            parts.append(encoder.encode(texts[i : i + CHUNK]))
+            bar.update(len(parts[-1]))
+    vectors = np.concatenate(parts) if parts else np.zeros((0, encoder.dimension), np.float32)
+    if key is not None:
+        _MEMO[key] = vectors
+        while len(_MEMO) > 2:
+            _MEMO.popitem(last=False)
+    return vectors
+
+
+def load_probe_encoder(spec: str | Encoder) -> Encoder:
+    """The encoder of a probe, by spec; loaded once per process (the last two stay loaded)."""
     if isinstance(spec, Encoder):
         return spec
     from lmlab.embed.load import _cached
