@@ -131,3 +131,11 @@ def test_labels_sort_numerically_and_report_keys():
     clf = TextClassifier("logit", encoder="bow").fit(*TRAIN, progress=False)
     assert set(clf.evaluate(*TEST).to_dict()) >= {"accuracy", "macro_f1", "per_class", "confusion"}
     assert clf.get_params()["encoder"] == "bow"
+
+
+def test_a_classifier_folder_is_not_a_language_model(tmp_path):
+    from lmlab.models import load_lm
+
+    TextClassifier("logit", encoder="bow").fit(*TRAIN, progress=False).save(tmp_path / "clf")
+    with pytest.raises(LmlabError, match="is a text classifier, not a language model"):
+        load_lm(tmp_path / "clf")
