@@ -128,6 +128,11 @@ def test_mistakes_are_clear_errors():
 
 def test_labels_sort_numerically_and_report_keys():
     assert sort_labels({"10", "2", "1"}) == ["1", "2", "10"]
+    # Integer labels are kept as strings, and score compares them as such.
+    stars = [{"pos": 5, "neg": 1, "mid": 3}[v] for v in TRAIN[1]]
+    clf = TextClassifier("logit", encoder="bow").fit(TRAIN[0], stars, progress=False)
+    assert list(clf.classes_) == ["1", "3", "5"]
+    assert clf.score(TRAIN[0], stars) == clf.evaluate(TRAIN[0], stars).accuracy > 0.6
     clf = TextClassifier("logit", encoder="bow").fit(*TRAIN, progress=False)
     assert set(clf.evaluate(*TEST).to_dict()) >= {"accuracy", "macro_f1", "per_class", "confusion"}
     assert clf.get_params()["encoder"] == "bow"
@@ -139,3 +144,17 @@ def test_a_classifier_folder_is_not_a_language_model(tmp_path):
     TextClassifier("logit", encoder="bow").fit(*TRAIN, progress=False).save(tmp_path / "clf")
     with pytest.raises(LmlabError, match="is a text classifier, not a language model"):
         load_lm(tmp_path / "clf")
+
+
+def test_works_with_scikit_learn_tools():
+    from sklearn.base import clone, is_classifier
+    from sklearn.model_selection import cross_val_score
+
+    clf = TextClassifier("logit", encoder="bow", C=2.0)
+    assert is_classifier(clf) and clone(clf).get_params() == {
+        "method": "logit",
+        "encoder": "bow",
+        "C": 2.0,
+    }
+    scores = cross_val_score(clf, *TRAIN, cv=3)
+    assert len(scores) == 3 and all(s > 0.6 for s in scores)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin
 
 from lmlab.classify.data import label_text
 from lmlab.classify.method import method_class
@@ -33,7 +33,7 @@ KIND = "classifier"
 FORMAT = 1
 
 
-class TextClassifier(ClassifierMixin):
+class TextClassifier(ClassifierMixin, BaseEstimator):
     """Texts -> labels, by any registered method, with scikit-learn's conventions.
 
     Args:
@@ -107,6 +107,11 @@ class TextClassifier(ClassifierMixin):
         """The most probable class of each text (an object array of strings)."""
         proba = self.predict_proba(texts)
         return self.classes_[proba.argmax(axis=1)] if len(proba) else self.classes_[:0]
+
+    def score(self, texts: Sequence[str], labels: Sequence, sample_weight=None) -> float:
+        """Accuracy; labels compare as strings, as they were fitted (1 and "1" are one class)."""
+        truth = np.array([label_text(v) for v in labels], dtype=object)
+        return float(np.average(self.predict(texts) == truth, weights=sample_weight))
 
     def evaluate(self, texts: Sequence[str], labels: Sequence) -> Report:
         """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix.

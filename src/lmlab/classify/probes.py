@@ -111,7 +111,8 @@ def encode_texts(encoder: Encoder, texts: list[str], *, progress: bool = False) 
             return _MEMO[key]
     parts = []
     desc = f"encoding ({encoder.name})"
-    with tqdm(total=len(texts), unit="text", desc=desc, disable=not progress) as bar:
+    quiet = not progress or len(texts) <= CHUNK  # a bar for a blink is noise
+    with tqdm(total=len(texts), unit="text", desc=desc, disable=quiet) as bar:
         for i in range(0, len(texts), CHUNK):
             parts.append(encoder.encode(texts[i : i + CHUNK]))
             bar.update(len(parts[-1]))
