@@ -119,7 +119,8 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, data):
         (["fit", str(numbers), "--text-col", "score", "--out", out], "'score' holds numbers"),
         (
             ["fit", str(train), "--hidden", "8", "--out", out],
-            "--hidden does not apply to method logit",
+            "--hidden does not apply to method logit (its options: --encoder, --penalty, --C, "
+            "--class-weight)",
         ),
         (["fit", str(train), "--text-col", "body", "--out", out], "columns: text, label"),
         (["fit", str(train), "--method", "svm", "--out", out], "unknown method 'svm'"),

@@ -67,16 +67,18 @@ def _options(**given: Any) -> dict[str, Any]:
     return options
 
 
-def _check_options(method: str, options: dict[str, Any]) -> None:
+def _check_options(method: str, options: dict[str, Any], offered: list[str]) -> None:
+    """A flag the method does not take is an error listing the flags (of `offered`) it does."""
     from lmlab.classify.classifier import method_options
 
     accepted = method_options(method)
     wrong = [k for k in options if accepted is not None and k not in accepted]
     if wrong:
+        usable = [k for k in offered if k in accepted]
         flags = lambda names: ", ".join("--" + n.replace("_", "-") for n in names)  # noqa: E731
         raise LmlabError(
             f"{flags(wrong)} does not apply to method {method} "
-            f"(its options: {flags(accepted) or 'none'})",
+            f"(its options: {flags(usable) or 'none'})",
             param=wrong[0],
         )
 
@@ -116,7 +118,7 @@ def fit(
     from lmlab.classify.classifier import TextClassifier
     from lmlab.classify.data import read_labelled
 
-    options = _options(
+    given = dict(
         encoder=encoder,
         penalty=penalty,
         C=C,
@@ -133,7 +135,8 @@ def fit(
         shots=shots,
         seed=seed,
     )
-    _check_options(method, options)
+    options = _options(**given)
+    _check_options(method, options, list(given))
     table = read_labelled(data, text_col, label_col)
     _say_guessed(table)
     clf = TextClassifier(method, **options).fit(table.texts, table.labels, progress=not as_json)
