@@ -190,6 +190,12 @@ def _load_run(ref: ModelRef, **options) -> LanguageModel:
         kind = json.loads((ref.path / RUN_FILE).read_text())["kind"]
     except (OSError, ValueError, KeyError, TypeError):
         raise LmlabError(f"{ref.path / RUN_FILE} is not a valid lmlab run file") from None
+    if kind == "classifier":  # lmlab.classify: not a language model
+        raise LmlabError(
+            f"{ref.path} is a text classifier, not a language model; use it with "
+            "`lmlab classify predict` or lmlab.TextClassifier.load",
+            param="model",
+        )
     if kind not in RUN_LOADERS:
         known = ", ".join(sorted(RUN_LOADERS)) or "none"
         raise LmlabError(

@@ -18,7 +18,11 @@ import numpy as np
 from lmlab.errors import LmlabError
 
 # method name -> "module:Class"; every class implements Method.
-METHODS: dict[str, str] = {}
+METHODS: dict[str, str] = {
+    "logit": "lmlab.classify.probes:Logit",
+    "lasso": "lmlab.classify.probes:Lasso",
+    "mlp": "lmlab.classify.probes:MLP",
+}
 
 
 class Method(ABC):

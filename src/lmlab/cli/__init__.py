@@ -12,6 +12,7 @@ import typer
 
 # Each import registers its module's commands on `app`.
 from lmlab.cli import (  # noqa: F401
+    classify_commands,
     embed_commands,
     eval_commands,
     lm_commands,

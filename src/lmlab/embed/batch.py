@@ -42,7 +42,7 @@ def read_texts(
         raise LmlabError(f"no such file: {path}", param="file")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".tsv", ".jsonl", ".parquet"):
-        rows = list(_table_rows(path, suffix, column or "text", label_column))
+        rows = list(_table_rows(path, column or "text", label_column))
     elif label_column is not None:
         raise LmlabError("a label column needs a table (CSV, JSONL or Parquet)", param="column")
     else:
@@ -53,27 +53,8 @@ def read_texts(
     return rows
 
 
-def _table_rows(
-    path: Path, suffix: str, column: str, label_column: str | None
-) -> Iterator[tuple[str, ...]]:
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path)
-        records = table.to_pylist()
-        names = table.column_names
-    elif suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            try:
-                records = [json.loads(line) for line in f if line.strip()]
-            except ValueError as e:
-                raise LmlabError(f"{path} is not valid JSONL: {e}") from None
-        names = sorted({k for r in records for k in r}) if records else []
-    else:
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            records = list(reader)
-            names = reader.fieldnames or []
+def _table_rows(path: Path, column: str, label_column: str | None) -> Iterator[tuple[str, ...]]:
+    names, records = read_table(path)
     for wanted in (column, label_column):
         if wanted is not None and wanted not in names:
             raise LmlabError(
@@ -85,6 +66,29 @@ def _table_rows(
         if text is not None and str(text).strip():
             key, text = str(r.get("id", i)), str(text)
             yield (key, text) if label_column is None else (key, text, str(r[label_column]))
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict]]:
+    """(column names, rows as dicts) of a .csv, .tsv, .jsonl or .parquet file."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        return table.column_names, table.to_pylist()
+    if suffix == ".jsonl":
+        with open(path, encoding="utf-8") as f:
+            try:
+                records = [json.loads(line) for line in f if line.strip()]
+            except ValueError as e:
+                raise LmlabError(f"{path} is not valid JSONL: {e}") from None
+        if not all(isinstance(r, dict) for r in records):
+            raise LmlabError(f"{path}: every JSONL line must be an object", param="file")
+        return sorted({k for r in records for k in r}), records
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+        records = list(reader)
+        return list(reader.fieldnames or []), records
 
 
 @dataclass
