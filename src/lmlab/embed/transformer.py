@@ -117,15 +117,6 @@ class TransformerEncoder(Encoder):
         framed = [self._prefix + row[:room] + self._suffix for row in ids]
         return self._pool_all(framed, batch_size, sum(1 for row in ids if len(row) > room))
 
-    def _pool_all(self, ids: list[list[int]], batch_size: int, truncated: int) -> Encoded:
-        """Pool every row, in batches of similar length, back in the input order."""
-        out = np.empty((len(ids), self.dimension), np.float32)
-        order = np.argsort([-len(row) for row in ids], kind="stable")  # longest first
-        for start in range(0, len(ids), batch_size):
-            rows = order[start : start + batch_size]
-            out[rows] = self._pool_batch([ids[i] for i in rows])
-        return Encoded(out, n_tokens=sum(map(len, ids)), n_truncated=truncated)
-
     @torch.inference_mode()
     def _pool_batch(self, rows: list[list[int]]) -> np.ndarray:
         input_ids, mask = _pad(rows, self._pad_id)
