@@ -38,7 +38,7 @@ class TransformerEncoder(Encoder):
         max_length: tokens per text, special tokens included (default: the folder's own).
         backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
             (onnx when onnxruntime is installed and the model exports, else torch); int8 is
-            onnx with int8 weights (faster; cosine 0.96-0.99 to the exact vectors). Layers other
+            onnx with int8 weights (faster; cosine 0.99 or more to the exact vectors). Layers other
             than the last always run in torch.
 
     Example:
