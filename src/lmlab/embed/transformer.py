@@ -12,6 +12,7 @@ once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SD
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,8 @@ class TransformerEncoder(Encoder):
             if backend != "auto":
                 raise LmlabError(f"the {backend} backend needs: pip install onnxruntime onnx")
             return None
+        if backend == "int8" and importlib.util.find_spec("onnx_ir") is None:
+            raise LmlabError("the int8 backend needs: pip install onnx-ir")
         states = onnx_states(folder, self.model, self._pad_id, int8=backend == "int8")
         if states is None and backend != "auto":
             raise LmlabError(f"{self.name} does not export to ONNX; use backend='torch'")
