@@ -1,9 +1,12 @@
 """BERT: the masked-LM corruption rates, attention in both directions, training, fill-mask."""
 
+import json
+
 import pytest
 import torch
 
-from lmlab.lm.neural.bert import IGNORE, BertConfig, BertMLM, mask_tokens
+import lmlab
+from lmlab.lm.neural.bert import IGNORE, BertConfig, BertMLM, mask_tokens, next_sentence_pairs
 from lmlab.lm.neural.run import load_masked_lm
 from lmlab.training import TrainConfig, train
 
@@ -68,3 +71,67 @@ def test_a_masked_lm_needs_a_mask_token(tmp_path):
     with pytest.raises(Exception, match=r"\[MASK\] token"):
         train("bert", [path], tmp_path / "b", tokenizer="char", preset="tiny",
               config=TrainConfig(steps=2, device="cpu"), progress=False)  # fmt: skip
+
+
+def test_next_sentence_pairs_by_hand():
+    windows = torch.arange(100, 132).view(4, 8)  # four spans of 8 tokens of the text
+    stream = torch.arange(500, 600)
+    ids, segments, is_next = next_sentence_pairs(
+        windows, stream, cls_id=2, sep_id=3, generator=torch.Generator().manual_seed(0)
+    )
+    assert ids.shape == segments.shape == (4, 8)
+    for b in range(4):
+        row, seps = ids[b].tolist(), (ids[b] == 3).nonzero().flatten().tolist()
+        a = seps[0] - 1  # [CLS] A [SEP] B [SEP]
+        assert row[0] == 2 and len(seps) == 2 and seps[1] == 7 and 1 <= a <= 4
+        assert row[1 : a + 1] == windows[b, :a].tolist()  # A: the start of the span
+        second = row[a + 2 : 7]
+        if is_next[b]:
+            assert second == windows[b, a : a + len(second)].tolist()  # B: what follows A
+        else:
+            assert second[0] >= 500 and second == list(range(second[0], second[0] + len(second)))
+        assert segments[b].tolist() == [0] * (a + 2) + [1] * (6 - a)
+    many = next_sentence_pairs(torch.arange(64000).view(8000, 8), stream, cls_id=2, sep_id=3,
+                               generator=torch.Generator().manual_seed(1))[2]  # fmt: skip
+    assert abs(many.float().mean().item() - 0.5) < 0.02  # half are true next sentences
+
+
+def test_without_nsp_the_model_is_unchanged_with_it_gains_segments_and_a_head():
+    names = set(BertMLM(BertConfig(vocab_size=40, context=16, n_layer=1, n_head=2, n_embd=16))
+                .state_dict())  # fmt: skip
+    assert not any(n.startswith(("wse", "nsp_head")) for n in names)
+    torch.manual_seed(0)
+    model = BertMLM(BertConfig(vocab_size=40, context=16, n_layer=1, n_head=2, n_embd=16, nsp=True))
+    assert set(model.state_dict()) - names == {
+        "wse.weight", "nsp_head.0.weight", "nsp_head.0.bias", "nsp_head.2.weight",
+        "nsp_head.2.bias",
+    }  # fmt: skip
+    ids = torch.randint(5, 40, (2, 10))
+    segments = torch.zeros_like(ids)
+    segments[:, 5:] = 1
+    with torch.no_grad():
+        logits, nsp_logits = model.eval()(ids, None, segments, nsp=True)
+        assert logits.shape == (2, 10, 40) and nsp_logits.shape == (2, 2)
+        assert not torch.allclose(model(ids, None, segments), model(ids))  # segments matter
+
+
+def test_nsp_training_reports_loss_and_accuracy(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("the cat sat on the mat . the dog lay on the rug .\n" * 100)
+    config = TrainConfig(steps=6, batch_size=4, warmup=1, eval_every=3, log_every=2, device="cpu")
+    options = dict(context=16, n_layer=1, n_head=2, n_embd=16)
+    train("bert", [path], tmp_path / "nsp", model_options={**options, "nsp": True}, config=config,
+          valid_fraction=0.2, vocab_size=60, progress=False)  # fmt: skip
+    records = [json.loads(x) for x in (tmp_path / "nsp" / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "loss" in r]
+    assert [r["step"] for r in logged] == [2, 4, 6]
+    for r in logged:  # loss = MLM + NSP; an untrained NSP head is near log 2
+        assert 0.3 < r["nsp_loss"] < 1.2 and 0 <= r["nsp_accuracy"] <= 1
+        assert r["loss"] > r["nsp_loss"]
+    final = next(r for r in records if r.get("final"))
+    assert 0.3 < final["valid_nsp_loss"] < 1.2 and 0 <= final["valid_nsp_accuracy"] <= 1
+    assert lmlab.load_encoder(tmp_path / "nsp").encode("the cat").shape == (16,)
+    train("bert", [path], tmp_path / "plain", model_options=options, config=config,
+          valid_fraction=0.2, vocab_size=60, progress=False)  # fmt: skip
+    plain = (tmp_path / "plain" / "metrics.jsonl").read_text()
+    assert "nsp" not in plain

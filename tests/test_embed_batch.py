@@ -89,3 +89,58 @@ def test_bad_input_writes_nothing(encoder, tmp_path):
     with pytest.raises(LmlabError, match="no text"):
         embed_file(tmp_path / "empty.txt", tmp_path / "o.npy", model=encoder, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.txt", "in.txt"]
+
+
+def test_input_is_read_chunk_by_chunk(encoder, tmp_path, monkeypatch):
+    # Line 9 is broken: reading the whole file first would fail there before any embedding.
+    src = tmp_path / "in.jsonl"
+    lines = [json.dumps({"text": t}) for t in TEXTS * 2] + ["{broken"]
+    src.write_text("\n".join(lines) + "\n")
+    seen = []
+    original = type(encoder).encode_with_stats
+
+    def interrupted(self, texts, **kw):
+        seen.append(list(texts))
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+        return original(self, texts, **kw)
+
+    monkeypatch.setattr(type(encoder), "encode_with_stats", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(src, tmp_path / "out.npy", model=encoder, chunk_size=4, progress=False)
+    assert seen == [TEXTS, TEXTS]
+    monkeypatch.setattr(type(encoder), "encode_with_stats", original)
+    with pytest.raises(LmlabError, match="line 9 is not valid JSON"):
+        embed_file(src, tmp_path / "out.npy", model=encoder, chunk_size=4, progress=False)
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_parquet_row_groups_resume_into_parquet(encoder, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = [f"{t} ({i})" for i, t in enumerate(TEXTS * 5)]  # 20 distinct texts
+    table = pa.table({"id": [f"d{i}" for i in range(20)], "text": texts})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=6)  # 4 row groups
+    assert pq.ParquetFile(tmp_path / "in.parquet").num_row_groups == 4
+    calls = []
+    original = type(encoder).encode_with_stats
+
+    def failing(self, batch, **kw):
+        calls.append(len(batch))
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return original(self, batch, **kw)
+
+    monkeypatch.setattr(type(encoder), "encode_with_stats", failing)
+    out = tmp_path / "out.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(tmp_path / "in.parquet", out, model=encoder, chunk_size=5, progress=False)
+    assert not out.exists()
+    monkeypatch.setattr(type(encoder), "encode_with_stats", original)
+    report = embed_file(tmp_path / "in.parquet", out, model=encoder, chunk_size=5, progress=False)
+    assert (report.resumed_chunks, report.count) == (3, 20)
+    ids, got_texts, vectors = read_embeddings(out)
+    assert ids == [f"d{i}" for i in range(20)] and got_texts == texts
+    np.testing.assert_allclose(vectors, encoder.encode(texts), atol=1e-6)
+    assert pq.ParquetFile(out).num_row_groups == 4  # written one chunk at a time

@@ -182,5 +182,5 @@ def test_int8_backend_stays_close(folder, reference):
     int8 = load_encoder(folder, backend="int8")
     assert int8.backend == "int8"
     cos = (int8.encode(SENTENCES) * reference).sum(1)
-    assert cos.min() > 0.96 and cos.mean() > 0.985  # the empty string suffers most (0.975)
+    assert cos.min() > 0.99 and cos.mean() > 0.995
     assert not np.allclose(cos, 1, atol=1e-4)  # it really runs the quantized weights

@@ -91,3 +91,22 @@ def test_approximate_search_finds_the_exact_neighbours(encoder):
         assert [h.score for h in approximate.search(query, 3)] == pytest.approx(
             [h.score for h in exact.search(query, 3)], abs=1e-5
         )
+
+
+def test_approximate_index_saves_its_graph(encoder, tmp_path):
+    pytest.importorskip("hnswlib")
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(500, encoder.dimension)).astype(np.float32)
+    texts = [f"text {i}" for i in range(len(vectors))]
+    index = VectorIndex(encoder, approximate=True).add(texts, vectors=vectors)
+    queries = rng.normal(size=(20, encoder.dimension)).astype(np.float32)
+    before = [[(h.id, h.score) for h in index.search(q, 10)] for q in queries]
+    index.save(tmp_path / "idx")
+    assert (tmp_path / "idx" / "hnsw.bin").is_file()
+    loaded = VectorIndex.load(tmp_path / "idx")
+    assert loaded._graph is not None and loaded._graph.get_current_count() == len(texts)
+    assert [[(h.id, h.score) for h in loaded.search(q, 10)] for q in queries] == before
+    (tmp_path / "idx" / "texts.jsonl").write_text('{"id": "0", "text": "a"}\n')
+    np.save(tmp_path / "idx" / "vectors.npy", vectors[:1])
+    with pytest.raises(LmlabError, match="graph and texts do not match"):
+        VectorIndex.load(tmp_path / "idx")

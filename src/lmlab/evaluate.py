@@ -178,7 +178,9 @@ class Evaluation:
     sentences: int  # non-empty lines
     oov: int  # words outside the vocabulary, left out of the score (n-gram models)
     words: int  # words (or tokens) in the file
-    convention: str  # "srilm": per sentence, </s> counted, OOV excluded; "window": see score
+    # "srilm": per sentence, </s> counted, OOV excluded; "window": see score; runs of lmlab
+    # train: "windows of N" (non-overlapping, as the trainer validates) or "stream" (RNNs)
+    convention: str
 
     @property
     def oov_rate(self) -> float:
@@ -198,10 +200,12 @@ def evaluate_file(
 ) -> Evaluation:
     """Perplexity of a text file under a model, by the model's own convention.
 
-    A model with its own `evaluate_file` (n-gram models) scores the file sentence by sentence
-    as SRILM's `ngram -ppl` does: every word and every `</s>` scored, `<s>` not, words outside
-    the vocabulary left out and counted as OOV. Any other model scores the whole text with a
-    sliding window (see `score`).
+    A model with its own `evaluate_file` uses it: n-gram models score the file sentence by
+    sentence as SRILM's `ngram -ppl` does (every word and every `</s>` scored, `<s>` not, words
+    outside the vocabulary left out and counted as OOV); models trained here score it as their
+    trainer's validation does (non-overlapping windows of the training length, or one stream
+    for recurrent models), so a run's valid.txt gives its final validation loss. Any other
+    model scores the whole text with a sliding window (see `score`).
 
     Example:
         >>> ev = evaluate_file("runs/ptb5", "ptb.test.txt")

@@ -180,7 +180,7 @@ def evaluate_loss(
     (`corrupt` given) are scored on the tokens `corrupt` chose, with a fixed random seed.
     """
     if corrupt is not None:
-        return _masked_loss(model, ids, context, batch, windows, corrupt)
+        return masked_metrics(model, ids, context, corrupt, batch=batch, windows=windows)[0]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -211,26 +211,66 @@ def evaluate_loss(
     return total / max(count, 1)
 
 
-def _masked_loss(model, ids, context, batch, windows, corrupt) -> float:
+def masked_metrics(
+    model: nn.Module,
+    ids: torch.Tensor,
+    context: int,
+    corrupt: Callable,
+    *,
+    pairs: Callable | None = None,
+    batch: int = 32,
+    windows: int | None = None,
+) -> tuple[float, dict]:
+    """A masked LM's loss on the tokens `corrupt` chose, and with `pairs` (NSP models) the
+    next-sentence loss and accuracy: (mlm loss, {"nsp_loss", "nsp_accuracy"} or {}).
+
+    Non-overlapping windows of `context` tokens, with fixed random seeds (the same masks and
+    pairs at every evaluation).
+    """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(0)  # the same masks at every evaluation
+    generator = torch.Generator().manual_seed(0)
     starts = (torch.arange((len(ids) - 1) // context) * context)[:windows]
-    total, count = 0.0, 0
-    for first in range(0, len(starts), batch):
-        rows = starts[first : first + batch]
-        inputs, labels = corrupt(ids[rows[:, None] + torch.arange(context)].long(), generator)
-        logits = model(inputs.to(device))
-        total += nn.functional.cross_entropy(
-            logits.flatten(0, 1).float(),
-            labels.to(device).flatten(),
-            reduction="sum",
-            ignore_index=IGNORE,
-        ).item()
-        count += int((labels != IGNORE).sum())
+    total = count = nsp_total = nsp_right = 0.0
+    with torch.no_grad():
+        for first in range(0, len(starts), batch):
+            rows = starts[first : first + batch]
+            window = ids[rows[:, None] + torch.arange(context)].long()
+            mlm_logits, labels, nsp_logits, is_next = _masked_forward(
+                model, window, ids, corrupt, pairs, generator, device
+            )
+            total += nn.functional.cross_entropy(
+                mlm_logits.flatten(0, 1).float(), labels.flatten(), reduction="sum",
+                ignore_index=IGNORE,
+            ).item()  # fmt: skip
+            count += int((labels != IGNORE).sum())
+            if pairs is not None:
+                nsp_total += nn.functional.cross_entropy(
+                    nsp_logits.float(), is_next, reduction="sum"
+                ).item()
+                nsp_right += int((nsp_logits.argmax(-1) == is_next).sum())
     model.train(was_training)
-    return total / max(count, 1)
+    extra = {}
+    if pairs is not None:
+        extra = {"nsp_loss": nsp_total / len(starts), "nsp_accuracy": nsp_right / len(starts)}
+    return total / max(count, 1), extra
+
+
+def _masked_forward(net, window, stream, corrupt, pairs, generator, device):
+    """A masked batch through `net`: (MLM logits, labels, NSP logits or None, is_next or None).
+
+    With `pairs` each window first becomes [CLS] A [SEP] B [SEP] (next_sentence_pairs)."""
+    segments = is_next = nsp_logits = None
+    if pairs is not None:
+        window, segments, is_next = pairs(window, stream, generator)
+        segments, is_next = segments.to(device), is_next.to(device)
+    inputs, labels = corrupt(window, generator)
+    if pairs is None:
+        logits = net(inputs.to(device))
+    else:
+        logits, nsp_logits = net(inputs.to(device), None, segments, nsp=True)
+    return logits, labels.to(device), nsp_logits, is_next
 
 
 def encode_corpus(tokenizer, texts: Sequence[str]) -> torch.Tensor:
@@ -361,6 +401,8 @@ def train(
         loop.net = DistributedDataParallel(model)
     if getattr(model, "objective", "causal") == "masked":
         loop.corrupt = _masker(tok, model_config)
+        if model_config.nsp:
+            loop.pairs = _pairer(tok)
     if resume:
         loop.restore()
     result = loop.run(valid_ids, progress=progress, on_step=on_step)
@@ -381,6 +423,8 @@ class _Loop:
         self.cache = None  # recurrent models: the hidden state carried across batches
         self.step_start = None  # (batch position, random state) while a step is under way
         self.corrupt = None  # masked models: (ids, generator) -> (inputs, labels)
+        self.pairs = None  # NSP models: (windows, stream, generator) -> (ids, segments, is_next)
+        self.nsp: list[tuple[float, float]] = []  # NSP loss and accuracy since the last log
         self.history: list[dict] = []
         self.net = model  # what the training step calls: the model, or its DDP wrapper
         self.rank, self.world = 0, 1
@@ -473,12 +517,18 @@ class _Loop:
         window, restart = self.batches.next()
         window = window.to(self.device)
         if self.corrupt is not None:  # masked LM: predict the chosen tokens of the window
-            inputs, labels = self.corrupt(window[:, :-1].cpu(), self.batches.generator)
-            logits = self.net(inputs.to(self.device))
-            targets = labels.to(self.device)
+            logits, targets, nsp_logits, is_next = _masked_forward(
+                self.net, window[:, :-1].cpu(), self.batches.ids, self.corrupt, self.pairs,
+                self.batches.generator, self.device,
+            )  # fmt: skip
             loss = nn.functional.cross_entropy(
                 logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE
             )
+            if nsp_logits is not None:  # BERT's pre-training loss: MLM + NSP
+                nsp_loss = nn.functional.cross_entropy(nsp_logits, is_next)
+                right = (nsp_logits.argmax(-1) == is_next).float().mean().item()
+                self.nsp.append((nsp_loss.item(), right))
+                loss = loss + nsp_loss
         else:
             if model.carries_state:
                 if restart or self.cache is None:
@@ -494,8 +544,14 @@ class _Loop:
     def evaluate(self, valid_ids, *, full: bool) -> dict:
         config, context = self.config, self.model.sequence_length
         windows = None if full else config.eval_batches * config.batch_size
-        loss = evaluate_loss(self.model, valid_ids, context, windows=windows, corrupt=self.corrupt)
+        extra = {}
+        if self.corrupt is None:
+            loss = evaluate_loss(self.model, valid_ids, context, windows=windows)
+        else:
+            loss, extra = masked_metrics(self.model, valid_ids, context, self.corrupt,
+                                         pairs=self.pairs, windows=windows)  # fmt: skip
         record = {"step": self.step, "valid_loss": loss, "valid_perplexity": math.exp(loss)}
+        record.update({f"valid_{k}": v for k, v in extra.items()})
         if full:
             record["final"] = True
         return record
@@ -526,7 +582,13 @@ class _Loop:
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
                 if self.step % config.log_every == 0 or self.step == self.total:
                     lr = self.optimizer.param_groups[0]["lr"]
-                    self.log({"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": rate})
+                    record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": rate}
+                    if self.nsp:  # NSP models: the mean NSP loss and accuracy since the last log
+                        losses, rights = zip(*self.nsp, strict=True)
+                        n = len(self.nsp)
+                        record.update(nsp_loss=sum(losses) / n, nsp_accuracy=sum(rights) / n)
+                        self.nsp = []
+                    self.log(record)
                 if self.step % config.eval_every == 0 or self.step == self.total:
                     if valid_ids is not None:
                         record = self.evaluate(valid_ids, full=False)
@@ -599,6 +661,22 @@ def _masker(tokenizer, config) -> Callable:
         )
 
     return corrupt
+
+
+def _pairer(tokenizer) -> Callable:
+    """Next-sentence pairs for this tokenizer: needs [CLS] and [SEP] tokens."""
+    from lmlab.lm.neural.bert import next_sentence_pairs
+
+    special = {tokenizer.id_to_token(i): i for i in tokenizer.special_ids}
+    if "[CLS]" not in special or "[SEP]" not in special:
+        raise LmlabError("next-sentence prediction needs [CLS] and [SEP]: --tokenizer wordpiece")
+
+    def pairs(windows: torch.Tensor, stream: torch.Tensor, generator: torch.Generator):
+        return next_sentence_pairs(
+            windows, stream, cls_id=special["[CLS]"], sep_id=special["[SEP]"], generator=generator
+        )
+
+    return pairs
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -34,7 +34,7 @@ DimensionsOpt = Annotated[
 ]
 KOpt = Annotated[int, typer.Option("-k", help="Number of clusters.")]
 EncoderBackendOpt = Annotated[
-    str, typer.Option("--backend", help="auto, onnx, int8 (faster; cosine 0.96-0.99) or torch.")
+    str, typer.Option("--backend", help="auto, onnx, int8 (faster; cosine >= 0.99) or torch.")
 ]
 
 

@@ -32,14 +32,16 @@ def eval_(
         str | None, typer.Option(help="Score MODEL/<split>.txt instead (e.g. valid, test).")
     ] = None,
     backend: BackendOpt = BackendChoice.auto,
-    window: Annotated[int, typer.Option(help="Tokens per window (neural models).")] = 1024,
+    window: Annotated[int, typer.Option(help="Tokens per window (pretrained models).")] = 1024,
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
     as_json: JsonOpt = False,
 ) -> None:
     """Perplexity of TEXT_FILE under MODEL, with tokens scored, sentences and OOV words.
 
     N-gram models count as SRILM's `ngram -ppl`: every word and every </s> is scored, <s> is
-    not, and words outside the vocabulary are left out (reported as OOV). Other models score
+    not, and words outside the vocabulary are left out (reported as OOV). Runs of `lmlab train`
+    score non-overlapping windows of their training length (recurrent ones: one stream), as
+    their validation did: `--split valid` gives the final validation loss. Other models score
     the whole text with a sliding window.
     """
     from lmlab.evaluate import evaluate_file
@@ -51,9 +53,11 @@ def eval_(
     if as_json:
         emit_json({"model": model, "file": str(path), **result.to_dict()})
         return
-    excluded = "; OOV words excluded" if result.convention == "srilm" else ""
+    how = "words and </s>; OOV words excluded" if result.convention == "srilm" else "tokens"
+    if result.convention.startswith(("windows", "stream")):
+        how = f"tokens, {result.convention}"
     print(f"perplexity:    {result.perplexity:.3f}")
     print(f"loss:          {result.loss:.4f} nats/token")
-    print(f"tokens scored: {result.tokens:,} (words and </s>{excluded})")
+    print(f"tokens scored: {result.tokens:,} ({how})")
     print(f"sentences:     {result.sentences:,}")
     print(f"OOV:           {result.oov:,} ({100 * result.oov_rate:.2f}% of {result.words:,} words)")

@@ -21,6 +21,7 @@ MODEL_OPTIONS = {
     "context": "context",
     "dropout": "dropout",
     "hidden": "n_hidden",
+    "nsp": "nsp",
 }
 TRAIN_OPTIONS = (
     "steps",
@@ -69,6 +70,10 @@ def _command(kind: str):
         context: Annotated[int | None, typer.Option(help="Tokens per training window.")] = None,
         dropout: Annotated[float | None, typer.Option(help="Dropout probability.")] = None,
         hidden: Annotated[int | None, typer.Option(help="MLP: size of the tanh layer.")] = None,
+        nsp: Annotated[
+            bool | None,
+            typer.Option("--nsp", help="BERT: also train next-sentence prediction."),
+        ] = None,
         batch_size: Annotated[
             int | None, typer.Option("--batch-size", help="Windows per step.")
         ] = None,

@@ -46,6 +46,21 @@ class Encoder(ABC):
     def _encode_ids(self, ids: list[list[int]], batch_size: int) -> Encoded:
         raise LmlabError(f"{self.name} does not read token ids; pass texts", param="input")
 
+    def _pool_all(self, ids: list[list[int]], batch_size: int, truncated: int) -> Encoded:
+        """Pool rows of token ids in batches of similar length (little padding), in input order.
+
+        For encoders that read token ids and implement `_pool_batch(rows) -> (len(rows), d)`.
+        """
+        out = np.empty((len(ids), self.dimension), np.float32)
+        order = np.argsort([-len(row) for row in ids], kind="stable")  # longest first
+        for start in range(0, len(ids), batch_size):
+            rows = order[start : start + batch_size]
+            out[rows] = self._pool_batch([ids[i] for i in rows])
+        return Encoded(out, n_tokens=sum(map(len, ids)), n_truncated=truncated)
+
+    def _pool_batch(self, rows: list[list[int]]) -> np.ndarray:
+        raise NotImplementedError
+
     def encode(
         self,
         texts: str | list[str],

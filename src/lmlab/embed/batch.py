@@ -1,18 +1,22 @@
 """Embedding a whole file: txt (one text per line), CSV, JSONL or Parquet in; .npy or .parquet out.
 
-Work is done in chunks of a few thousand texts, each saved under a hidden `.OUT.partial/`
-folder beside the output as it completes; a run that is interrupted and started again with the
-same input and options skips the chunks already done. The output appears only at the end, in
-one rename: vectors in OUT.npy with their ids in OUT.ids.json, or one Parquet table with the
-columns id, text and embedding.
+The input is streamed: read in chunks of a few thousand texts (text files line by line, CSV and
+JSONL record by record, Parquet one row group at a time), each chunk embedded in batches of
+similar length and saved under a hidden `.OUT.partial/` folder beside the output as it
+completes; a run that is interrupted and started again with the same input and options skips
+the chunks already done. The output appears only at the end, in one rename: vectors in OUT.npy
+with their ids in OUT.ids.json, or one Parquet table with the columns id, text and embedding.
+Memory holds one chunk of texts at a time (and the ids, for .npy output).
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,58 +41,102 @@ def read_texts(
         column: the text column of a table (default "text").
         label_column: also return this column of a table: (id, text, label) triples.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise LmlabError(f"no such file: {path}", param="file")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv", ".jsonl", ".parquet"):
-        rows = list(_table_rows(path, column or "text", label_column))
-    elif label_column is not None:
-        raise LmlabError("a label column needs a table (CSV, JSONL or Parquet)", param="column")
-    else:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            rows = [(str(i), line.rstrip("\r\n")) for i, line in enumerate(f, 1) if line.strip()]
+    rows = list(iter_texts(path, column, label_column=label_column))
     if not rows:
         raise LmlabError(f"{path} has no text to embed", param="file")
     return rows
 
 
-def _table_rows(path: Path, column: str, label_column: str | None) -> Iterator[tuple[str, ...]]:
-    names, records = read_table(path)
-    for wanted in (column, label_column):
-        if wanted is not None and wanted not in names:
-            raise LmlabError(
-                f"{path.name} has no column {wanted!r} (columns: {', '.join(names) or 'none'})",
-                param="column",
-            )
-    for i, r in enumerate(records, 1):
-        text = r.get(column)
-        if text is not None and str(text).strip():
-            key, text = str(r.get("id", i)), str(text)
-            yield (key, text) if label_column is None else (key, text, str(r[label_column]))
-
-
-def read_table(path: Path) -> tuple[list[str], list[dict]]:
-    """(column names, rows as dicts) of a .csv, .tsv, .jsonl or .parquet file."""
+def iter_texts(
+    path: str | Path, column: str | None = None, *, label_column: str | None = None
+) -> Iterator[tuple[str, ...]]:
+    """The rows of `read_texts`, read as they are needed (a file larger than memory is fine):
+    text files line by line, CSV and JSONL record by record, Parquet one row group at a time."""
+    path = Path(path)
+    if not path.is_file():
+        raise LmlabError(f"no such file: {path}", param="file")
     suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".jsonl", ".parquet"):
+        records, names = _records(path, suffix)
+        column = column or "text"
+        for wanted in (column, label_column):
+            if wanted is not None and names is not None and wanted not in names:
+                raise LmlabError(_no_column(path, wanted, names), param="column")
+        return _table_rows(path, records, column, label_column)
+    if label_column is not None:
+        raise LmlabError("a label column needs a table (CSV, JSONL or Parquet)", param="column")
+    return _lines(path)
+
+
+def _lines(path: Path) -> Iterator[tuple[str, str]]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                yield str(i), line.rstrip("\r\n")
+
+
+def _records(path: Path, suffix: str) -> tuple[Iterator[dict], list[str] | None]:
+    """The records of a table, lazily, and its column names (None for JSONL: known at the end)."""
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
-        return table.column_names, table.to_pylist()
+        table = pq.ParquetFile(path)
+
+        def groups() -> Iterator[dict]:
+            for g in range(table.num_row_groups):  # one row group in memory at a time
+                yield from table.read_row_group(g).to_pylist()
+
+        return groups(), table.schema_arrow.names
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            try:
-                records = [json.loads(line) for line in f if line.strip()]
-            except ValueError as e:
-                raise LmlabError(f"{path} is not valid JSONL: {e}") from None
-        if not all(isinstance(r, dict) for r in records):
-            raise LmlabError(f"{path}: every JSONL line must be an object", param="file")
-        return sorted({k for r in records for k in r}), records
+
+        def objects() -> Iterator[dict]:
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            record = json.loads(line)
+                        except ValueError as e:
+                            raise LmlabError(f"{path} line {n} is not valid JSON: {e}") from None
+                        if not isinstance(record, dict):
+                            raise LmlabError(f"{path} line {n} is not a JSON object", param="file")
+                        yield record
+
+        return objects(), None
+    delimiter = "\t" if suffix == ".tsv" else ","
     with open(path, encoding="utf-8", errors="replace", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-        records = list(reader)
-        return list(reader.fieldnames or []), records
+        names = next(csv.reader(f, delimiter=delimiter), [])
+
+    def dicts() -> Iterator[dict]:
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            yield from csv.DictReader(f, delimiter=delimiter)
+
+    return dicts(), names
+
+
+def _table_rows(
+    path: Path, records: Iterator[dict], column: str, label_column: str | None
+) -> Iterator[tuple[str, ...]]:
+    seen: set[str] = set()  # JSONL: the keys met, to name a column no record has
+    for i, r in enumerate(records, 1):
+        seen.update(r)
+        text = r.get(column)
+        if text is not None and str(text).strip():
+            key, text = str(r.get("id", i)), str(text)
+            yield (key, text) if label_column is None else (key, text, str(r.get(label_column)))
+    for wanted in (column, label_column):
+        if wanted is not None and seen and wanted not in seen:
+            raise LmlabError(_no_column(path, wanted, sorted(seen)), param="column")
+
+
+def _no_column(path: Path, wanted: str, names: list[str]) -> str:
+    return f"{path.name} has no column {wanted!r} (columns: {', '.join(names) or 'none'})"
+
+
+def read_table(path: Path) -> tuple[list[str], list[dict]]:
+    """(column names, rows as dicts) of a whole .csv, .tsv, .jsonl or .parquet file."""
+    records, names = _records(path, path.suffix.lower())
+    records = list(records)
+    return (names if names is not None else sorted({k for r in records for k in r})), records
 
 
 @dataclass
@@ -118,6 +166,10 @@ def embed_file(
 ) -> EmbedReport:
     """Embed every text of a file into OUT.npy (+ OUT.ids.json) or OUT.parquet.
 
+    The input is read one chunk at a time (texts sorted by length within a chunk), so a file
+    larger than memory can be embedded; each chunk is saved as it completes, and a run started
+    again after an interruption skips the chunks already done.
+
     Args:
         path: the input (see read_texts).
         out: a .npy or .parquet path.
@@ -125,7 +177,7 @@ def embed_file(
         column: text column of a table.
         dimensions: keep the first k components (re-normalized).
         dtype: float32, or float16 for half the disk space.
-        chunk_size: texts per saved chunk (the unit of resuming).
+        chunk_size: texts per saved chunk (the unit of reading and of resuming).
 
     Example:
         >>> embed_file("speeches.csv", "speeches.parquet", column="text")
@@ -137,33 +189,115 @@ def embed_file(
         raise LmlabError(f"dtype must be one of {', '.join(DTYPES)}", param="dtype")
     if chunk_size < 1:
         raise LmlabError("chunk_size must be at least 1", param="chunk_size")
-    rows = read_texts(path, column)
+    chunks = _chunked(iter_texts(path, column), chunk_size)
+    first = next(chunks, None)
+    if first is None:
+        raise LmlabError(f"{path} has no text to embed", param="file")
     encoder = load_encoder(model)
     encoder._check(batch_size, dimensions)  # fail before any work
     partial = out.with_name(f".{out.name}.partial")
     fingerprint = _fingerprint(Path(path), encoder, column, dimensions, dtype, chunk_size)
     _prepare(partial, fingerprint)
-    n_chunks = (len(rows) + chunk_size - 1) // chunk_size
-    resumed = n_tokens = n_truncated = 0
-    with tqdm(total=len(rows), unit="text", desc="embedding", disable=not progress) as bar:
-        for c in range(n_chunks):
-            part = rows[c * chunk_size : (c + 1) * chunk_size]
+    count = resumed = n_tokens = n_truncated = 0
+    total = _estimated_rows(Path(path))
+    with (
+        tqdm(total=total, unit="text", desc="embedding", disable=not progress) as bar,
+        _output(out) as write,
+    ):
+        for c, part in enumerate(itertools.chain([first], chunks)):
             chunk_path = partial / f"chunk_{c:06d}.npy"
             if chunk_path.is_file():
                 resumed += 1
             else:
                 result = encoder.encode_with_stats(
-                    [t for _, t in part], batch_size=batch_size, dimensions=dimensions
+                    [row[1] for row in part], batch_size=batch_size, dimensions=dimensions
                 )
                 with atomic_file(chunk_path) as tmp:
                     np.save(tmp, result.vectors.astype(DTYPES[dtype]))
                 n_tokens += result.n_tokens
                 n_truncated += result.n_truncated
+            dimension = write(part, chunk_path)
+            count += len(part)
             bar.update(len(part))
-    vectors = np.concatenate([np.load(partial / f"chunk_{c:06d}.npy") for c in range(n_chunks)])
-    _write(out, rows, vectors)
+        bar.total = count  # the estimate counted blank lines too
+        bar.refresh()
     shutil.rmtree(partial, ignore_errors=True)
-    return EmbedReport(str(out), len(rows), vectors.shape[1], dtype, n_tokens, n_truncated, resumed)
+    return EmbedReport(str(out), count, dimension, dtype, n_tokens, n_truncated, resumed)
+
+
+def _chunked(rows: Iterator[tuple[str, ...]], size: int) -> Iterator[list[tuple[str, ...]]]:
+    while part := list(itertools.islice(rows, size)):
+        yield part
+
+
+def _estimated_rows(path: Path) -> int:
+    """Rows of a Parquet file (its metadata); lines of any other file (for the progress bar)."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    lines = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            lines += block.count(b"\n")
+    return lines
+
+
+@contextmanager
+def _output(out: Path) -> Iterator[Callable[[list, Path], int]]:
+    """A writer taking each chunk's rows and saved vectors in order; the output file appears,
+    complete, when the block ends without an error (Parquet: one row group per chunk)."""
+    if out.suffix == ".npy":
+        ids: list[str] = []
+        parts: list[Path] = []
+
+        def add_npy(rows: list, vectors_path: Path) -> int:
+            ids.extend(row[0] for row in rows)
+            parts.append(vectors_path)
+            return int(np.load(vectors_path, mmap_mode="r").shape[1])
+
+        yield add_npy
+        first = np.load(parts[0], mmap_mode="r")
+        with atomic_file(out) as tmp:
+            target = np.lib.format.open_memmap(
+                tmp, mode="w+", dtype=first.dtype, shape=(len(ids), first.shape[1])
+            )
+            start = 0
+            for part in parts:  # one chunk in memory at a time
+                vectors = np.load(part)
+                target[start : start + len(vectors)] = vectors
+                start += len(vectors)
+            target.flush()
+            del target
+        atomic_write_text(out.with_suffix(".ids.json"), json.dumps(ids, ensure_ascii=False))
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with atomic_file(out) as tmp:
+        writer = None
+        try:
+
+            def add_parquet(rows: list, vectors_path: Path) -> int:
+                nonlocal writer
+                vectors = np.load(vectors_path)
+                flat = pa.array(vectors.reshape(-1))
+                table = pa.table(
+                    {
+                        "id": [row[0] for row in rows],
+                        "text": [row[1] for row in rows],
+                        "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+                    }
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+                return int(vectors.shape[1])
+
+            yield add_parquet
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def _fingerprint(path: Path, encoder: Encoder, column, dimensions, dtype, chunk_size) -> dict:
@@ -192,28 +326,6 @@ def _prepare(partial: Path, fingerprint: dict) -> None:
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     atomic_write_text(meta, json.dumps(fingerprint, indent=2))
-
-
-def _write(out: Path, rows: list[tuple[str, str]], vectors: np.ndarray) -> None:
-    ids = [i for i, _ in rows]
-    if out.suffix == ".npy":
-        with atomic_file(out) as tmp:
-            np.save(tmp, vectors)
-        atomic_write_text(out.with_suffix(".ids.json"), json.dumps(ids, ensure_ascii=False))
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    flat = pa.array(vectors.reshape(-1))
-    table = pa.table(
-        {
-            "id": ids,
-            "text": [t for _, t in rows],
-            "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
-        }
-    )
-    with atomic_file(out) as tmp:
-        pq.write_table(table, tmp)
 
 
 def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:

@@ -3,7 +3,9 @@
 Exact search is one matrix product (vectors are L2-normalized, so a dot product is the
 cosine) and a partial sort: fast enough for a few hundred thousand texts. `approximate=True`
 uses an HNSW graph (hnswlib, when installed) for larger collections.
-Folder: index.json (model, dimension, count), vectors.npy, texts.jsonl (id and text per line).
+Folder: index.json (model, dimension, count), vectors.npy, texts.jsonl (id and text per line),
+and for an approximate index hnsw.bin, its graph (hnswlib's own format), so loading does not
+rebuild it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir
 
 INDEX_FILE = "index.json"
+GRAPH_FILE = "hnsw.bin"
 
 
 @dataclass
@@ -109,18 +112,19 @@ class VectorIndex:
         return [Hit(self.ids[r], self.texts[r], float(s)) for r, s in pairs]
 
     def _approximate(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            import hnswlib
-        except ImportError:
-            raise LmlabError("approximate search needs hnswlib: pip install hnswlib") from None
+        graph = self._hnsw()
+        graph.set_ef(max(50, 2 * k))
+        rows, distances = graph.knn_query(q, k=k)
+        return rows[0], 1 - distances[0]  # hnswlib's "ip" distance is 1 - dot
+
+    def _hnsw(self):
+        """The HNSW graph over every vector (inner product), built on first use."""
         if self._graph is None:
-            graph = hnswlib.Index(space="ip", dim=self.encoder.dimension)
+            graph = _new_graph(self.encoder.dimension)
             graph.init_index(max_elements=len(self), ef_construction=200, M=16)
             graph.add_items(self.vectors, np.arange(len(self)))
             self._graph = graph
-        self._graph.set_ef(max(50, 2 * k))
-        rows, distances = self._graph.knn_query(q, k=k)
-        return rows[0], 1 - distances[0]  # hnswlib's "ip" distance is 1 - dot
+        return self._graph
 
     def save(self, folder: str | Path) -> Path:
         """Write the index to `folder` in one atomic step."""
@@ -138,6 +142,8 @@ class VectorIndex:
             with open(tmp / "texts.jsonl", "w", encoding="utf-8") as f:
                 for i, t in zip(self.ids, self.texts, strict=True):
                     f.write(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n")
+            if self.approximate and len(self):
+                self._hnsw().save_index(str(tmp / GRAPH_FILE))
         return folder
 
     @classmethod
@@ -167,4 +173,17 @@ class VectorIndex:
         index.ids = [str(r["id"]) for r in rows]
         index.texts = [r["text"] for r in rows]
         index.vectors = vectors.astype(np.float32)
+        if index.approximate and (folder / GRAPH_FILE).is_file():  # older folders: rebuilt
+            index._graph = _new_graph(meta["dimension"])
+            index._graph.load_index(str(folder / GRAPH_FILE), max_elements=len(rows))
+            if index._graph.get_current_count() != len(rows):
+                raise LmlabError(f"{folder} is damaged: graph and texts do not match; rebuild it")
         return index
+
+
+def _new_graph(dimension: int):
+    try:
+        import hnswlib
+    except ImportError:
+        raise LmlabError("approximate search needs hnswlib: pip install hnswlib") from None
+    return hnswlib.Index(space="ip", dim=dimension)

@@ -3,8 +3,8 @@
 - the bundled `all-minilm-l6-v2` (the default) or any transformers folder: pooled states;
 - `static=True`: the mean of the input-embedding rows of any model, a causal LM or a .gguf
   file included (GGUF files are converted once into the cache, as for the torch backend);
-- a folder with `lmlab.json`: its "kind" picks the loader in ENCODER_LOADERS (bow, tfidf;
-  models trained by `lmlab train` register theirs here when they can pool hidden states).
+- a folder with `lmlab.json`: its "kind" picks the loader in ENCODER_LOADERS (bow, tfidf, and
+  the runs of `lmlab train`: mean-pooled hidden states, see trained.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from lmlab.models import BUNDLED, DEFAULT_ENCODER, RUN_FILE, ModelRef, resolve
 ENCODER_LOADERS: dict[str, str] = {
     "bow": "lmlab.embed.sparse:load_bag_of_words",
     "tfidf": "lmlab.embed.sparse:load_bag_of_words",
+    **{
+        kind: "lmlab.embed.trained:load_run_encoder"
+        for kind in ("bert", "gpt", "rnn", "lstm", "gru", "mlp")
+    },
 }
 
 

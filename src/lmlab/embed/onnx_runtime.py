@@ -7,10 +7,15 @@ about 2x as many texts per second as sentence-transformers on mixed lengths and 
 short sentences, with cosine differences below 1e-6 (benchmarks/embed.py). A fresh export is
 checked against torch on a padded batch before it is kept; a model that does not export keeps
 the torch path.
-The int8 variant (`backend="int8"`) quantizes the exported matrix products' weights per output
-channel (ONNX Runtime's dynamic quantization; activations are quantized on the fly): about
-twice as fast again; cosines to the float32 vectors are 0.989 or more on STS-B sentences,
-0.96 at worst on long paragraphs (benchmarks/embed.py).
+The int8 variant (`backend="int8"`) stores every weight matrix of the export as int8 in blocks
+of 128 inputs, one scale per block (ONNX Runtime's MatMulNBits, 8 bits, symmetric), and runs the
+products in int8 with the activations quantized per block too (accuracy level 4). Measured on
+2,000 STS-B sentences it keeps cosine >= 0.993 to the float32 vectors (mean 0.999) and needs
+about 30% less CPU time than float32. ONNX Runtime's per-channel dynamic quantization is faster
+(about half the CPU time) but falls to cosine 0.97 on short sentences: one scale for a whole
+activation row is too coarse for this model; leaving out the sensitive products (FFN
+down-projection, first and last layer) or static QDQ calibration did not bring it to 0.99
+(the table is in the README).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ import torch
 from lmlab.home import atomic_dir, file_sha256, lmlab_home
 
 ONNX_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
+BLOCK = 128  # inputs per int8 weight scale (see _quantize)
+INT8_FILE = f"model.int8-block{BLOCK}.onnx"
 
 
 def onnx_available() -> bool:
@@ -85,22 +91,26 @@ def onnx_states(
 
 
 def _quantize(source: Path, out: Path) -> None:
-    """int8 weights for every MatMul, one scale per output channel; written atomically."""
+    """int8 weights for every MatMul in blocks of BLOCK inputs (one scale each); written
+    atomically. At run time the activations are quantized per block too (accuracy level 4)."""
     import logging
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
+    # That module calls logging.basicConfig(INFO) on import: give the application its own back.
+    root.handlers[:], root.level = handlers, level
+    logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.WARNING)
     from lmlab.home import atomic_file
 
-    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process is for CNNs
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(source), bits=8, block_size=BLOCK, is_symmetric=True, accuracy_level=4
+    )
+    quantizer.process()
     with atomic_file(out) as tmp:
-        quantize_dynamic(
-            source,
-            tmp,
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul"],
-        )
+        quantizer.model.save_model_to_file(str(tmp), False)
 
 
 def _key(folder: Path) -> str:

@@ -12,6 +12,7 @@ once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SD
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ class TransformerEncoder(Encoder):
         max_length: tokens per text, special tokens included (default: the folder's own).
         backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
             (onnx when onnxruntime is installed and the model exports, else torch); int8 is
-            onnx with int8 weights (faster; cosine 0.96-0.99 to the exact vectors). Layers other
+            onnx with int8 weights (faster; cosine 0.99 or more to the exact vectors). Layers other
             than the last always run in torch.
 
     Example:
@@ -101,6 +102,8 @@ class TransformerEncoder(Encoder):
             if backend != "auto":
                 raise LmlabError(f"the {backend} backend needs: pip install onnxruntime onnx")
             return None
+        if backend == "int8" and importlib.util.find_spec("onnx_ir") is None:
+            raise LmlabError("the int8 backend needs: pip install onnx-ir")
         states = onnx_states(folder, self.model, self._pad_id, int8=backend == "int8")
         if states is None and backend != "auto":
             raise LmlabError(f"{self.name} does not export to ONNX; use backend='torch'")
@@ -116,15 +119,6 @@ class TransformerEncoder(Encoder):
         room = self.max_length - len(self._prefix) - len(self._suffix)
         framed = [self._prefix + row[:room] + self._suffix for row in ids]
         return self._pool_all(framed, batch_size, sum(1 for row in ids if len(row) > room))
-
-    def _pool_all(self, ids: list[list[int]], batch_size: int, truncated: int) -> Encoded:
-        """Pool every row, in batches of similar length, back in the input order."""
-        out = np.empty((len(ids), self.dimension), np.float32)
-        order = np.argsort([-len(row) for row in ids], kind="stable")  # longest first
-        for start in range(0, len(ids), batch_size):
-            rows = order[start : start + batch_size]
-            out[rows] = self._pool_batch([ids[i] for i in rows])
-        return Encoded(out, n_tokens=sum(map(len, ids)), n_truncated=truncated)
 
     @torch.inference_mode()
     def _pool_batch(self, rows: list[list[int]]) -> np.ndarray:

@@ -6,7 +6,9 @@ class and config dataclass there, and the config fields the kind sets.
 Every model class has the same small surface, which the trainer and `NeuralLM` rely on:
 `config`, `sequence_length` (tokens per training row), `carries_state` (trained on consecutive
 batches with its state carried over), `bounded_context` (a Transformer's fixed window),
-`new_cache(batch_size)` and `forward(idx, cache=None, *, last_only=False) -> logits (B, T, V)`.
+`new_cache(batch_size)`, `forward(idx, cache=None, *, last_only=False) -> logits (B, T, V)` and
+`hidden_states(idx, cache=None) -> (B, T, C)`, the vectors the output layer reads (pooled into
+text embeddings by lmlab.embed.trained).
 BERT differs: `objective = "masked"`, and `forward(idx, keep=None)` reads a whole window.
 """
 

@@ -13,7 +13,12 @@ Design choices (after Devlin et al. 2019):
     LayerNorm transform, as BERT's prediction head;
   - `masked_distribution` gives P(token | context) at [MASK] positions (fill-mask), and `embed`
     mean-pools the last layer into one vector per text (sentence embeddings).
-Next-sentence prediction is not implemented (RoBERTa, Liu et al. 2019, found it unnecessary).
+  - optional next-sentence prediction (`nsp=True`; off by default, as RoBERTa, Liu et al. 2019,
+    found it unnecessary): a window becomes [CLS] A [SEP] B [SEP], where B follows A in the text
+    half of the time and is a span from a random place otherwise (`next_sentence_pairs`; like
+    BERT's own data code, "sentences" are spans of text); segment embeddings tell A from B, and
+    a head on [CLS] (BERT's pooler, dense + tanh, then 2 classes) predicts which. The loss is
+    MLM + NSP. Without it the model has no segment embeddings and no such head.
 
 Shapes: B batch, T time, C = n_embd, H heads, D = C / H, V vocabulary.
 """
@@ -38,6 +43,7 @@ class BertConfig:
     n_embd: int = 256
     dropout: float = 0.1
     mask_prob: float = 0.15  # the share of tokens the model must predict
+    nsp: bool = False  # also train next-sentence prediction (segment embeddings, [CLS] head)
 
 
 PRESETS = {
@@ -69,6 +75,39 @@ def mask_tokens(
     inputs = torch.where(chosen & (split < 0.8), mask_id, ids)
     inputs = torch.where(chosen & (split >= 0.8) & (split < 0.9), random_ids, inputs)
     return inputs, labels
+
+
+def next_sentence_pairs(
+    windows: torch.Tensor,
+    stream: torch.Tensor,
+    *,
+    cls_id: int,
+    sep_id: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT's next-sentence task from a token stream: (ids, segments, is_next), each row (T,).
+
+    Row b of `windows` (B, T), a span of the text, becomes [CLS] A [SEP] B [SEP] in T tokens:
+    A is its first `a` tokens (a uniform in 1 .. T-4), and B the T-3-a tokens right after A
+    (is_next = 1, with probability 1/2) or as many from a random place of `stream` (0).
+    Segments are 0 for [CLS] A [SEP] and 1 for B [SEP].
+    """
+    B, T = windows.shape
+    room = T - 3  # tokens left for A and B once [CLS] and two [SEP] are in
+    if room < 2:
+        raise ValueError("next-sentence prediction needs a context of at least 5 tokens")
+    a_len = torch.randint(1, room, (B,), generator=generator)
+    is_next = torch.rand(B, generator=generator) < 0.5
+    starts = torch.randint(len(stream) - room + 1, (B,), generator=generator)
+    ids = torch.empty(B, T, dtype=torch.long)
+    segments = torch.zeros(B, T, dtype=torch.long)
+    cls, sep = torch.tensor([cls_id]), torch.tensor([sep_id])
+    for b in range(B):
+        a, n = int(a_len[b]), room - int(a_len[b])
+        second = windows[b, a : a + n] if is_next[b] else stream[starts[b] : starts[b] + n]
+        ids[b] = torch.cat([cls, windows[b, :a].long(), sep, second.long(), sep])
+        segments[b, a + 2 :] = 1
+    return ids, segments, is_next.long()
 
 
 class SelfAttention(nn.Module):
@@ -130,25 +169,52 @@ class BertMLM(nn.Module):
             nn.Linear(config.n_embd, config.n_embd), nn.GELU(), nn.LayerNorm(config.n_embd)
         )
         self.out_bias = nn.Parameter(torch.zeros(config.vocab_size))
+        if config.nsp:  # segment A / B embeddings, and the pooler + classifier on [CLS]
+            self.wse = nn.Embedding(2, config.n_embd)
+            self.nsp_head = nn.Sequential(
+                nn.Linear(config.n_embd, config.n_embd), nn.Tanh(), nn.Linear(config.n_embd, 2)
+            )
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
             if isinstance(module, nn.Linear):
                 nn.init.zeros_(module.bias)
 
-    def hidden_states(self, idx: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """The last layer's vectors (B, T, C); `keep` (B, T) is False at padding."""
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The last layer's vectors (B, T, C); `keep` (B, T) is False at padding.
+
+        `segments` (B, T), 0 or 1, marks sentence A and B of an NSP model (default: all A).
+        """
         n = idx.shape[1]
         if n > self.config.context:
             raise ValueError(f"{n} positions exceed the context of {self.config.context}")
-        x = self.drop(self.wte(idx) + self.wpe(torch.arange(n, device=idx.device)))
+        x = self.wte(idx) + self.wpe(torch.arange(n, device=idx.device))
+        if self.config.nsp:
+            x = x + self.wse(segments if segments is not None else torch.zeros_like(idx))
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, keep)
         return self.ln_f(x)
 
-    def forward(self, idx: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.head(self.hidden_states(idx, keep))
-        return h @ self.wte.weight.T + self.out_bias  # (B, T, V), tied to the embeddings
+    def forward(
+        self,
+        idx: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+        *,
+        nsp: bool = False,
+    ):
+        """Masked-LM logits (B, T, V); with `nsp`, also the next-sentence logits (B, 2)."""
+        states = self.hidden_states(idx, keep, segments)
+        logits = self.head(states) @ self.wte.weight.T + self.out_bias  # tied to the embeddings
+        if not nsp:
+            return logits
+        return logits, self.nsp_head(states[:, 0])  # read at [CLS]
 
     @torch.no_grad()
     def masked_distribution(self, idx: torch.Tensor, mask_id: int) -> torch.Tensor:

@@ -162,12 +162,10 @@ class GPT(nn.Module):
         p = self.wte.weight
         return KVCache(self.config, batch_size, p.device, p.dtype)
 
-    def forward(
-        self, idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
-    ) -> torch.Tensor:
-        """Logits (B, T, V) for ids (B, T) read after what `cache` holds (then extended).
+    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The vectors (B, T, C) the output layer reads: the final LayerNorm of the last block.
 
-        `last_only` computes the output layer for the last position only: (B, 1, V).
+        Position t sees tokens 0..t only, so right padding changes nothing before it.
         """
         T = idx.shape[1]
         past = cache.length if cache is not None else 0
@@ -180,5 +178,14 @@ class GPT(nn.Module):
             x = block(x, cache, layer)
         if cache is not None:
             cache.length += T
-        x = self.ln_f(x[:, -1:] if last_only else x)
-        return self.lm_head(x)
+        return self.ln_f(x)
+
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T) read after what `cache` holds (then extended).
+
+        `last_only` computes the output layer for the last position only: (B, 1, V).
+        """
+        x = self.hidden_states(idx, cache)
+        return self.lm_head(x[:, -1:] if last_only else x)

@@ -71,10 +71,8 @@ class MLPLM(nn.Module):
     def new_cache(self, batch_size: int) -> Window:
         return Window(batch_size, self.config.context, self.C.weight.device)
 
-    def forward(
-        self, idx: torch.Tensor, cache: Window | None = None, *, last_only: bool = False
-    ) -> torch.Tensor:
-        """Logits (B, T, V): row t predicts the token after idx[:, t] from the n-1 up to it."""
+    def _inputs(self, idx: torch.Tensor, cache: Window | None, last_only: bool) -> torch.Tensor:
+        """x (B, T, N*m): the concatenated vectors of the n-1 tokens ending at each idx[:, t]."""
         B, N = idx.shape[0], self.config.context
         past = cache.ids if cache is not None else idx.new_full((B, N), PAD)
         full = torch.cat([past, idx], dim=1)  # (B, N + T)
@@ -84,7 +82,17 @@ class MLPLM(nn.Module):
         windows = full.unfold(1, N, 1)[:, 1:]  # (B, T, N)
         if last_only:
             windows = windows[:, -1:]
-        x = self.drop(self.C(windows).flatten(2))  # (B, T, N*m): the concatenated vectors
+        return self.drop(self.C(windows).flatten(2))
+
+    def hidden_states(self, idx: torch.Tensor, cache: Window | None = None) -> torch.Tensor:
+        """The tanh layer tanh(d + H x) at every position: (B, T, h)."""
+        return torch.tanh(self.H(self._inputs(idx, cache, last_only=False)))
+
+    def forward(
+        self, idx: torch.Tensor, cache: Window | None = None, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (B, T, V): row t predicts the token after idx[:, t] from the n-1 up to it."""
+        x = self._inputs(idx, cache, last_only)
         y = self.U(self.drop(torch.tanh(self.H(x))))
         if self.W is not None:
             y = y + self.W(x)

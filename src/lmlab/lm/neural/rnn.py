@@ -84,13 +84,18 @@ class RNNLM(nn.Module):
     def new_cache(self, batch_size: int) -> Hidden:
         return Hidden()
 
-    def forward(
-        self, idx: torch.Tensor, cache: Hidden | None = None, *, last_only: bool = False
-    ) -> torch.Tensor:
-        """Logits (B, T, V) for ids (B, T), continuing from `cache` (updated), or from zeros."""
+    def hidden_states(self, idx: torch.Tensor, cache: Hidden | None = None) -> torch.Tensor:
+        """The top recurrent layer's outputs (B, T, C), continuing from `cache` (updated)."""
         x = self.drop(self.wte(idx))  # (B, T, C)
         out, h = self.rnn(x, cache.h if cache is not None else None)  # (B, T, C)
         if cache is not None:
             cache.h = h
+        return out
+
+    def forward(
+        self, idx: torch.Tensor, cache: Hidden | None = None, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for ids (B, T), continuing from `cache` (updated), or from zeros."""
+        out = self.hidden_states(idx, cache)
         out = self.drop(out[:, -1:] if last_only else out)
         return self.lm_head(out)

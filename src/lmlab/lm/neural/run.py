@@ -145,6 +145,46 @@ class NeuralLM(LanguageModel):
             state.window = piece if state.window is None else torch.cat([state.window, piece], 1)
         return torch.cat(pieces, dim=1)
 
+    def evaluate_file(self, path: str | Path):
+        """Perplexity of a text file as the trainer's validation measures it.
+
+        The file is read as one text and tokenized as the training corpus was; a Transformer
+        or MLP then scores non-overlapping windows of its training length (each token predicted
+        from the earlier tokens of its window only; the tail shorter than a window is left
+        out), a recurrent model reads the whole text as one stream. Evaluating a run's own
+        valid.txt therefore reproduces the final validation loss in its metrics.jsonl.
+
+        Returns:
+            an Evaluation (perplexity, loss in nats per token, tokens scored, lines).
+        """
+        import math
+
+        from lmlab.evaluate import Evaluation
+        from lmlab.text.tokenizer_training import read_corpus
+        from lmlab.training import encode_corpus, evaluate_loss
+
+        (text,) = read_corpus([path])
+        ids = encode_corpus(self.tokenizer, [text])
+        length = self.model.sequence_length
+        # Recurrent: every token after the first; else whole windows only, as the trainer.
+        stream = self.model.carries_state
+        scored = len(ids) - 1 if stream else (len(ids) - 1) // length * length
+        if scored < 1:
+            raise LmlabError(
+                f"{path} has {len(ids)} tokens, fewer than one window of {length + 1}",
+                param="path",
+            )
+        loss = evaluate_loss(self.model, ids, length)
+        return Evaluation(
+            perplexity=math.exp(loss),
+            loss=loss,
+            tokens=scored,
+            sentences=sum(1 for line in text.splitlines() if line.strip()),
+            oov=0,
+            words=scored,
+            convention="stream" if stream else f"windows of {length}",
+        )
+
 
 class MaskedLM:
     """A BERT run: the masked-token distribution (fill-mask) and pooled text embeddings."""

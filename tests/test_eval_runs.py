@@ -1,0 +1,67 @@
+"""`lmlab eval` on runs of `lmlab train`: scored as the trainer validates, so a run's own
+valid.txt gives back the final validation loss of its metrics.jsonl."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import lmlab
+from lmlab.errors import LmlabError
+from lmlab.training import TrainConfig, train
+
+TEXT = "the quick brown fox jumps over the lazy dog. a stitch in time saves nine.\n" * 40
+OPTIONS = {
+    "gpt": dict(context=16, n_layer=1, n_head=2, n_embd=16, dropout=0.1),  # dropout: eval mode
+    "lstm": dict(context=16, n_layer=2, n_embd=16),
+    "mlp": dict(context=3, n_embd=8, n_hidden=16, block=24),  # windows of `block` tokens
+}
+
+
+def final_valid_loss(run) -> float:
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    (final,) = [r for r in records if r.get("final")]
+    return final["valid_loss"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    (root / "corpus.txt").write_text(TEXT)
+    config = TrainConfig(steps=8, batch_size=4, warmup=2, eval_every=4, device="cpu")
+    for kind, options in OPTIONS.items():
+        train(kind, [root / "corpus.txt"], root / kind, model_options=options,
+              valid_fraction=0.2, config=config, progress=False)  # fmt: skip
+    return root
+
+
+@pytest.mark.parametrize("kind", list(OPTIONS))
+def test_valid_split_reproduces_the_final_validation_loss(runs, kind):
+    run = runs / kind
+    result = lmlab.evaluate_file(run, run / "valid.txt")
+    assert result.loss == pytest.approx(final_valid_loss(run), rel=1e-6)
+    n = len(lmlab.load_lm(run).tokenizer.encode((run / "valid.txt").read_text()))  # char tokens
+    if kind == "lstm":  # one stream: every token after the first
+        assert (result.tokens, result.convention) == (n - 1, "stream")
+    else:  # whole windows of the training length only
+        length = OPTIONS[kind].get("block", OPTIONS[kind]["context"])
+        assert result.tokens == (n - 1) // length * length
+        assert result.convention == f"windows of {length}"
+
+
+def test_cli_eval_split_valid_on_a_run(runs):
+    run = runs / "gpt"
+    out = subprocess.run(
+        [sys.executable, "-m", "lmlab", "eval", str(run), "--split", "valid", "--json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["loss"] == pytest.approx(final_valid_loss(run), rel=1e-6)
+
+
+def test_a_text_shorter_than_one_window_is_a_clear_error(runs, tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text("the fox")
+    with pytest.raises(LmlabError, match="fewer than one window of 17"):
+        lmlab.evaluate_file(runs / "gpt", short)
