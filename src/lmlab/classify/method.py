@@ -18,7 +18,10 @@ import numpy as np
 from lmlab.errors import LmlabError
 
 # method name -> "module:Class"; every class implements Method.
-METHODS: dict[str, str] = {}
+METHODS: dict[str, str] = {
+    "finetune": "lmlab.classify.finetune:FineTune",
+    "lora": "lmlab.classify.finetune:LoRA",
+}
 
 
 class Method(ABC):
