@@ -44,8 +44,8 @@ from lmlab.models import DEFAULT_ENCODER, resolve
 DEFAULTS: dict[str, Any] = {
     "encoder": DEFAULT_ENCODER,
     "freeze": 0,  # 0: train everything; K: embeddings and the first K layers fixed; "all"
-    "epochs": 2.0,
-    "lr": 5e-5,
+    "epochs": 1.0,
+    "lr": 1e-4,  # on 4,000 SST-2 texts: 0.850 dev accuracy; 5e-5: 0.822
     "batch_size": 32,
     "max_length": 128,  # tokens per text, [CLS] and [SEP] included
     "seed": 0,
@@ -349,7 +349,8 @@ def _train(model, ids, y, opts, device, progress) -> dict[str, Any]:
     rng = random.Random(opts["seed"])
     labels = torch.as_tensor(y, dtype=torch.long)
     bar = tqdm(total=total, disable=not progress, unit="step", leave=False)
-    start, step, loss_avg, seen = time.perf_counter(), 0, math.nan, 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    step, loss_avg, seen = 0, math.nan, 0
     model.train()
     for rows in _batches(ids, batch_size, rng):
         # Progress is the larger of the share of steps and of the time budget spent: the
@@ -376,7 +377,8 @@ def _train(model, ids, y, opts, device, progress) -> dict[str, Any]:
     bar.close()
     seconds = time.perf_counter() - start
     return {"steps": step, "epochs": round(seen / len(ids), 3), "train_loss": loss_avg,
-            "train_seconds": round(seconds, 1)}  # fmt: skip
+            "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": round(time.process_time() - cpu_start, 1)}  # fmt: skip
 
 
 def _batches(ids: list[list[int]], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
