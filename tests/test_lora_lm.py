@@ -1,12 +1,13 @@
 """LoRA fine-tuning of the bundled causal LM: the loss falls, only adapters move, the run loads."""
 
+import json
+
 import pytest
 import torch
+from test_cli import lmlab as lmlab_cli
 
 import lmlab
-from lmlab.lm.lora_lm import train_lora
 from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path
-from lmlab.training import TrainConfig
 
 pytestmark = [
     pytest.mark.slow,
@@ -18,9 +19,12 @@ TEXT = "The quokka quietly quilts quinces in Quebec.\n" * 20
 def test_lora_steps_lower_the_loss_and_the_run_loads(tmp_path):
     corpus = tmp_path / "quokka.txt"
     corpus.write_text(TEXT)
-    config = TrainConfig(steps=6, batch_size=2, lr=3e-3, warmup=0, weight_decay=0.0, seed=0)
-    result = train_lora(DEFAULT_LM, [corpus], tmp_path / "run", context=24, config=config,
-                        progress=False)  # fmt: skip
+    # The command line, as a user trains (lmlab.lm.lora_lm.train_lora underneath).
+    done = lmlab_cli("train", "lora", str(corpus), "--out", str(tmp_path / "run"), "--steps", "6",
+                     "--batch-size", "2", "--context", "24", "--lr", "3e-3", "--warmup", "0",
+                     "--seed", "0", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
     assert result["train_loss"] < 0.7 * result["first_loss"]
     assert {p.name for p in (tmp_path / "run").iterdir()} == {"lmlab.json", "adapter.safetensors"}
 
@@ -41,3 +45,9 @@ def test_lora_steps_lower_the_loss_and_the_run_loads(tmp_path):
     assert lmlab.perplexity(tuned, TEXT).perplexity < lmlab.perplexity(base, TEXT).perplexity
     out = lmlab.generate(tuned, "The quokka", max_tokens=8, temperature=0)
     assert out.text.strip()
+
+
+def test_lora_run_exists_already(tmp_path):
+    (tmp_path / "lmlab.json").write_text("{}")
+    done = lmlab_cli("train", "lora", str(tmp_path / "lmlab.json"), "--out", str(tmp_path))
+    assert done.returncode == 2 and "already holds a run" in done.stderr
