@@ -189,6 +189,14 @@ def test_bad_options_are_clear_errors(options, param):
     assert e.value.param == param
 
 
+def test_lora_options():
+    with pytest.raises(LmlabError, match="no option lora_r"):
+        FineTune(lora_r=4)
+    with pytest.raises(LmlabError, match="freeze does not apply"):
+        LoRA(freeze=2)
+    assert LoRA().options["lr"] == 1e-3 and FineTune().options["lr"] == 1e-4
+
+
 def test_freezing_more_layers_than_the_encoder_has():
     with pytest.raises(LmlabError, match="has 6 layers"):
         FineTune(freeze=7, **FAST).fit(TEXTS, Y, CLASSES, progress=False)

@@ -29,7 +29,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -55,7 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.01,
     "device": "auto",
 }
-LORA_DEFAULTS: dict[str, Any] = {"lr": 1e-3, "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+LORA_DEFAULTS: dict[str, Any] = {
+    **DEFAULTS,
+    "lr": 1e-3,
+    "lora_r": 8,
+    "lora_alpha": 16,
+    "lora_dropout": 0.1,
+}
 POOL_BATCHES = 50  # batches per pool in which texts are sorted by length
 # Besides the weights, what a saved encoder folder keeps of the original.
 ENCODER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -153,9 +159,10 @@ class FineTune(Method):
     """
 
     name = "finetune"
+    defaults: ClassVar[dict[str, Any]] = DEFAULTS
 
     def __init__(self, **options: Any) -> None:
-        known = {**DEFAULTS, **(LORA_DEFAULTS if self.name == "lora" else {})}
+        known = self.defaults
         unknown = sorted(set(options) - set(known))
         if unknown:
             raise LmlabError(
@@ -273,13 +280,14 @@ class LoRA(FineTune):
         lora_r: the rank r of each update B A.
         lora_alpha: the update is scaled by alpha / r.
         lora_dropout: dropout on the adapters' input.
-        (and the options of FineTune; freeze does not apply)
+        (and the options of FineTune but freeze)
 
     Example:
         >>> m = LoRA(lora_r=8).fit(texts, y, ["negative", "positive"])
     """
 
     name = "lora"
+    defaults: ClassVar[dict[str, Any]] = LORA_DEFAULTS
 
     def _build(self, folder: Path, n_classes: int) -> EncoderClassifier:
         from peft import LoraConfig, inject_adapter_in_model
@@ -469,8 +477,9 @@ def _check_options(opts: dict[str, Any]) -> None:
         (0 <= opts["dropout"] < 1, "dropout", "dropout must be in [0, 1)"),
         (0 <= opts["warmup"] < 1, "warmup", "warmup is a share of the steps, in [0, 1)"),
     ]  # fmt: skip
-    if "lora_r" in opts:
+    if "lora_r" in opts:  # LoRA keeps the whole encoder fixed and learns the adapters
         checks.append((opts["lora_r"] >= 1, "lora_r", "lora_r must be at least 1"))
+        checks.append((not freeze, "freeze", "freeze does not apply to lora: its encoder is fixed"))
     for ok, param, message in checks:
         if not ok:
             raise LmlabError(message, param=param)
