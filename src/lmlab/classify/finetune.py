@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "encoder": DEFAULT_ENCODER,
     "freeze": 0,  # 0: train everything; K: embeddings and the first K layers fixed; "all"
     "epochs": 1.0,
-    "lr": 1e-4,  # on 4,000 SST-2 texts: 0.850 dev accuracy; 5e-5: 0.822
+    "lr": 1e-4,  # 4,000 SST-2 texts, 1 epoch: 1.5e-4 gave 0.850 dev accuracy, 5e-5 0.822
     "batch_size": 32,
     "max_length": 128,  # tokens per text, [CLS] and [SEP] included
     "seed": 0,
