@@ -51,6 +51,7 @@ _EXPORTS = {
     "embed_file": "lmlab.embed.batch",
     "train": "lmlab.training",
     "TrainConfig": "lmlab.training",
+    "train_lora": "lmlab.lm.lora_lm",
     "TrainResult": "lmlab.training",
     "train_tokenizer": "lmlab.text.tokenizer_training",
     "load_masked_lm": "lmlab.lm.neural.run",

@@ -68,6 +68,7 @@ RUN_LOADERS: dict[str, str] = {
     "lstm": "lmlab.lm.neural.run:load_run",
     "gru": "lmlab.lm.neural.run:load_run",
     "gpt": "lmlab.lm.neural.run:load_run",
+    "lora-lm": "lmlab.lm.lora_lm:load_run",
 }
 RUN_FILE = "lmlab.json"
 

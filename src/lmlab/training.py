@@ -389,7 +389,7 @@ def train(
     total = config.steps or (
         math.ceil(config.epochs * len(train_ids) / tokens_per_step) if config.epochs else 1000
     )
-    optimizer = _optimizer(model, config)
+    optimizer = adamw(model, config)
     if not resume and rank == 0:
         write_run_files(out, kind, model_config, {**train_options, "processes": world})
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -679,7 +679,7 @@ def _pairer(tokenizer) -> Callable:
     return pairs
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on matrices (embeddings, linear weights), not on biases and norms."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [

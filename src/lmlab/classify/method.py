@@ -22,6 +22,8 @@ METHODS: dict[str, str] = {
     "logit": "lmlab.classify.probes:Logit",
     "lasso": "lmlab.classify.probes:Lasso",
     "mlp": "lmlab.classify.probes:MLP",
+    "finetune": "lmlab.classify.finetune:FineTune",
+    "lora": "lmlab.classify.finetune:LoRA",
 }
 
 

@@ -16,6 +16,7 @@ from lmlab.cli import (  # noqa: F401
     embed_commands,
     eval_commands,
     lm_commands,
+    lora_commands,
     ngram_commands,
     serve_commands,
     tokenizer_commands,
