@@ -18,7 +18,10 @@ import numpy as np
 from lmlab.errors import LmlabError
 
 # method name -> "module:Class"; every class implements Method.
-METHODS: dict[str, str] = {}
+METHODS: dict[str, str] = {
+    "zero-shot": "lmlab.classify.prompting:ZeroShot",
+    "few-shot": "lmlab.classify.prompting:FewShot",
+}
 
 
 class Method(ABC):
