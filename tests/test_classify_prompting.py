@@ -66,7 +66,7 @@ def hand_logprob(lm, prompt: str, word: str) -> float:
 
 def test_lm_zero_shot_picks_the_verbalizer_with_the_higher_logprob(mock_run):
     verbalizers = {"neg": "bad", "pos": "good", "mixed": "so-so"}  # several tokens each
-    zs = ZeroShot(model=mock_run, chat=False, template=TEMPLATE, verbalizers=verbalizers)
+    zs = ZeroShot(model=mock_run, template=TEMPLATE, verbalizers=verbalizers, calibrate=False)
     proba = zs.fit([], np.array([]), list(verbalizers)).predict_proba(TEXTS)
     lm = _model(zs.options)
     hand = np.array(
@@ -80,8 +80,8 @@ def test_lm_zero_shot_picks_the_verbalizer_with_the_higher_logprob(mock_run):
 
 def test_batched_scoring_equals_score_on_the_bundled_model(llama_lm):
     tok = llama_lm.tokenizer
-    prompts = ["Review: great fun.\nSentiment:", "Review: a dull, dull film.\nSentiment:", "Hi"]
-    words = [" positive", " negative", " absolutely wonderful"]
+    prompts = ["Review: great fun.\nSentiment:", "Hi"]
+    words = [" negative", " absolutely wonderful"]  # one token, then several
     ids = [tok.encode(p, add_special_tokens=True) for p in prompts]
     got = verbalizer_logprobs(llama_lm, ids, [tok.encode(w) for w in words])
     for r, prompt in enumerate(prompts):
@@ -93,8 +93,8 @@ def test_batched_scoring_equals_score_on_the_bundled_model(llama_lm):
 
 
 def test_calibration_divides_by_the_content_free_probabilities(mock_run):
-    options = dict(model=mock_run, chat=False, verbalizers={"a": "yes", "b": "no"})
-    plain = ZeroShot(**options).fit([], np.array([]), ["a", "b"])
+    options = dict(model=mock_run, verbalizers={"a": "yes", "b": "no"})
+    plain = ZeroShot(**options, calibrate=False).fit([], np.array([]), ["a", "b"])
     calibrated = ZeroShot(**options, calibrate=True).fit([], np.array([]), ["a", "b"])
     p_free = plain.predict_proba(list(CONTENT_FREE)).mean(0)
     np.testing.assert_allclose(calibrated.calibration_, p_free)
@@ -179,7 +179,7 @@ def test_unparseable_answers_are_counted_and_get_the_prior(tmp_path, monkeypatch
 
 def test_multi_class_rows_sum_to_one(mock_run):
     classes = ["one", "two", "three", "four", "five"]  # Yelp-style stars
-    zs = ZeroShot(model=mock_run, chat=False).fit([], np.array([]), classes)
+    zs = ZeroShot(model=mock_run).fit([], np.array([]), classes)
     proba = zs.predict_proba(TEXTS)
     assert proba.shape == (3, 5)
     np.testing.assert_allclose(proba.sum(1), 1.0)
@@ -196,7 +196,7 @@ def test_save_and_load_keep_what_fit_set_up(tmp_path, mock_run):
     np.testing.assert_array_equal(again.predict_proba(TEXTS), fs.predict_proba(TEXTS))
     json.dumps(fs.options)  # options are recorded in the classifier's lmlab.json
 
-    zs = ZeroShot(model=mock_run, chat=False, calibrate=True).fit([], np.array([]), classes)
+    zs = ZeroShot(model=mock_run).fit([], np.array([]), classes)  # calibrated by default
     zs.save(tmp_path)
     again = method_class("zero-shot").load(tmp_path, zs.options, classes)
     np.testing.assert_allclose(again.predict_proba(TEXTS), zs.predict_proba(TEXTS))

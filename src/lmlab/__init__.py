@@ -54,6 +54,7 @@ _EXPORTS = {
     "TrainResult": "lmlab.training",
     "train_tokenizer": "lmlab.text.tokenizer_training",
     "load_masked_lm": "lmlab.lm.neural.run",
+    "pipeline": "lmlab.pipelines",
 }
 
 __all__ = sorted(_EXPORTS)

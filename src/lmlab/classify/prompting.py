@@ -133,10 +133,12 @@ class ZeroShot(Method):
     Args:
         via: "lm" (verbalizer log-probabilities) or "cosine" (similarity to descriptions).
         model: the language model (via="lm"), a bundled name or a path.
-        chat: wrap the prompt in the model's chat template (default: when it has one).
+        chat: wrap the prompt in the model's chat template (on SST-2 the plain prompt does
+            better with the bundled model: see the README).
         template: the prompt, with {text} and optionally {labels} (the verbalizers, joined).
         verbalizers: class -> word (default: the class name in lower case).
-        calibrate: contextual calibration (divide by the content-free probabilities).
+        calibrate: contextual calibration (divide by the content-free probabilities); it
+            lifts the bundled model from always answering one class on SST-2.
         encoder: the encoder (via="cosine").
         descriptions: class -> description to embed (default: its verbalizer).
         temperature: of the softmax over cosines (via="cosine").
@@ -155,10 +157,10 @@ class ZeroShot(Method):
         *,
         via: str = "lm",
         model: str = DEFAULT_LM,
-        chat: bool | None = None,
+        chat: bool = False,
         template: str | None = None,
         verbalizers: dict[str, str] | None = None,
-        calibrate: bool = False,
+        calibrate: bool = True,
         encoder: str = DEFAULT_ENCODER,
         descriptions: dict[str, str] | None = None,
         temperature: float = 0.05,
@@ -212,11 +214,9 @@ class ZeroShot(Method):
         return scores
 
     def _uses_chat(self, lm: LanguageModel) -> bool:
-        chat = self.options["chat"]
-        has_template = lm.tokenizer.chat_template is not None
-        if chat and not has_template:
+        if self.options["chat"] and lm.tokenizer.chat_template is None:
             raise LmlabError(f"{lm.name} has no chat template; pass chat=False", param="chat")
-        return has_template if chat is None else chat
+        return self.options["chat"]
 
     def _prompt(self, lm: LanguageModel, text: str, chat: bool, room: int) -> list[int]:
         """Prompt ids for one text; a prompt too long for the window keeps its last tokens."""
