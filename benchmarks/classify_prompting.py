@@ -1,7 +1,7 @@
 """Zero-shot and few-shot accuracy on SST-2 dev with the bundled models.
 
-Methods: zero-shot via="lm" (the bundled chat model; plain prompt and chat template, with and
-without contextual calibration), zero-shot via="cosine" (all-minilm-l6-v2), few-shot with
+Methods: zero-shot via="lm" (the bundled chat model; plain prompts and the chat template, with
+and without contextual calibration), zero-shot via="cosine" (all-minilm-l6-v2), few-shot with
 k = 4 and 8 examples drawn from SST-2 train. Prints accuracy, unparseable answers (few-shot)
 and seconds per method. `--limit N` scores a seeded random sample of N dev sentences (the
 whole 872 take long on a busy CPU).
@@ -23,14 +23,15 @@ from lmlab.classify.prompting import FewShot, ZeroShot
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2"
 CLASSES = ["negative", "positive"]  # SST-2 label 0, 1
+QUESTION = "Text: {text}\nQuestion: Is this text {labels}?\nAnswer:"
 METHODS = {
-    "lm-plain": lambda t: ZeroShot(chat=False, threads=t),
-    "lm-plain-calibrated": lambda t: ZeroShot(chat=False, calibrate=True, threads=t),
-    "lm-chat": lambda t: ZeroShot(chat=True, threads=t),
-    "lm-chat-calibrated": lambda t: ZeroShot(chat=True, calibrate=True, threads=t),
-    "lm-review": lambda t: ZeroShot(
-        chat=False, template="Review: {text}\nSentiment:", calibrate=True, threads=t
-    ),
+    "lm-question": lambda t: ZeroShot(template=QUESTION, calibrate=False, threads=t),
+    "lm-question-calibrated": lambda t: ZeroShot(template=QUESTION, threads=t),
+    "lm-chat": lambda t: ZeroShot(chat=True, calibrate=False, threads=t),
+    "lm-chat-calibrated": lambda t: ZeroShot(chat=True, threads=t),
+    "lm-label-calibrated": lambda t: ZeroShot(template="Text: {text}\nLabel:", threads=t),
+    "lm-default": lambda t: ZeroShot(threads=t),  # "{text}\nThis text is", calibrated
+    "lm-review-calibrated": lambda t: ZeroShot(template="Review: {text}\nSentiment:", threads=t),
     "cosine": lambda t: ZeroShot(via="cosine"),
     "few-shot-4": lambda t: FewShot(shots=4, threads=t),
     "few-shot-8": lambda t: FewShot(shots=8, threads=t),
