@@ -212,3 +212,20 @@ def test_bad_options_are_clear_errors(mock_run):
         ZeroShot(template="no placeholder")
     with pytest.raises(LmlabError, match="chat template"):
         ZeroShot(model=mock_run, chat=True).fit([], np.array([]), ["a", "b"]).predict_proba(["x"])
+
+
+def test_prompts_are_grouped_within_the_batch_and_the_shared_cache():
+    from mock_lm import BigramLM
+
+    from lmlab.classify.prompting import _groups
+
+    lm = BigramLM(context_length=100)
+    lm.max_batch_size = 3
+    prompts = [[1] * n for n in (10, 20, 30, 40, 5, 5, 5, 5, 95)]
+    groups = _groups(lm, prompts, tail=2)
+    assert [i for g in groups for i in g] == list(range(len(prompts)))
+    for g in groups:
+        assert len(g) <= 3
+        assert len(g) == 1 or sum(len(prompts[i]) + 2 for i in g) <= 100
+    assert groups == [[0, 1, 2], [3, 4, 5], [6, 7], [8]]
+    assert _groups(lm, [], tail=2) == []

@@ -83,18 +83,34 @@ def verbalizer_logprobs(
         raise LmlabError("a verbalizer is empty (it has no tokens)", param="verbalizers")
     out = np.zeros((len(prompts), len(verbalizers)))
     first = torch.tensor([v[0] for v in verbalizers])
-    for start in _progress(range(0, len(prompts), lm.max_batch_size), progress, lm.max_batch_size):
-        rows = prompts[start : start + lm.max_batch_size]
+    longest = max(map(len, verbalizers))
+    for group in _progress(_groups(lm, prompts, longest), progress):
+        rows = [prompts[i] for i in group]
         logp = _read(lm, rows, [[] for _ in rows])[0]  # (B, V): the first verbalizer token
-        out[start : start + len(rows)] = logp[:, first].numpy()
+        out[group] = logp[:, first].numpy()
         for j, verb in enumerate(verbalizers):
             if len(verb) == 1:
                 continue
             # Read the verbalizer's tokens but its last; step t predicts verb[t + 1].
             steps = _read(lm, rows, [verb[:-1]] * len(rows))
             for t, logp in enumerate(steps[1:]):
-                out[start : start + len(rows), j] += logp[:, verb[t + 1]].numpy()
+                out[group, j] += logp[:, verb[t + 1]].numpy()
     return out
+
+
+def _groups(lm: LanguageModel, prompts: list[list[int]], tail: int) -> list[list[int]]:
+    """Prompt indices in groups read together: at most max_batch_size rows, and (for a model
+    whose rows share one cache, as llama.cpp's) at most context_length tokens in all."""
+    groups: list[list[int]] = [[]]
+    size = 0
+    for i, ids in enumerate(prompts):
+        need = len(ids) + tail
+        if groups[-1] and (len(groups[-1]) == lm.max_batch_size or size + need > lm.context_length):
+            groups.append([])
+            size = 0
+        groups[-1].append(i)
+        size += need
+    return groups if groups[0] else []
 
 
 def _read(lm: LanguageModel, prompts: list[list[int]], tails: list[list[int]]):
@@ -418,18 +434,19 @@ class FewShot(Method):
         return method
 
 
-def _progress(items, show: bool, per_item: int = 1):
-    """`items`, under a progress bar (counting texts) when `show`."""
-    return _with_bar(items, per_item) if show else items
+def _progress(items: list, show: bool):
+    """`items` (texts, or groups of texts), under a progress bar counting texts when `show`."""
+    return _with_bar(items) if show else items
 
 
-def _with_bar(items, per_item: int):
+def _with_bar(items: list):
     from tqdm import tqdm
 
-    with tqdm(total=len(items) * per_item, unit="text", leave=False) as bar:
+    count = (lambda item: len(item)) if items and isinstance(items[0], list) else (lambda _: 1)
+    with tqdm(total=sum(map(count, items)), unit="text", leave=False) as bar:
         for item in items:
             yield item
-            bar.update(per_item)
+            bar.update(count(item))
 
 
 def _read_state(folder: Path) -> dict:
