@@ -53,7 +53,7 @@ def pipeline(task: str, model: Any = None, **kwargs: Any) -> Pipeline:
     Example:
         >>> classify = lmlab.pipeline("sentiment-analysis")
         >>> classify("Transformers library is great.")
-        [{'label': 'POSITIVE', 'score': 0.99...}]
+        [{'label': 'POSITIVE', 'score': 0.9...}]
         >>> lmlab.pipeline("fill-mask")("This is a simple [MASK].", top_k=3)
     """
     if task not in TASKS:
