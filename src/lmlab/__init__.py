@@ -56,6 +56,7 @@ _EXPORTS = {
     "train_tokenizer": "lmlab.text.tokenizer_training",
     "load_masked_lm": "lmlab.lm.neural.run",
     "TextClassifier": "lmlab.classify.classifier",
+    "pipeline": "lmlab.pipelines",
 }
 
 __all__ = sorted(_EXPORTS)

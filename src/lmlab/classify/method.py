@@ -24,6 +24,8 @@ METHODS: dict[str, str] = {
     "mlp": "lmlab.classify.probes:MLP",
     "finetune": "lmlab.classify.finetune:FineTune",
     "lora": "lmlab.classify.finetune:LoRA",
+    "zero-shot": "lmlab.classify.prompting:ZeroShot",
+    "few-shot": "lmlab.classify.prompting:FewShot",
 }
 
 

@@ -141,13 +141,16 @@ class TransformerEncoder(Encoder):
         out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
         return out.hidden_states[self.layer]  # [0] is the embedding layer's output
 
-    def token_vectors(self, text: str) -> TokenEmbeddings:
-        """Contextual vectors of the tokens of `text`, without [CLS]/[SEP] (lecture 003)."""
+    def token_vectors(self, text: str, *, special_tokens: bool = False) -> TokenEmbeddings:
+        """Contextual vectors of the tokens of `text`, without [CLS]/[SEP] (lecture 003) unless
+        `special_tokens` (Hugging Face's feature-extraction pipeline keeps them)."""
         ids = self._fast.encode(text).ids
         input_ids, mask = _pad([ids], self._pad_id)
         with torch.inference_mode():
             states = self._states(input_ids, mask)[0].float().numpy()
         keep = slice(len(self._prefix), len(ids) - len(self._suffix))
+        if special_tokens:
+            keep = slice(0, len(ids))
         content = ids[keep]
         return TokenEmbeddings(
             [self.tokenizer.id_to_token(i) for i in content], content, states[keep].copy()
