@@ -127,6 +127,10 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, data):
         (["fit", str(tmp_path / "nope.csv"), "--out", out], "no such file"),
         (["eval", str(tmp_path), str(test)], "not a saved classifier"),
         (["compare", str(train), str(test)], "name the methods"),
+        (
+            ["fit", str(train), "--method", "zero-shot", "--verbalizers", "pos", "--out", out],
+            "--verbalizers takes label=word pairs",
+        ),
     ]
     for args, expected in cases:
         code, _, err = run(capsys, "classify", *args)
@@ -147,3 +151,13 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, data):
     (tmp_path / "clf" / "probe.json").write_text(json.dumps(meta))
     code, _, err = run(capsys, "classify", "predict", out, str(test))
     assert code == 2 and "gives 8-d vectors" in err and "fitted on 384-d" in err
+
+
+def test_verbalizers_name_the_labels_of_a_zero_shot_classifier(tmp_path, capsys, data):
+    train, _ = data
+    out = tmp_path / "zs"
+    words = "pos=good, neg=bad,mid=so-so"
+    args = ["fit", str(train), "--method", "zero-shot", "--via", "cosine", "--verbalizers", words]
+    assert run(capsys, "classify", *args, "--out", str(out))[0] == 0
+    saved = json.loads((out / "lmlab.json").read_text())["options"]["verbalizers"]
+    assert saved == {"pos": "good", "neg": "bad", "mid": "so-so"}

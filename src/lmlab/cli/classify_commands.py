@@ -53,6 +53,10 @@ ModelOpt = Annotated[
 ]
 ViaOpt = Annotated[str | None, typer.Option(help="zero-shot: lm or cosine.")]
 ShotsOpt = Annotated[int | None, typer.Option(help="few-shot: examples in the prompt.")]
+VerbalizersOpt = Annotated[
+    str | None,
+    typer.Option(help="zero-/few-shot: a word for each label, e.g. 0=negative,1=positive."),
+]
 SeedOpt = Annotated[int | None, typer.Option(help="Random seed.")]
 
 
@@ -64,6 +68,13 @@ def _options(**given: Any) -> dict[str, Any]:
             options["freeze"] = int(options["freeze"])
         except ValueError:
             raise LmlabError("--freeze takes a number of layers or all", param="freeze") from None
+    if "verbalizers" in options:
+        pairs = [p.partition("=") for p in options["verbalizers"].split(",") if p.strip()]
+        if not pairs or any(not label.strip() or not word.strip() for label, _, word in pairs):
+            raise LmlabError(
+                "--verbalizers takes label=word pairs: 0=negative,1=positive", param="verbalizers"
+            )
+        options["verbalizers"] = {label.strip(): word.strip() for label, _, word in pairs}
     return options
 
 
@@ -111,6 +122,7 @@ def fit(
     model: ModelOpt = None,
     via: ViaOpt = None,
     shots: ShotsOpt = None,
+    verbalizers: VerbalizersOpt = None,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -133,6 +145,7 @@ def fit(
         model=model,
         via=via,
         shots=shots,
+        verbalizers=verbalizers,
         seed=seed,
     )
     options = _options(**given)
@@ -275,6 +288,7 @@ def compare(
     epochs: EpochsOpt = None,
     model: ModelOpt = None,
     shots: ShotsOpt = None,
+    verbalizers: VerbalizersOpt = None,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -297,7 +311,14 @@ def compare(
         subsample(train_table.texts, train_table.labels, limit_train, sample_seed),
         subsample(test_table.texts, test_table.labels, limit_test, sample_seed),
         names,
-        options=_options(encoder=encoder, epochs=epochs, model=model, shots=shots, seed=seed),
+        options=_options(
+            encoder=encoder,
+            epochs=epochs,
+            model=model,
+            shots=shots,
+            verbalizers=verbalizers,
+            seed=seed,
+        ),
         progress=not as_json,
     )
     if as_json:
