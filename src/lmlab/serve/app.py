@@ -8,6 +8,7 @@ EmbeddingBatcher (requests arriving together share one forward pass).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ class ServerConfig:
     max_body_bytes: int = 2 * 1024 * 1024  # a 10 MB prompt is refused with 413
     max_tokens_limit: int = 4096  # most new tokens one request may ask for
     parallel: int = 16  # sequences generated together per model
+    threads: int | None = None  # compute threads; None: all cores but one (for the event loop)
 
 
 class ServedModels:
@@ -43,9 +45,18 @@ class ServedModels:
         self.engines: dict = {}
         self.encoders: dict = {}
         self.batchers: dict = {}
+        on_llama = []
         for spec in config.chat_models:
-            lm = load_lm(spec, backend=config.backend, **_parallel_options(spec, config))
+            options = _llama_options(spec, config)
+            lm = load_lm(spec, backend=config.backend, **options)
             self.lms[lm.name] = lm
+            on_llama.append(bool(options))
+        # Compute threads meet at a barrier after every operation: if the event loop takes one
+        # of their cores, the others wait, so the models leave it one. When llama.cpp computes,
+        # torch only samples (one vocabulary-sized row at a time): one thread is enough there.
+        import torch
+
+        torch.set_num_threads(1 if on_llama and all(on_llama) else _threads(config))
         for name, lm in self.lms.items():
             self.engines[name] = Engine(lm, max_running=config.parallel)
         for spec in config.embedding_models:
@@ -88,15 +99,22 @@ def _bundled() -> set[str]:
     return set(BUNDLED)
 
 
-def _parallel_options(spec: str, config: ServerConfig) -> dict:
-    """The llama backend needs to know how many sequences to hold at once."""
+def _llama_options(spec: str, config: ServerConfig) -> dict:
+    """For the llama backend: how many sequences to hold at once, and its threads ({} if the
+    model runs on another backend)."""
     from lmlab.models import _has_llama_cpp, resolve
 
     ref = resolve(spec)
     uses_llama = ref.kind == "gguf" and (
         config.backend == "llama" or (config.backend == "auto" and _has_llama_cpp())
     )
-    return {"max_batch_size": config.parallel} if uses_llama else {}
+    if not uses_llama:
+        return {}
+    return {"max_batch_size": config.parallel, "n_threads": _threads(config)}
+
+
+def _threads(config: ServerConfig) -> int:
+    return config.threads or max(1, (os.cpu_count() or 1) - 1)
 
 
 def create_app(config: ServerConfig, served: ServedModels | None = None) -> FastAPI:
