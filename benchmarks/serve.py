@@ -17,7 +17,8 @@ torch forward pass; llama-cpp-python is then skipped, being another backend). `-
 the compute threads of both servers (default: all cores but one, as `lmlab serve` does).
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
-       [--backend llama|torch] [--threads N] [--concurrency 1 8] [--embed-requests 0]
+       [--backend llama|torch] [--dtype bfloat16] [--threads N] [--concurrency 1 8]
+       [--embed-requests 0]
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def main() -> None:
     parser.add_argument("--soak", type=float, default=0, help="seconds of 16-client load")
     parser.add_argument("--backend", choices=["llama", "torch"], default="llama")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
+    parser.add_argument("--dtype", default="auto", help="torch backend weights")
     args = parser.parse_args()
     if args.soak:
         port = free_port()
@@ -196,7 +198,7 @@ def main() -> None:
     gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
     threads = str(args.threads)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
-    lmlab_command += ["--backend", args.backend, "--threads", threads]
+    lmlab_command += ["--backend", args.backend, "--threads", threads, "--dtype", args.dtype]
     servers = {
         "lmlab": (lmlab_command, DEFAULT_LM),
         "llama-cpp-python": (

@@ -31,6 +31,7 @@ class ServerConfig:
     max_tokens_limit: int = 4096  # most new tokens one request may ask for
     parallel: int = 16  # sequences generated together per model
     threads: int | None = None  # compute threads; None: all cores but one (for the event loop)
+    dtype: str = "auto"  # torch backend weights: float16 is fastest alone, bfloat16 in batches
 
 
 class ServedModels:
@@ -47,10 +48,10 @@ class ServedModels:
         self.batchers: dict = {}
         on_llama = []
         for spec in config.chat_models:
-            options = _llama_options(spec, config)
+            options = _load_options(spec, config)
             lm = load_lm(spec, backend=config.backend, **options)
             self.lms[lm.name] = lm
-            on_llama.append(bool(options))
+            on_llama.append("n_threads" in options)
         # Compute threads meet at a barrier after every operation: if the event loop takes one
         # of their cores, the others wait, so the models leave it one. When llama.cpp computes,
         # torch only samples (one vocabulary-sized row at a time): one thread is enough there.
@@ -99,18 +100,19 @@ def _bundled() -> set[str]:
     return set(BUNDLED)
 
 
-def _llama_options(spec: str, config: ServerConfig) -> dict:
-    """For the llama backend: how many sequences to hold at once, and its threads ({} if the
-    model runs on another backend)."""
+def _load_options(spec: str, config: ServerConfig) -> dict:
+    """llama backend: how many sequences to hold at once, and its threads; torch: the dtype."""
     from lmlab.models import _has_llama_cpp, resolve
 
     ref = resolve(spec)
     uses_llama = ref.kind == "gguf" and (
         config.backend == "llama" or (config.backend == "auto" and _has_llama_cpp())
     )
-    if not uses_llama:
-        return {}
-    return {"max_batch_size": config.parallel, "n_threads": _threads(config)}
+    if uses_llama:
+        return {"max_batch_size": config.parallel, "n_threads": _threads(config)}
+    if ref.kind in ("gguf", "hf") and config.dtype != "auto":
+        return {"dtype": config.dtype}
+    return {}
 
 
 def _threads(config: ServerConfig) -> int:
