@@ -46,20 +46,19 @@ class ServedModels:
         self.engines: dict = {}
         self.encoders: dict = {}
         self.batchers: dict = {}
+        import torch
+
+        # Compute threads meet at a barrier after every operation: if the event loop takes one
+        # of their cores, the others wait, so the models leave it one (encoders, ONNX Runtime's
+        # included, take torch's thread count when they load).
+        torch.set_num_threads(_threads(config))
         on_llama = []
         for spec in config.chat_models:
             options = _load_options(spec, config)
             lm = load_lm(spec, backend=config.backend, **options)
             self.lms[lm.name] = lm
+            self.engines[lm.name] = Engine(lm, max_running=config.parallel)
             on_llama.append("n_threads" in options)
-        # Compute threads meet at a barrier after every operation: if the event loop takes one
-        # of their cores, the others wait, so the models leave it one. When llama.cpp computes,
-        # torch only samples (one vocabulary-sized row at a time): one thread is enough there.
-        import torch
-
-        torch.set_num_threads(1 if on_llama and all(on_llama) else _threads(config))
-        for name, lm in self.lms.items():
-            self.engines[name] = Engine(lm, max_running=config.parallel)
         for spec in config.embedding_models:
             from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
 
@@ -67,6 +66,10 @@ class ServedModels:
             name = spec if spec in _bundled() else getattr(encoder, "name", str(spec))
             self.encoders[name] = encoder
             self.batchers[name] = EmbeddingBatcher(encoder)
+        if on_llama and all(on_llama):
+            # llama.cpp computes; torch only samples, one vocabulary-sized row at a time, where
+            # a second thread gains nothing and fights llama.cpp's threads for the cores
+            torch.set_num_threads(1)
 
     def names(self) -> list[str]:
         return [*self.lms, *self.encoders]
