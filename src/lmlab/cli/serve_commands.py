@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from lmlab.cli.app import BackendChoice, BackendOpt, app
 from lmlab.models import DEFAULT_ENCODER, DEFAULT_LM
+
+
+class DtypeChoice(StrEnum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 @app.command()
@@ -33,12 +41,12 @@ def serve(
         int, typer.Option(help="Compute threads (0: all cores but one, left to the server).")
     ] = 0,
     dtype: Annotated[
-        str,
+        DtypeChoice,
         typer.Option(
-            help="Torch backend weights: auto (as stored), float32, bfloat16 (fastest for many "
-            "concurrent streams on a CPU) or float16."
+            help="Torch backend weights: auto (as stored), or bfloat16 (fastest for many "
+            "concurrent streams on a CPU)."
         ),
-    ] = "auto",
+    ] = DtypeChoice.auto,
 ) -> None:
     """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
     import uvicorn
@@ -60,7 +68,7 @@ def serve(
         max_tokens_limit=max_tokens_limit,
         parallel=parallel,
         threads=threads or None,
-        dtype=dtype,
+        dtype=dtype.value,
     )
     application = create_app(config)
     names = ", ".join(application.state.served.names())
