@@ -12,7 +12,13 @@ sent one by one (the server batches requests that arrive together into one forwa
 Soak (`--soak SECONDS`): 16 streaming chat clients for that long against lmlab only; reports
 failed requests and the server's resident memory over time.
 
+`--backend torch` serves the model through transformers instead (continuous batching in one
+torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` sets
+the compute threads of both servers (default: all cores but one, as `lmlab serve` does).
+
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
+       [--backend llama|torch] [--dtype bfloat16] [--threads N] [--concurrency 1 8]
+       [--embed-requests 0]
 """
 
 from __future__ import annotations
@@ -161,7 +167,7 @@ async def soak(url: str, pid: int, seconds: float, clients: int, max_tokens: int
                     f"server RSS {rss_mb(pid):.0f} MB",
                     flush=True,
                 )
-                await asyncio.sleep(60)
+                await asyncio.sleep(min(60.0, max(10.0, seconds / 8)))
 
         await asyncio.gather(monitor(), *map(worker, range(clients)))
     print(f"soak finished: {done} requests, {failed} failed, server RSS {rss_mb(pid):.0f} MB")
@@ -174,6 +180,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--embed-requests", type=int, default=320)
     parser.add_argument("--soak", type=float, default=0, help="seconds of 16-client load")
+    parser.add_argument("--backend", choices=["llama", "torch"], default="llama")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
+    parser.add_argument("--dtype", default="auto", help="torch backend weights")
     args = parser.parse_args()
     if args.soak:
         port = free_port()
@@ -187,12 +196,11 @@ def main() -> None:
             process.wait()
         return
     gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
-    threads = str(os.cpu_count() or 1)
+    threads = str(args.threads)
+    lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
+    lmlab_command += ["--backend", args.backend, "--threads", threads, "--dtype", args.dtype]
     servers = {
-        "lmlab": (
-            [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"],
-            DEFAULT_LM,
-        ),
+        "lmlab": (lmlab_command, DEFAULT_LM),
         "llama-cpp-python": (
             [
                 sys.executable,
@@ -212,6 +220,8 @@ def main() -> None:
             DEFAULT_LM,
         ),
     }
+    if args.backend == "torch":
+        del servers["llama-cpp-python"]
     table = {}
     for name, (command, model) in servers.items():
         port = free_port()
@@ -219,7 +229,7 @@ def main() -> None:
         process = start([*command, "--port", str(port)], url)
         try:
             asyncio.run(load(url, model, 1, 1, 8))  # warm-up
-            if name == "lmlab":
+            if name == "lmlab" and args.embed_requests:
                 asyncio.run(embed_load(url, 4, 32))  # warm-up
                 one = asyncio.run(embed_load(url, 1, args.embed_requests))
                 many = asyncio.run(embed_load(url, 16, args.embed_requests))

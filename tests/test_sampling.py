@@ -14,6 +14,7 @@ from lmlab.sampling import (
     SamplingParams,
     apply_penalties,
     choose,
+    draw,
     filter_min_p,
     filter_top_k,
     filter_top_p,
@@ -134,3 +135,16 @@ def test_extreme_parameters_still_choose_a_token():
         p = SamplingParams(**options)
         ids = choose(apply_penalties(logits, seen, torch.zeros(2, 100), p), p, gen)
         assert ids.shape == (2,) and ((ids >= 0) & (ids < 100)).all()
+
+
+def test_draw_inverts_the_cumulative_distribution_over_a_large_vocabulary():
+    """Only tokens with probability are drawn, at their rates, whatever the vocabulary's size."""
+    probs = torch.zeros(49152)
+    probs[[7, 20000, 49151]] = torch.tensor([0.2, 0.5, 0.3])  # the last id too: no off-by-one
+    gen = torch.Generator().manual_seed(1)
+    ids = draw(probs.repeat(20000, 1), gen)
+    freq = torch.bincount(ids, minlength=49152).float() / len(ids)
+    assert set(ids.tolist()) == {7, 20000, 49151}
+    assert freq[[7, 20000, 49151]].tolist() == pytest.approx([0.2, 0.5, 0.3], abs=0.015)
+    nothing = torch.full((1, 5), float("nan"))  # no finite probability left: still a valid id
+    assert 0 <= int(draw(nothing, gen)[0]) < 5

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from lmlab.cli.app import BackendChoice, BackendOpt, app
 from lmlab.models import DEFAULT_ENCODER, DEFAULT_LM
+
+
+class DtypeChoice(StrEnum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 @app.command()
@@ -29,6 +37,16 @@ def serve(
     backend: BackendOpt = BackendChoice.auto,
     parallel: Annotated[int, typer.Option(help="Sequences generated together.")] = 16,
     max_tokens_limit: Annotated[int, typer.Option(help="Most new tokens per request.")] = 4096,
+    threads: Annotated[
+        int, typer.Option(help="Compute threads (0: all cores but one, left to the server).")
+    ] = 0,
+    dtype: Annotated[
+        DtypeChoice,
+        typer.Option(
+            help="Torch backend weights: auto (as stored), or bfloat16 (fastest for many "
+            "concurrent streams on a CPU)."
+        ),
+    ] = DtypeChoice.auto,
 ) -> None:
     """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
     import uvicorn
@@ -40,6 +58,8 @@ def serve(
         raise LmlabError(f"--port must be in 1..65535, got {port}")
     if parallel < 1:
         raise LmlabError("--parallel must be at least 1")
+    if threads < 0:
+        raise LmlabError("--threads must be 0 (automatic) or more")
     config = ServerConfig(
         chat_models=[chat_model, *(model or [])],
         embedding_models=[embedding_model] if embedding_model else [],
@@ -47,6 +67,8 @@ def serve(
         api_key=api_key,
         max_tokens_limit=max_tokens_limit,
         parallel=parallel,
+        threads=threads or None,
+        dtype=dtype.value,
     )
     application = create_app(config)
     names = ", ".join(application.state.served.names())

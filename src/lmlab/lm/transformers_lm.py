@@ -1,11 +1,20 @@
-"""Pretrained causal LMs through Hugging Face `transformers` (the torch backend)."""
+"""Pretrained causal LMs through Hugging Face `transformers` (the torch backend).
+
+`forward_each` steps many independent sequences (the server's requests) in one forward pass:
+their KV caches are gathered into one left-padded batch cache, with an attention mask that hides
+the padding and each row's own position ids. The batch cache is kept while the same sequences
+keep stepping together, so it is rebuilt (one copy of the caches) only when a sequence joins or
+leaves, not at every token.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel, State
@@ -15,11 +24,22 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 
 class KVState(State):
-    """A transformers KV cache for rows of equal length."""
+    """A transformers KV cache for rows of equal length, or one row of a shared `_Batch`."""
 
     def __init__(self, batch_size: int, cache) -> None:
         super().__init__(batch_size)
-        self.cache = cache
+        self.cache = cache  # None while the row lives in `batch`
+        self.batch: _Batch | None = None
+        self.row = 0
+
+
+@dataclass
+class _Batch:
+    """One-row states that `forward_each` steps together, and their left-padded shared cache."""
+
+    states: list[KVState]
+    cache: object  # a DynamicCache of (B, H, P, D) keys and values; row i's real tokens at the end
+    mask: torch.Tensor  # (B, P) long: 1 for a real token, 0 for left padding
 
 
 class TransformersLM(LanguageModel):
@@ -49,6 +69,11 @@ class TransformersLM(LanguageModel):
             or 1024
         )
         self._vocab_size = int(config.vocab_size)
+        # plain growing caches can be padded and batched; sliding-window layers cannot
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        self._batchable = all(type(x) is DynamicLayer for x in DynamicCache(config=config).layers)
 
     @property
     def vocab_size(self) -> int:
@@ -63,10 +88,14 @@ class TransformersLM(LanguageModel):
 
         return KVState(batch_size, DynamicCache(config=self.model.config))
 
+    def release(self, state: KVState) -> None:
+        state.cache = state.batch = None
+
     @torch.inference_mode()
     def forward(
         self, state: KVState, token_ids: torch.Tensor, *, all_positions: bool = False
     ) -> torch.Tensor:
+        self._own_cache(state)
         out = self.model(
             input_ids=token_ids,
             past_key_values=state.cache,
@@ -76,6 +105,87 @@ class TransformersLM(LanguageModel):
         state.length += token_ids.shape[1]
         logits = out.logits.float()
         return logits if all_positions else logits[:, -1]
+
+    @torch.inference_mode()
+    def forward_each(self, states: list[KVState], token_ids: list[list[int]]) -> torch.Tensor:
+        """Step one-row states that already hold a context by one token each, in one forward
+        pass; prompts (several tokens, or an empty state) are read one by one (prefill is
+        compute-bound, so batching it gains little on a CPU)."""
+        if not self._batchable:
+            return super().forward_each(states, token_ids)
+        out: list[torch.Tensor | None] = [None] * len(states)
+        stepping = []
+        for i, (state, ids) in enumerate(zip(states, token_ids, strict=True)):
+            if len(ids) == 1 and state.length > 0:
+                stepping.append(i)
+            else:
+                out[i] = self.forward(state, torch.tensor([ids]))[0]
+        if stepping:
+            logits = self._step([states[i] for i in stepping], [token_ids[i] for i in stepping])
+            for i, row in zip(stepping, logits, strict=True):
+                out[i] = row
+        return torch.stack(out)
+
+    def _step(self, states: list[KVState], token_ids: list[list[int]]) -> torch.Tensor:
+        """One token for each row of the shared batch of `states`: (B, V) logits."""
+        batch = self._batch(states)
+        B = len(states)
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones(B, 1)], dim=1)  # (B, P + 1)
+        # each row's token sits at its own position, whatever padding precedes it
+        positions = torch.tensor([[s.length] for s in states])  # (B, 1)
+        out = self.model(
+            input_ids=torch.tensor(token_ids),
+            attention_mask=batch.mask,
+            position_ids=positions,
+            past_key_values=batch.cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        for s in states:
+            s.length += 1
+        return out.logits[:, -1].float()
+
+    def _batch(self, states: list[KVState]) -> _Batch:
+        """The shared cache of `states`: the last one if it holds exactly these rows in this
+        order, else a new one, left-padded to the longest row."""
+        last = states[0].batch
+        if last is not None and last.states == states and all(s.batch is last for s in states):
+            return last
+        from transformers import DynamicCache
+
+        P = max(s.length for s in states)
+        rows = [self._row_kv(s) for s in states]  # per state: per layer (keys, values)
+
+        def padded(layer: int, kv: int) -> torch.Tensor:
+            # (1, H, L, D) each -> (B, H, P, D), zeros on the left of shorter rows
+            parts = [r[layer][kv] for r in rows]
+            return torch.cat([F.pad(t, (0, 0, P - t.shape[2], 0)) for t in parts])
+
+        layers = [(padded(i, 0), padded(i, 1)) for i in range(len(rows[0]))]
+        mask = torch.tensor([[0] * (P - s.length) + [1] * s.length for s in states])
+        batch = _Batch(list(states), DynamicCache(layers, config=self.model.config), mask)
+        for row, s in enumerate(states):
+            s.batch, s.row, s.cache = batch, row, None
+        return batch
+
+    def _row_kv(self, state: KVState) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """A one-row state's (1, H, length, D) keys and values, per layer (views, no copy)."""
+        if state.batch is None:
+            return [(x.keys, x.values) for x in state.cache.layers]
+        start = state.batch.mask.shape[1] - state.length  # its left padding
+        rows = slice(state.row, state.row + 1)
+        return [
+            (x.keys[rows, :, start:], x.values[rows, :, start:]) for x in state.batch.cache.layers
+        ]
+
+    def _own_cache(self, state: KVState) -> None:
+        """Give a row that lives in a shared batch its own cache again (for `forward`)."""
+        if state.batch is None:
+            return
+        from transformers import DynamicCache
+
+        state.cache = DynamicCache(self._row_kv(state), config=self.model.config)  # copies
+        state.batch = None
 
 
 def is_causal_lm_folder(folder: Path) -> bool:

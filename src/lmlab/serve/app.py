@@ -8,6 +8,7 @@ EmbeddingBatcher (requests arriving together share one forward pass).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ class ServerConfig:
     max_body_bytes: int = 2 * 1024 * 1024  # a 10 MB prompt is refused with 413
     max_tokens_limit: int = 4096  # most new tokens one request may ask for
     parallel: int = 16  # sequences generated together per model
+    threads: int | None = None  # compute threads; None: all cores but one (for the event loop)
+    dtype: str = "auto"  # torch backend weights: float16 is fastest alone, bfloat16 in batches
 
 
 class ServedModels:
@@ -43,11 +46,19 @@ class ServedModels:
         self.engines: dict = {}
         self.encoders: dict = {}
         self.batchers: dict = {}
+        import torch
+
+        # Compute threads meet at a barrier after every operation: if the event loop takes one
+        # of their cores, the others wait, so the models leave it one (encoders, ONNX Runtime's
+        # included, take torch's thread count when they load).
+        torch.set_num_threads(_threads(config))
+        on_llama = []
         for spec in config.chat_models:
-            lm = load_lm(spec, backend=config.backend, **_parallel_options(spec, config))
+            options = _load_options(spec, config)
+            lm = load_lm(spec, backend=config.backend, **options)
             self.lms[lm.name] = lm
-        for name, lm in self.lms.items():
-            self.engines[name] = Engine(lm, max_running=config.parallel)
+            self.engines[lm.name] = Engine(lm, max_running=config.parallel)
+            on_llama.append("n_threads" in options)
         for spec in config.embedding_models:
             from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
 
@@ -55,6 +66,10 @@ class ServedModels:
             name = spec if spec in _bundled() else getattr(encoder, "name", str(spec))
             self.encoders[name] = encoder
             self.batchers[name] = EmbeddingBatcher(encoder)
+        if on_llama and all(on_llama):
+            # llama.cpp computes; torch only samples, one vocabulary-sized row at a time, where
+            # a second thread gains nothing and fights llama.cpp's threads for the cores
+            torch.set_num_threads(1)
 
     def names(self) -> list[str]:
         return [*self.lms, *self.encoders]
@@ -88,15 +103,23 @@ def _bundled() -> set[str]:
     return set(BUNDLED)
 
 
-def _parallel_options(spec: str, config: ServerConfig) -> dict:
-    """The llama backend needs to know how many sequences to hold at once."""
+def _load_options(spec: str, config: ServerConfig) -> dict:
+    """llama backend: how many sequences to hold at once, and its threads; torch: the dtype."""
     from lmlab.models import _has_llama_cpp, resolve
 
     ref = resolve(spec)
     uses_llama = ref.kind == "gguf" and (
         config.backend == "llama" or (config.backend == "auto" and _has_llama_cpp())
     )
-    return {"max_batch_size": config.parallel} if uses_llama else {}
+    if uses_llama:
+        return {"max_batch_size": config.parallel, "n_threads": _threads(config)}
+    if ref.kind in ("gguf", "hf") and config.dtype != "auto":
+        return {"dtype": config.dtype}
+    return {}
+
+
+def _threads(config: ServerConfig) -> int:
+    return config.threads or max(1, (os.cpu_count() or 1) - 1)
 
 
 def create_app(config: ServerConfig, served: ServedModels | None = None) -> FastAPI:
