@@ -35,3 +35,17 @@ def test_a_damaged_cache_is_rebuilt(torch_lm, gguf_path, tmp_path, monkeypatch):
     assert is_complete(damaged)
     assert weights.stat().st_size == (folder / "model.safetensors").stat().st_size
     assert lmlab.generate(lm, "The capital of France is", temperature=0, max_tokens=3).text
+
+
+def test_a_bad_option_is_an_error_not_a_rebuild(torch_lm, gguf_path, monkeypatch):
+    """A user's mistake (an unknown dtype) must not be taken for a damaged cache."""
+    from lmlab.lm import gguf_cache
+
+    rebuilds = []
+    real = gguf_cache.converted_folder
+    monkeypatch.setattr(
+        gguf_cache, "converted_folder", lambda p, rebuild=False: rebuilds.append(rebuild) or real(p)
+    )
+    with pytest.raises(lmlab.LmlabError, match="dtype must be"):
+        lmlab.load_lm(gguf_path, backend="torch", dtype="bogus")
+    assert True not in rebuilds

@@ -173,12 +173,12 @@ def load_lm(
 def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
     """Load a GGUF file's cached conversion; a damaged cache is rebuilt once."""
     from lmlab.lm.gguf_cache import converted_folder
-    from lmlab.lm.transformers_lm import TransformersLM
+    from lmlab.lm.transformers_lm import TransformersLM, UnreadableModel
 
     folder = converted_folder(ref.path)
     try:
         return TransformersLM(folder, name=ref.name, **options)
-    except LmlabError:
+    except UnreadableModel:  # not a bad option: those are the user's to fix
         return TransformersLM(converted_folder(ref.path, rebuild=True), name=ref.name, **options)
 
 

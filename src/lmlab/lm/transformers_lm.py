@@ -23,6 +23,10 @@ from lmlab.text.hf_tokenizer import HFTokenizer
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+class UnreadableModel(LmlabError):
+    """The folder's weights or config cannot be read (a damaged cache may be rebuilt)."""
+
+
 class KVState(State):
     """A transformers KV cache for rows of equal length, or one row of a shared `_Batch`."""
 
@@ -61,7 +65,8 @@ class TransformersLM(LanguageModel):
                 folder, dtype=DTYPES.get(dtype, "auto"), local_files_only=True
             ).eval()
         except Exception as e:  # safetensors, config and architecture errors all mean "unreadable"
-            raise LmlabError(f"cannot load a causal LM from {folder}: {_first_line(e)}") from None
+            reason = _first_line(e)
+            raise UnreadableModel(f"cannot load a causal LM from {folder}: {reason}") from None
         config = self.model.config
         self.context_length = int(
             getattr(config, "max_position_embeddings", None)
