@@ -24,8 +24,8 @@ run: $(VENV)/.installed
 	$(BIN)/lmlab serve
 
 test: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest
 
 bench: $(VENV)/.installed-test
