@@ -14,7 +14,7 @@ failed requests and the server's resident memory over time.
 
 `--backend torch` serves the model through transformers instead (continuous batching in one
 torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` sets
-the compute threads of both servers (default: all cores but one, as `lmlab serve` does).
+the compute threads of both servers (default: all cores, as `lmlab serve` uses).
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
        [--backend llama|torch] [--dtype bfloat16] [--threads N] [--concurrency 1 8]
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--embed-requests", type=int, default=320)
     parser.add_argument("--soak", type=float, default=0, help="seconds of 16-client load")
     parser.add_argument("--backend", choices=["llama", "torch"], default="llama")
-    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--dtype", default="auto", help="torch backend weights")
     args = parser.parse_args()
     if args.soak:

@@ -6,9 +6,9 @@ from lmlab.models import DEFAULT_LM
 from lmlab.serve.app import ServerConfig, _load_options
 
 
-def test_llama_gets_its_sequences_and_all_cores_but_one():
+def test_llama_gets_its_sequences_and_all_cores():
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", parallel=12))
-    assert options == {"max_batch_size": 12, "n_threads": max(1, (os.cpu_count() or 1) - 1)}
+    assert options == {"max_batch_size": 12, "n_threads": os.cpu_count() or 1}
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", threads=3))
     assert options["n_threads"] == 3
 

@@ -38,7 +38,7 @@ def serve(
     parallel: Annotated[int, typer.Option(help="Sequences generated together.")] = 16,
     max_tokens_limit: Annotated[int, typer.Option(help="Most new tokens per request.")] = 4096,
     threads: Annotated[
-        int, typer.Option(help="Compute threads (0: all cores but one, left to the server).")
+        int, typer.Option(help="Compute threads (0: all cores).")
     ] = 0,
     dtype: Annotated[
         DtypeChoice,

@@ -30,7 +30,7 @@ class ServerConfig:
     max_body_bytes: int = 2 * 1024 * 1024  # a 10 MB prompt is refused with 413
     max_tokens_limit: int = 4096  # most new tokens one request may ask for
     parallel: int = 16  # sequences generated together per model
-    threads: int | None = None  # compute threads; None: all cores but one (for the event loop)
+    threads: int | None = None  # compute threads; None: all cores
     dtype: str = "auto"  # torch backend weights: float16 is fastest alone, bfloat16 in batches
 
 
@@ -119,7 +119,7 @@ def _load_options(spec: str, config: ServerConfig) -> dict:
 
 
 def _threads(config: ServerConfig) -> int:
-    return config.threads or max(1, (os.cpu_count() or 1) - 1)
+    return config.threads or os.cpu_count() or 1
 
 
 def create_app(config: ServerConfig, served: ServedModels | None = None) -> FastAPI:
