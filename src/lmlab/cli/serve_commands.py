@@ -37,9 +37,7 @@ def serve(
     backend: BackendOpt = BackendChoice.auto,
     parallel: Annotated[int, typer.Option(help="Sequences generated together.")] = 16,
     max_tokens_limit: Annotated[int, typer.Option(help="Most new tokens per request.")] = 4096,
-    threads: Annotated[
-        int, typer.Option(help="Compute threads (0: all cores).")
-    ] = 0,
+    threads: Annotated[int, typer.Option(help="Compute threads (0: all cores).")] = 0,
     dtype: Annotated[
         DtypeChoice,
         typer.Option(
