@@ -7,8 +7,10 @@ MiniLM (0.80) and the published dev accuracy of the lecture's default pipeline m
 distilbert-base-uncased-finetuned-sst-2-english (0.913, its Hugging Face model card).
 
 Usage: python benchmarks/classify.py [--methods logit lasso mlp] [--limit-train N]
-       [--encoder all-minilm-l6-v2]
-(default: every method in lmlab.classify.method.METHODS, all 67,349 training sentences).
+       [--encoder all-minilm-l6-v2] [--max-minutes 30]
+(default: every method in lmlab.classify.method.METHODS, all 67,349 training sentences;
+finetune and lora train for at most --max-minutes each, the issue's budget; prompting methods
+read the labels 0 / 1 as the words negative / positive).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--limit-train", type=int, default=None)
     parser.add_argument("--encoder", default="all-minilm-l6-v2")
+    parser.add_argument("--max-minutes", type=float, default=30.0)
     args = parser.parse_args()
 
     train = read_labelled(SST2 / "train_full.tsv", "sentence", "label")
@@ -48,9 +51,12 @@ def main() -> None:
     n = len(train_xy[0]) + len(dev.texts)
     print(f"encoding with {encoder.name}: {seconds:.0f} s ({n / seconds:.0f} sentences/s)\n")
 
-    rows = compare(
-        train_xy, (dev.texts, dev.labels), args.methods, options={"encoder": args.encoder}
-    )
+    options = {
+        "encoder": args.encoder,
+        "max_minutes": args.max_minutes,
+        "verbalizers": {"0": "negative", "1": "positive"},
+    }
+    rows = compare(train_xy, (dev.texts, dev.labels), args.methods, options=options)
     print()
     print(print_table(rows))
     for r in rows:
