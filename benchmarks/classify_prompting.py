@@ -13,12 +13,12 @@ Usage: python benchmarks/classify_prompting.py [--limit 200] [--methods lm-plain
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lmlab.classify.data import read_labelled
 from lmlab.classify.prompting import FewShot, ZeroShot
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2"
@@ -39,9 +39,9 @@ METHODS = {
 
 
 def read(path: Path) -> tuple[list[str], np.ndarray]:
-    with path.open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [r["sentence"].strip() for r in rows], np.array([int(r["label"]) for r in rows])
+    """(sentences without SST-2's trailing space, labels 0/1) of an SST-2 file."""
+    table = read_labelled(path, "sentence", "label")
+    return [t.strip() for t in table.texts], np.array([int(label) for label in table.labels])
 
 
 def main() -> None:

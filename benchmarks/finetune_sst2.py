@@ -12,14 +12,14 @@ Usage: python benchmarks/finetune_sst2.py [--method finetune|lora] [--max-minute
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import random
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lmlab.classify.compare import subsample
+from lmlab.classify.data import read_labelled
 from lmlab.classify.method import method_class
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sst2"
@@ -27,14 +27,11 @@ PEER = 0.913  # distilbert-sst2's model card, SST-2 dev accuracy
 CLASSES = ["negative", "positive"]
 
 
-def read_tsv(path: Path, limit: int | None = None) -> tuple[list[str], np.ndarray]:
-    """(sentences, labels) of an SST-2 file (`sentence<TAB>label`, a header line)."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))[1:]
-    if limit:
-        random.Random(0).shuffle(rows)
-        rows = rows[:limit]
-    return [r[0] for r in rows], np.array([int(r[1]) for r in rows])
+def read_sst2(path: Path, limit: int | None = None) -> tuple[list[str], np.ndarray]:
+    """(sentences, labels 0/1) of an SST-2 file, at most `limit` drawn at random."""
+    table = read_labelled(path, "sentence", "label")
+    texts, labels = subsample(table.texts, table.labels, limit)
+    return texts, np.array([int(label) for label in labels])
 
 
 def main() -> None:
@@ -49,8 +46,8 @@ def main() -> None:
     for item in args.option:
         key, value = item.split("=", 1)
         options[key] = json.loads(value)
-    texts, y = read_tsv(DATA / "train_full.tsv", args.limit)
-    dev_texts, dev_y = read_tsv(DATA / "dev.tsv")
+    texts, y = read_sst2(DATA / "train_full.tsv", args.limit)
+    dev_texts, dev_y = read_sst2(DATA / "dev.tsv")
     method = method_class(args.method)(**options)
     start = time.perf_counter()
     method.fit(texts, y, CLASSES)
