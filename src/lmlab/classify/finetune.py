@@ -86,7 +86,7 @@ class PooledEncoder(nn.Module):
         else:
             from transformers import AutoModel
 
-            from lmlab.embed.transformer import _folder_pooling
+            from lmlab.embed.transformer import folder_pooling
 
             try:
                 self.body = AutoModel.from_pretrained(
@@ -95,7 +95,7 @@ class PooledEncoder(nn.Module):
             except Exception as e:  # unreadable weights, config or architecture
                 first = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 raise LmlabError(f"cannot load an encoder from {folder}: {first}") from None
-            self.ours, self.pooling = False, _folder_pooling(folder)
+            self.ours, self.pooling = False, folder_pooling(folder)
             self.dimension = int(self.body.config.hidden_size)
             self.window = int(getattr(self.body.config, "max_position_embeddings", 0) or 512)
         self.pad_id = 0 if self.ours else int(self.body.config.pad_token_id or 0)

@@ -63,7 +63,7 @@ class TransformerEncoder(Encoder):
 
         folder = Path(folder)
         self.name = name or folder.name
-        self.pooling = pooling or _folder_pooling(folder)
+        self.pooling = pooling or folder_pooling(folder)
         if self.pooling not in POOLINGS:
             raise LmlabError(f"pooling must be one of {', '.join(POOLINGS)}", param="pooling")
         self.tokenizer = HFTokenizer(folder)
@@ -208,7 +208,7 @@ def _special_frame(tokenizer: HFTokenizer) -> tuple[list[int], list[int]]:
     return framed[:start], framed[start + len(bare) :]
 
 
-def _folder_pooling(folder: Path) -> str:
+def folder_pooling(folder: Path) -> str:
     """The pooling a sentence-transformers folder declares (1_Pooling/config.json), else mean."""
     path = folder / "1_Pooling" / "config.json"
     if path.is_file():
