@@ -127,3 +127,15 @@ def test_word_tokenizer_keeps_ptb_markers_whole(tmp_path):
     tok = train_tokenizer([path], tmp_path / "w", kind="word", vocab_size=100)
     assert tok.tokens("the <unk> rose N % <eos>") == ["the", "<unk>", "rose", "N", "%", "<eos>"]
     assert tok.tokens("u.s. stocks") == ["u.s.", "stocks"]
+
+
+def test_word_ids_have_no_holes_when_the_corpus_holds_a_special_token(tmp_path):
+    # PTB writes `<unk>` in its text: every id below vocab_size must be used, and no higher one.
+    path = tmp_path / "ptb.txt"
+    path.write_text("a <unk> b <unk> a c\n")
+    tok = train_tokenizer([path], tmp_path / "w", kind="word", vocab_size=100)
+    ids = {tok.encode(w)[0] for w in ["<|endoftext|>", "<unk>", "a", "b", "c"]}
+    assert ids == set(range(tok.vocab_size)) == set(range(5))
+    assert tok.encode("a zebra") == [tok.encode("a")[0], tok.encode("<unk>")[0]]
+    capped = train_tokenizer([path], tmp_path / "w3", kind="word", vocab_size=3)
+    assert capped.vocab_size == 3 and capped.tokens("a c") == ["a", "<unk>"]

@@ -231,13 +231,12 @@ def _build(kind: str, texts: list[str], vocab_size: int):
         trainer = trainers.WordLevelTrainer(
             vocab_size=1 << 30, special_tokens=specials, show_progress=False
         )
-    else:  # word
-        specials = [END_OF_TEXT, UNKNOWN]
-        raw = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
+    else:  # word: counted here; the library's trainer gives a special token that is also a
+        # word of the corpus (PTB's `<unk>`) two ids and leaves a hole in the vocabulary.
+        raw = Tokenizer(models.WordLevel(word_vocabulary(texts, vocab_size), unk_token=UNKNOWN))
         raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # the text is tokenized already
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size, special_tokens=specials, show_progress=False
-        )
+        raw.add_special_tokens([END_OF_TEXT, UNKNOWN])
+        return raw
     raw.train_from_iterator(_lines(texts), trainer)
     if kind == "wordpiece":
         cls, sep = raw.token_to_id("[CLS]"), raw.token_to_id("[SEP]")
@@ -256,6 +255,15 @@ def _check_size(vocab_size: int, least: int) -> None:
             f"({least}); raise it",
             param="vocab_size",
         )
+
+
+def word_vocabulary(texts: list[str], vocab_size: int) -> dict[str, int]:
+    """Ids for the special tokens, then the most frequent words (ties alphabetical): 0..N-1."""
+    counts = Counter(w for text in texts for w in text.split())
+    specials = [END_OF_TEXT, UNKNOWN]
+    words = sorted((w for w in counts if w not in specials), key=lambda w: (-counts[w], w))
+    _check_size(vocab_size, len(specials) + 1)
+    return {w: i for i, w in enumerate(specials + words[: vocab_size - len(specials)])}
 
 
 def _lines(texts: list[str]) -> Iterable[str]:
