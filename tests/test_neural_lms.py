@@ -113,3 +113,14 @@ def test_resume_from_another_kind_is_refused(tmp_path):
     train("gru", [path], tmp_path / "r", model_options=SMALL["gru"], config=config, progress=False)
     with pytest.raises(lmlab.LmlabError, match="holds a 'gru' run"):
         train("lstm", [path], tmp_path / "r", config=config, resume=True)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gpt"])
+def test_periodic_validation_reads_only_the_first_windows(kind):
+    # The estimate during training scores `windows` contexts' worth of text, for stateful and
+    # stateless models alike; the final evaluation (no `windows`) reads all of it.
+    model = small_model(kind)
+    ids = torch.randint(30, (200,), generator=torch.Generator().manual_seed(2), dtype=torch.int32)
+    prefix = evaluate_loss(model, ids[: 3 * 12 + 1], 12)
+    assert evaluate_loss(model, ids, 12, windows=3) == pytest.approx(prefix, rel=1e-6)
+    assert evaluate_loss(model, ids, 12) != pytest.approx(prefix, rel=1e-6)

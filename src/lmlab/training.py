@@ -176,7 +176,8 @@ def evaluate_loss(
     """Mean cross-entropy (nats/token) of `ids` under `model`.
 
     Stateless models read non-overlapping windows of `context` tokens (the first `windows` of
-    them, when given); recurrent models read the whole text as one stream. Masked models
+    them, when given); recurrent models read the text as one stream (its first `windows` x
+    `context` tokens, when given: the periodic estimate during training). Masked models
     (`corrupt` given) are scored on the tokens `corrupt` chose, with a fixed random seed.
     """
     if corrupt is not None:
@@ -187,6 +188,8 @@ def evaluate_loss(
     total, count = 0.0, 0
     if model.carries_state:
         cache = model.new_cache(1)
+        if windows is not None:
+            ids = ids[: windows * context + 1]
         for start in range(0, len(ids) - 1, context):
             chunk = ids[start : start + context + 1].long().to(device)[None]
             logits = model(chunk[:, :-1], cache)
