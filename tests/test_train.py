@@ -251,3 +251,24 @@ def test_fine_tuning_starts_from_a_run_and_freezes_the_first_blocks(corpus, tmp_
     with pytest.raises(LmlabError, match="--freeze takes 1 to 2 blocks"):
         train("gpt", [other], tmp_path / "z", init_from=tmp_path / "base", freeze=3,
               config=quick())  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["gpt", "lstm"])
+def test_bfloat16_autocast_trains_float32_weights_to_nearly_the_float32_loss(
+    kind, corpus, tmp_path
+):
+    options = {**TINY, "n_embd": 32} if kind == "gpt" else {"n_embd": 32, "context": 16}
+    results = {}
+    for dtype in ("float32", "bfloat16"):
+        config = quick(steps=60, lr=3e-3, dtype=dtype)
+        results[dtype] = train(kind, [corpus], tmp_path / dtype, model_options=options,
+                               config=config, progress=False)  # fmt: skip
+    assert all(w.dtype == torch.float32 for w in weights(tmp_path / "bfloat16").values())
+    a, b = results["float32"].train_loss, results["bfloat16"].train_loss
+    assert a != b  # the products really ran in bfloat16
+    assert b < math.log(30) - 0.3 and abs(a - b) < 0.05 * a  # it learns as float32 does
+
+
+def test_unknown_dtype_is_a_clear_error(corpus, tmp_path):
+    with pytest.raises(LmlabError, match="--dtype must be float32 or bfloat16"):
+        train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(dtype="fp8"))

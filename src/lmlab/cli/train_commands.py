@@ -36,6 +36,7 @@ TRAIN_OPTIONS = (
     "patience",
     "seed",
     "device",
+    "dtype",
 )
 RUN_OPTIONS = (
     "init_from",
@@ -96,6 +97,10 @@ def _command(kind: str):
         ] = None,
         seed: Annotated[int | None, typer.Option(help="Same seed, same weights.")] = None,
         device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+        dtype: Annotated[
+            str | None,
+            typer.Option(help="float32, or bfloat16 (autocast; weights stay float32)."),
+        ] = None,
         config: Annotated[
             Path | None, typer.Option("--config", help="A TOML file of these options.")
         ] = None,
