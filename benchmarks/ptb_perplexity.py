@@ -36,7 +36,8 @@ from lmlab.training import TrainConfig, evaluate_loss, train
 
 PTB = Path(__file__).parents[1] / ".." / "shared" / "data" / "ptb"
 NEURAL = ("mlp", "lstm", "gru", "gpt")
-# Shapes and optimisation per model; steps are set from the time budget (--minutes).
+# Shapes and optimisation per model; steps are set from the time budget (--minutes). Matrix
+# products run in bfloat16 (autocast; 1.4x the float32 speed on this AVX512-BF16 CPU).
 SETUPS = {
     "mlp": dict(model={"context": 5, "n_embd": 100, "n_hidden": 400, "direct": True,
                        "block": 64}, batch=64, lr=2e-3),
@@ -63,7 +64,8 @@ def steps_for(kind: str, minutes: float, corpus: Path, out: Path) -> int:
     10% of the budget is left for start-up, validation and the final evaluation.
     """
     setup = SETUPS[kind]
-    config = TrainConfig(steps=30, batch_size=setup["batch"], lr=setup["lr"], warmup=5)
+    config = TrainConfig(steps=30, batch_size=setup["batch"], lr=setup["lr"], warmup=5,
+                         dtype="bfloat16")  # fmt: skip
     shutil.rmtree(out, ignore_errors=True)
     result = train(kind, [corpus], out, tokenizer="word", model_options=setup["model"],
                    config=config, progress=False)  # fmt: skip
@@ -91,7 +93,8 @@ def train_neural(kind: str, minutes: float, out: Path, files: dict[str, Path]) -
     shutil.rmtree(out / kind, ignore_errors=True)
     start = time.perf_counter()
     config = TrainConfig(steps=steps, batch_size=setup["batch"], lr=setup["lr"],
-                         eval_every=max(50, steps // 25), patience=5)  # fmt: skip
+                         eval_every=max(50, steps // 25), patience=5,
+                         dtype="bfloat16")  # fmt: skip
     result = train(kind, [files["train"]], out / kind, tokenizer="word", valid=files["valid"],
                    model_options=setup["model"], config=config)  # fmt: skip
     minutes = (time.perf_counter() - start) / 60

@@ -4,13 +4,14 @@ The configuration of nanoGPT's README for a CPU ("I only have a macbook"): 4 lay
 128-d, context 64, batch 12, 2000 iterations, lr 1e-3 (warm-up 100, cosine to 1e-4), no dropout;
 validation every 250 steps on 20 batches; the last 10% of the text held out. We time the whole
 `lmlab train gpt` command (start-up, tokenization, evaluations and the final pass over the whole
-held-out 10% included) and report tokens/s and the final validation loss.
+held-out 10% included) and report tokens/s and the final validation loss. `--dtype bfloat16`
+runs our matrix products in bfloat16 (nanoGPT's train.py has no autocast on a CPU: float32).
 
 The peer: nanoGPT's `train.py` with the same configuration. Pass `--nanogpt DIR` (a nanoGPT
 checkout whose data/shakespeare_char was prepared) to run it side by side; otherwise the figures
 measured on this machine when the issue was written are used (106 s wall, val loss 1.886).
 
-Usage: python benchmarks/train_shakespeare.py [--steps 2000] [--nanogpt DIR] [--out DIR]
+Usage: python benchmarks/train_shakespeare.py [--steps 2000] [--nanogpt DIR] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "tinyshakespeare" 
 NANOGPT_MEASURED = {"seconds": 106.0, "valid_loss": 1.886, "tokens_per_s": 2000 * 768 / 106.0}
 
 
-def ours(steps: int, out: Path) -> dict:
+def ours(steps: int, out: Path, dtype: str) -> dict:
     command = [
         sys.executable, "-m", "lmlab", "train", "gpt", str(DATA), "--out", str(out),
         "--tokenizer", "char", "--valid-fraction", "0.1", "--layers", "4", "--heads", "4",
         "--dim", "128", "--context", "64", "--batch-size", "12", "--steps", str(steps),
-        "--lr", "1e-3", "--dropout", "0", "--eval-every", "250", "--json",
+        "--lr", "1e-3", "--dropout", "0", "--eval-every", "250", "--dtype", dtype, "--json",
     ]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -67,17 +68,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--nanogpt", type=Path, help="a prepared nanoGPT checkout")
     parser.add_argument("--out", type=Path, help="keep the run here (default: a temp folder)")
+    parser.add_argument("--dtype", default="float32", help="ours: float32 or bfloat16 (autocast)")
     args = parser.parse_args()
     if not DATA.is_file():
         sys.exit(f"missing {DATA}")
     with tempfile.TemporaryDirectory() as tmp:
-        mine = ours(args.steps, args.out or Path(tmp) / "run")
+        mine = ours(args.steps, args.out or Path(tmp) / "run", args.dtype)
     if args.nanogpt:
         peer, source = nanogpt(args.steps, args.nanogpt), "nanoGPT, run now"
     else:
         peer, source = NANOGPT_MEASURED, "nanoGPT (the issue's figure)"
     print(f"{'':28} {'wall s':>8} {'tokens/s':>10} {'valid loss':>11}")
-    for name, row in (("lmlab train gpt", mine), (source, peer)):
+    for name, row in ((f"lmlab train gpt, {args.dtype}", mine), (source, peer)):
         print(f"{name:28.28} {row['seconds']:8.1f} {row['tokens_per_s']:10,.0f} "
               f"{row['valid_loss']:11.4f}")  # fmt: skip
     print(f"speed: {peer['seconds'] / mine['seconds']:.2f}x nanoGPT's wall time "
