@@ -272,3 +272,20 @@ def test_bfloat16_autocast_trains_float32_weights_to_nearly_the_float32_loss(
 def test_unknown_dtype_is_a_clear_error(corpus, tmp_path):
     with pytest.raises(LmlabError, match="--dtype must be float32 or bfloat16"):
         train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(dtype="fp8"))
+
+
+def test_sgd_trains_and_its_weight_decay_defaults_to_none(corpus, tmp_path):
+    from lmlab.lm.neural.run import build_model, make_config
+    from lmlab.training import optimizer_for
+
+    model = build_model("lstm", make_config("lstm", vocab_size=30, n_embd=16))
+    sgd, adam = optimizer_for(model, TrainConfig(optimizer="sgd")), optimizer_for(model, quick())
+    assert isinstance(sgd, torch.optim.SGD) and isinstance(adam, torch.optim.AdamW)
+    assert [g["weight_decay"] for g in sgd.param_groups] == [0.0, 0.0]
+    assert [g["weight_decay"] for g in adam.param_groups] == [0.1, 0.0]
+    result = train("lstm", [corpus], tmp_path / "r", model_options={"n_embd": 32, "context": 16},
+                   config=quick(steps=60, optimizer="sgd", lr=5.0, grad_clip=0.25),
+                   progress=False)  # fmt: skip
+    assert result.train_loss < math.log(30) - 0.3
+    with pytest.raises(LmlabError, match="--optimizer must be adamw or sgd"):
+        train("gpt", [corpus], tmp_path / "x", model_options=TINY, config=quick(optimizer="adam"))

@@ -57,7 +57,8 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float | None = None  # the end of the cosine; None: lr / 10
     warmup: int = 100  # steps of linear warm-up
-    weight_decay: float = 0.1
+    optimizer: str = "adamw"  # adamw, or sgd (plain SGD, as Zaremba et al. 2014 trained LSTMs)
+    weight_decay: float | None = None  # None: 0.1 for adamw (decoupled); 0 for sgd (an L2 term)
     beta2: float = 0.99  # 0.99 rather than 0.999: small models, few tokens per step (nanoGPT)
     grad_clip: float = 1.0  # clip the gradient norm to this; 0 disables
     eval_every: int = 250  # steps between validation losses (and checkpoints)
@@ -395,7 +396,7 @@ def train(
     total = config.steps or (
         math.ceil(config.epochs * len(train_ids) / tokens_per_step) if config.epochs else 1000
     )
-    optimizer = adamw(model, config)
+    optimizer = optimizer_for(model, config)
     if not resume and rank == 0:
         write_run_files(out, kind, model_config, {**train_options, "processes": world})
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -693,13 +694,17 @@ def _pairer(tokenizer) -> Callable:
     return pairs
 
 
-def adamw(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices (embeddings, linear weights), not on biases and norms."""
+def optimizer_for(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD over the trainable weights; weight decay on matrices, not biases and norms."""
+    sgd = config.optimizer == "sgd"
+    decay = config.weight_decay if config.weight_decay is not None else (0.0 if sgd else 0.1)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+    if sgd:
+        return torch.optim.SGD(groups, lr=config.lr, foreach=True)
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, config.beta2), foreach=True)
 
 
@@ -711,6 +716,7 @@ def _check_config(config: TrainConfig, valid, valid_fraction) -> None:
         (config.epochs is None or config.epochs > 0, "--epochs must be positive"),
         (config.lr > 0, "--lr must be positive"),
         (config.dtype in ("float32", "bfloat16"), "--dtype must be float32 or bfloat16"),
+        (config.optimizer in ("adamw", "sgd"), "--optimizer must be adamw or sgd"),
         (config.eval_every >= 1, "the evaluation interval must be at least 1"),
         (valid is None or valid_fraction is None, "give --valid or --valid-fraction, not both"),
         (valid_fraction is None or 0 < valid_fraction < 1, "--valid-fraction must be in (0, 1)"),

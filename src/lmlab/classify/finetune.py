@@ -339,7 +339,7 @@ def _train(model, ids, y, opts, device, progress) -> dict[str, Any]:
     """Cross-entropy training over length-bucketed batches; what happened, for `info`."""
     from tqdm.auto import tqdm
 
-    from lmlab.training import TrainConfig, adamw, learning_rate
+    from lmlab.training import TrainConfig, learning_rate, optimizer_for
 
     batch_size = opts["batch_size"]
     per_epoch = math.ceil(len(ids) / batch_size)
@@ -352,7 +352,7 @@ def _train(model, ids, y, opts, device, progress) -> dict[str, Any]:
         beta2=0.999,  # Adam's usual: fine-tuning takes many steps of little data each
         seed=opts["seed"],
     )
-    optimizer = adamw(model, config)
+    optimizer = optimizer_for(model, config)
     budget = opts["max_minutes"] * 60 if opts["max_minutes"] else math.inf
     rng = random.Random(opts["seed"])
     labels = torch.as_tensor(y, dtype=torch.long)

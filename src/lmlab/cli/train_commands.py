@@ -30,6 +30,7 @@ TRAIN_OPTIONS = (
     "accumulate",
     "lr",
     "warmup",
+    "optimizer",
     "weight_decay",
     "grad_clip",
     "eval_every",
@@ -85,7 +86,13 @@ def _command(kind: str):
         epochs: Annotated[float | None, typer.Option(help="Passes over the text.")] = None,
         lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
         warmup: Annotated[int | None, typer.Option(help="Warm-up steps.")] = None,
-        weight_decay: Annotated[float | None, typer.Option("--weight-decay")] = None,
+        optimizer: Annotated[
+            str | None, typer.Option(help="adamw, or sgd (plain SGD; try --lr 20).")
+        ] = None,
+        weight_decay: Annotated[
+            float | None,
+            typer.Option("--weight-decay", help="Default 0.1 for adamw (decoupled), 0 for sgd."),
+        ] = None,
         grad_clip: Annotated[
             float | None, typer.Option("--grad-clip", help="Gradient norm limit; 0 disables.")
         ] = None,

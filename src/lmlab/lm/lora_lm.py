@@ -27,7 +27,14 @@ from lmlab.errors import LmlabError
 from lmlab.home import atomic_file, atomic_write_text
 from lmlab.lm.transformers_lm import TransformersLM
 from lmlab.models import RUN_FILE, resolve
-from lmlab.training import Batches, TrainConfig, adamw, encode_corpus, learning_rate, pick_device
+from lmlab.training import (
+    Batches,
+    TrainConfig,
+    encode_corpus,
+    learning_rate,
+    optimizer_for,
+    pick_device,
+)
 
 KIND = "lora-lm"
 
@@ -103,7 +110,7 @@ def train_lora(
     ids = encode_corpus(lm.tokenizer, read_corpus(corpus))
     batches = Batches(ids, config.batch_size, context, streams=False, seed=config.seed)
     total = config.steps or 100
-    optimizer = adamw(model, config)
+    optimizer = optimizer_for(model, config)
     bar = tqdm(total=total, disable=not progress, unit="step", leave=False)
     model.train()
     start, losses = time.perf_counter(), []
