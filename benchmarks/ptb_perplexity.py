@@ -72,8 +72,7 @@ def steps_for(kind: str, minutes: float, corpus: Path, out: Path) -> int:
     result = train(kind, [corpus], out, tokenizer="word", model_options=setup["model"],
                    config=config, progress=False)  # fmt: skip
     shutil.rmtree(out)
-    tokens_per_step = setup["train"]["batch_size"] * setup["model"]["context"]
-    return max(50, int(0.9 * minutes * 60 * result.tokens_per_second / tokens_per_step))
+    return max(50, int(0.9 * minutes * 60 / (result.seconds / config.steps)))
 
 
 def test_perplexity(run: Path, test_text: str) -> tuple[float, int]:
@@ -139,14 +138,15 @@ def write_table(rows: list[dict], out: Path) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    names = [r["model"].replace(", modified Kneser-Ney", " KN") for r in rows]
-    ax.bar(names, [r["perplexity"] for r in rows])
-    ax.axhline(ZAREMBA_SMALL, color="gray", linestyle="--", label="Zaremba small LSTM (114.5)")
-    ax.set_ylabel("PTB test perplexity")
-    ax.set_yscale("log")
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
+    names = [r["model"].replace(", modified Kneser-Ney", " (KN)") for r in rows]
+    values = [r["perplexity"] for r in rows]
+    bars = ax.barh(names[::-1], values[::-1])
+    ax.bar_label(bars, fmt="%.1f", padding=3)
+    ax.axvline(ZAREMBA_SMALL, color="gray", linestyle="--", label="Zaremba small LSTM (114.5)")
+    ax.set_xlabel("PTB test perplexity (lower is better)")
+    ax.set_xlim(0, max(values) * 1.12)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(out / "ptb.png", dpi=100)
     return text
