@@ -58,14 +58,7 @@ def read_labelled(
         guessed.append("label")
     _check_columns(path, names, text_col, label_col)
     texts = _texts(path, records, text_col)
-    raw = [r.get(label_col) for r in records]
-    missing = [i for i, v in enumerate(raw, 1) if v is None or str(v).strip() == ""]
-    if missing:
-        raise LmlabError(
-            f"{path.name}: {len(missing)} rows have no value in label column {label_col!r} "
-            f"(rows {_rows(missing)}); fill them in or drop those rows",
-            param="label_col",
-        )
+    raw = _filled(path, records, label_col, "value in label column", "label_col")
     labels = [label_text(v) for v in raw]
     return Table(texts, labels, text_col, label_col, guessed)
 
@@ -123,15 +116,21 @@ def _check_columns(path: Path, names: list[str], *wanted: str) -> None:
             )
 
 
-def _texts(path: Path, records: list[dict], column: str) -> list[str]:
+def _filled(path: Path, records: list[dict], column: str, what: str, param: str) -> list:
+    """The column's values; a clear error naming the rows where it is empty."""
     values = [r.get(column) for r in records]
     missing = [i for i, v in enumerate(values, 1) if v is None or str(v).strip() == ""]
     if missing:
         raise LmlabError(
-            f"{path.name}: {len(missing)} rows have no text in column {column!r} "
+            f"{path.name}: {len(missing)} rows have no {what} {column!r} "
             f"(rows {_rows(missing)}); fill them in or drop those rows",
-            param="text_col",
+            param=param,
         )
+    return values
+
+
+def _texts(path: Path, records: list[dict], column: str) -> list[str]:
+    values = _filled(path, records, column, "text in column", "text_col")
     if all(_is_number(v) for v in values):
         raise LmlabError(
             f"{path.name}: text column {column!r} holds numbers, not texts; "
