@@ -47,6 +47,16 @@ def test_attention_sees_both_directions_and_ignores_padding():
 
 
 @pytest.mark.slow
+def test_logits_at_chosen_positions_equal_the_full_tables_rows():
+    torch.manual_seed(0)
+    model = BertMLM(BertConfig(vocab_size=40, context=16, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(5, 40, (3, 12))
+    at = torch.rand(3, 12) < 0.3
+    full = model(ids)
+    assert torch.allclose(model(ids, at=at), full[at], atol=1e-6)
+    assert model(ids, at=at).shape == (int(at.sum()), 40)
+
+
 def test_bert_learns_to_fill_the_mask(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("the cat sat on the mat . the dog lay on the rug .\n" * 200)

@@ -247,11 +247,8 @@ def masked_metrics(
             mlm_logits, labels, nsp_logits, is_next = _masked_forward(
                 model, window, ids, corrupt, pairs, generator, device
             )
-            total += nn.functional.cross_entropy(
-                mlm_logits.flatten(0, 1).float(), labels.flatten(), reduction="sum",
-                ignore_index=IGNORE,
-            ).item()  # fmt: skip
-            count += int((labels != IGNORE).sum())
+            total += nn.functional.cross_entropy(mlm_logits.float(), labels, reduction="sum").item()
+            count += len(labels)
             if pairs is not None:
                 nsp_total += nn.functional.cross_entropy(
                     nsp_logits.float(), is_next, reduction="sum"
@@ -265,7 +262,8 @@ def masked_metrics(
 
 
 def _masked_forward(net, window, stream, corrupt, pairs, generator, device):
-    """A masked batch through `net`: (MLM logits, labels, NSP logits or None, is_next or None).
+    """A masked batch through `net`: (MLM logits (N, V) and labels (N,) of the N predicted
+    tokens, NSP logits or None, is_next or None).
 
     With `pairs` each window first becomes [CLS] A [SEP] B [SEP] (next_sentence_pairs)."""
     segments = is_next = nsp_logits = None
@@ -273,11 +271,13 @@ def _masked_forward(net, window, stream, corrupt, pairs, generator, device):
         window, segments, is_next = pairs(window, stream, generator)
         segments, is_next = segments.to(device), is_next.to(device)
     inputs, labels = corrupt(window, generator)
+    labels = labels.to(device)
+    at = labels != IGNORE
     if pairs is None:
-        logits = net(inputs.to(device))
+        logits = net(inputs.to(device), at=at)
     else:
-        logits, nsp_logits = net(inputs.to(device), None, segments, nsp=True)
-    return logits, labels.to(device), nsp_logits, is_next
+        logits, nsp_logits = net(inputs.to(device), None, segments, nsp=True, at=at)
+    return logits, labels[at], nsp_logits, is_next
 
 
 def encode_corpus(tokenizer, texts: Sequence[str]) -> torch.Tensor:
@@ -535,9 +535,7 @@ class _Loop:
                 self.net, window[:, :-1].cpu(), self.batches.ids, self.corrupt, self.pairs,
                 self.batches.generator, self.device,
             )  # fmt: skip
-            loss = nn.functional.cross_entropy(
-                logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE
-            )
+            loss = nn.functional.cross_entropy(logits.float(), targets)
             if nsp_logits is not None:  # BERT's pre-training loss: MLM + NSP
                 nsp_loss = nn.functional.cross_entropy(nsp_logits.float(), is_next)
                 right = (nsp_logits.argmax(-1) == is_next).float().mean().item()
