@@ -1,19 +1,20 @@
 """Train the small BERT that ships as the default fill-mask model (src/lmlab/resources/bert-small).
 
 A 4-layer, 128-wide masked LM with a 6,000-piece WordPiece vocabulary, trained with lmlab's own
-trainer on WikiText-2. Only WikiText-2's valid and test files are available offline
-(../shared/data/wikitext-2/SOURCE.md), so it trains on both and validates on the last 5% of
-the text. WikiText's markup is undone first: `<unk>` (a word outside its vocabulary) is dropped,
-since the BERT pre-tokenizer would split it into `<`, `unk`, `>` and make those the likeliest
-"words"; ` @-@ `, ` @,@ `, ` @.@ ` become `-`, `,`, `.`.
-The weights are stored as float16 (about 3 MB); the model computes in float32 once loaded.
+trainer on the English text available offline: Penn Treebank (all three files, Wall Street
+Journal news) then WikiText-2's valid and test files (Wikipedia; its train file is not in
+../shared/data/wikitext-2, see SOURCE.md), about 1.4M words; the last 5% of the text (the end
+of WikiText-2 test) is held out for validation. Markup is undone first: `<unk>` (a word outside
+the corpus vocabulary) is dropped in both, as is PTB's `N` (every number), since the model would
+otherwise learn them as the likeliest "words"; WikiText's ` @-@ `, ` @,@ `, ` @.@ ` become `-`,
+`,`, `.`. The weights are stored as float16 (about 3 MB); the model computes in float32 once
+loaded.
 
-Reproduce it exactly (fixed seed, fixed steps; one thread per process, as on a busy CPU one
-is faster than two):
+Reproduce it exactly (fixed seed, fixed steps, two threads):
 
-    OMP_NUM_THREADS=1 python scripts/train_fill_mask_model.py
+    OMP_NUM_THREADS=2 python scripts/train_fill_mask_model.py
 
-Options: --steps N (default 1500), --out FOLDER (default: the package's resources folder).
+Options: --steps N (default 8000), --out FOLDER (default: the package's resources folder).
 """
 
 from __future__ import annotations
@@ -32,17 +33,21 @@ from lmlab.lm.neural.run import load_masked_lm
 from lmlab.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO / ".." / "shared" / "data" / "wikitext-2"
+DATA = REPO / ".." / "shared" / "data"
+CORPUS = ("ptb/ptb.train.txt", "ptb/ptb.valid.txt", "ptb/ptb.test.txt",
+          "wikitext-2/valid.txt", "wikitext-2/test.txt")  # fmt: skip
 DEFAULT_OUT = REPO / "src" / "lmlab" / "resources" / "bert-small"
 MODEL = dict(context=64, n_layer=4, n_head=4, n_embd=128, dropout=0.1)
-MARKUP = {" <unk>": "", " @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
+MARKUP = {" @-@ ": "-", " @,@ ": ",", " @.@ ": "."}
+DROPPED = ("<unk>", "N")  # whole words
 
 
 def clean(text: str) -> str:
-    """WikiText's tokenized text with its markup undone (see the module docstring)."""
+    """PTB's or WikiText's tokenized text with its markup undone (see the module docstring)."""
     for markup, plain in MARKUP.items():
         text = text.replace(markup, plain)
-    return text
+    lines = (" ".join(w for w in line.split(" ") if w not in DROPPED) for line in text.split("\n"))
+    return "\n".join(lines)
 
 
 KEEP = ("config.json", "lmlab.json", "tokenizer.json", "tokenizer_config.json")
@@ -50,17 +55,17 @@ KEEP = ("config.json", "lmlab.json", "tokenizer.json", "tokenizer_config.json")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     config = TrainConfig(
-        steps=args.steps, batch_size=32, lr=2e-3, warmup=100, eval_every=250, seed=0
+        steps=args.steps, batch_size=64, lr=1e-3, warmup=500, eval_every=500, seed=0
     )
     with tempfile.TemporaryDirectory(prefix="bert-small-") as tmp:
         run = Path(tmp) / "run"
-        corpus = [Path(tmp) / name for name in ("test.txt", "valid.txt")]
-        for path in corpus:
-            path.write_text(clean((DATA / path.name).read_text(encoding="utf-8")))
+        corpus = [Path(tmp) / name.replace("/", "-") for name in CORPUS]
+        for name, path in zip(CORPUS, corpus, strict=True):
+            path.write_text(clean((DATA / name).read_text(encoding="utf-8")))
         result = train(
             "bert",
             corpus,
@@ -80,9 +85,8 @@ def main() -> None:
             save_file(half, folder / "model.safetensors")
             # Record the data as paths relative to the repository, not this machine's.
             meta = json.loads((folder / "lmlab.json").read_text())
-            wikitext = "../shared/data/wikitext-2/"
-            meta["train"].update(corpus=[wikitext + "test.txt", wikitext + "valid.txt"],
-                                 cleaned=MARKUP)  # fmt: skip
+            meta["train"].update(corpus=["../shared/data/" + name for name in CORPUS],
+                                 cleaned=MARKUP, dropped=DROPPED)  # fmt: skip
             meta["train"]["result"] = {
                 "steps": result.steps,
                 "valid_loss": result.valid_loss,

@@ -71,6 +71,12 @@ def test_fill_mask_gives_top_k_sorted_probabilities(fill):
     np.testing.assert_allclose(scores, top.values.tolist(), rtol=1e-5)
 
 
+def test_default_fill_mask_model_reads_the_context(fill):
+    # A masked LM still on the unigram plateau proposes `the` / `,` whatever the sentence.
+    assert fill("new york stock [MASK] composite trading", top_k=1)[0]["token_str"] == "exchange"
+    assert "York" in [o["token_str"] for o in fill("He lives in New [MASK].", top_k=3)]
+
+
 def test_fill_mask_nests_like_hugging_face(fill):
     two = fill("The [MASK] sat on the [MASK].", top_k=2)
     assert len(two) == 2 and all(len(per_mask) == 2 for per_mask in two)
