@@ -7,7 +7,12 @@ token, and p50/p99 request latency; then the goal ratios. Tokens are counted as 
 chunks (one token each on both servers).
 
 Embeddings: 16 concurrent clients sending one sentence per request, against the same requests
-sent one by one (the server batches requests that arrive together into one forward pass).
+sent one by one (the server batches requests that arrive together into one forward pass); next
+to it, the encoder alone in this process reading 16 sentences as one batch against one by one.
+
+Ceiling: before the servers start, the model alone steps 1 and N sequences together in this
+process (`forward_each`, what the server's engine calls): no server can stream faster than
+that, so the ratio it gives bounds the goal ratio of N clients over one.
 
 Soak (`--soak SECONDS`): 16 streaming chat clients for that long against lmlab only; reports
 failed requests and the server's resident memory over time.
@@ -38,7 +43,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import free_port
 
-from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path
+from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path, load_lm
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -133,6 +138,46 @@ async def embed_load(url: str, clients: int, total: int) -> float:
         return total / (time.perf_counter() - start)
 
 
+def decode_ceiling(args: argparse.Namespace, steps: int = 32) -> dict[int, float]:
+    """Tokens/s of the model alone, in this process, with n sequences decoding together."""
+    if args.backend == "llama":
+        options = {"n_threads": args.threads, "max_batch_size": max(args.concurrency)}
+    else:
+        options = {"dtype": args.dtype}
+    lm = load_lm(DEFAULT_LM, backend=args.backend, **options)
+    prompt = lm.tokenizer.encode(QUESTIONS[0])
+    rates = {}
+    for n in sorted(set(args.concurrency)):
+        states = [lm.new_state(1) for _ in range(n)]
+        lm.forward_each(states, [prompt] * n)
+        start = time.perf_counter()
+        for _ in range(steps):
+            lm.forward_each(states, [[prompt[-1]]] * n)
+        rates[n] = n * steps / (time.perf_counter() - start)
+        for state in states:
+            lm.release(state)
+        print(f"model alone, {n:>2} sequences: {rates[n]:6.1f} tokens/s", flush=True)
+    return rates
+
+
+def encode_ceiling(rounds: int = 10) -> float:
+    """How much faster the encoder alone reads 16 sentences as one batch than one by one."""
+    from lmlab import load_encoder
+
+    encoder = load_encoder("all-minilm-l6-v2")
+    sentences = [f"{q} (request {i})" for i, q in enumerate(QUESTIONS * 2)]
+    encoder.encode(sentences)  # warm-up
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for sentence in sentences:
+            encoder.encode([sentence])
+    one = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(rounds):
+        encoder.encode(sentences)
+    return one / (time.perf_counter() - start)
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process, from /proc."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -195,6 +240,7 @@ def main() -> None:
             process.terminate()
             process.wait()
         return
+    ceiling = decode_ceiling(args)
     gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
     threads = str(args.threads)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
@@ -235,7 +281,8 @@ def main() -> None:
                 many = asyncio.run(embed_load(url, 16, args.embed_requests))
                 print(
                     f"embeddings: one by one {one:.1f} req/s, 16 concurrent {many:.1f} req/s: "
-                    f"{many / one:.2f}x (goal >= 3x)",
+                    f"{many / one:.2f}x (goal >= 3x); the encoder alone, 16 sentences in one "
+                    f"batch vs one by one: {encode_ceiling():.2f}x",
                     flush=True,
                 )
             for n in args.concurrency:
@@ -255,6 +302,8 @@ def main() -> None:
     if ("lmlab", 8) in table and ("lmlab", 1) in table:
         scale = table["lmlab", 8]["tokens_per_s"] / table["lmlab", 1]["tokens_per_s"]
         print(f"\nlmlab 8 clients / 1 client: {scale:.2f}x (goal >= 3x)")
+    if 1 in ceiling and 8 in ceiling:
+        print(f"the model alone, 8 sequences / 1: {ceiling[8] / ceiling[1]:.2f}x (the bound)")
     if ("lmlab", 8) in table and ("llama-cpp-python", 8) in table:
         ratio = table["lmlab", 8]["tokens_per_s"] / table["llama-cpp-python", 8]["tokens_per_s"]
         print(f"lmlab / llama-cpp-python at 8 clients: {ratio:.2f}x (goal >= 2x)")
