@@ -157,8 +157,12 @@ class FillMaskPipeline(Pipeline):
             entries = []
             for score, token in zip(scores.tolist(), tokens.tolist(), strict=True):
                 token_str = mlm.tokenizer.decode([token])
-                # the text with this mask filled (and any other masks left as they are)
-                sequence = mask.join(parts[: m + 1]) + token_str + mask.join(parts[m + 1 :])
+                # the text with this mask filled (and any other masks left as they are); a
+                # WordPiece continuation ("##s") joins the word before it, as decoding would
+                before, piece = mask.join(parts[: m + 1]), token_str
+                if piece.startswith("##"):
+                    before, piece = before.rstrip(" "), piece[2:]
+                sequence = before + piece + mask.join(parts[m + 1 :])
                 entries.append(
                     {"score": score, "token": token, "token_str": token_str, "sequence": sequence}
                 )
