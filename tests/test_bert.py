@@ -46,7 +46,6 @@ def test_attention_sees_both_directions_and_ignores_padding():
         torch.testing.assert_close(model.embed(ids, keep), model.embed(changed, keep))
 
 
-@pytest.mark.slow
 def test_logits_at_chosen_positions_equal_the_full_tables_rows():
     torch.manual_seed(0)
     model = BertMLM(BertConfig(vocab_size=40, context=16, n_layer=2, n_head=2, n_embd=16)).eval()
@@ -57,6 +56,7 @@ def test_logits_at_chosen_positions_equal_the_full_tables_rows():
     assert model(ids, at=at).shape == (int(at.sum()), 40)
 
 
+@pytest.mark.slow
 def test_bert_learns_to_fill_the_mask(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_text("the cat sat on the mat . the dog lay on the rug .\n" * 200)

@@ -226,8 +226,7 @@ class BertMLM(nn.Module):
     @torch.no_grad()
     def masked_distribution(self, idx: torch.Tensor, mask_id: int) -> torch.Tensor:
         """P(token) at every [MASK] of `idx` (1, T): a (masks, V) probability table."""
-        logits = self(idx)[0]
-        return logits[idx[0] == mask_id].softmax(-1)
+        return self(idx, at=idx == mask_id).softmax(-1)
 
     @torch.no_grad()
     def embed(self, idx: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
