@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from lmlab.classify.classifier import check_options, method_options
 from lmlab.classify.finetune import FineTune, LoRA, _batches, _encoder_folder
 from lmlab.classify.method import method_class
 from lmlab.errors import LmlabError
@@ -59,6 +60,14 @@ def lora_fitted():
 def test_methods_are_registered():
     assert method_class("finetune") is FineTune
     assert method_class("lora") is LoRA
+
+
+def test_shared_options_reach_only_the_methods_that_take_them():
+    """`compare` hands each method the shared options it takes (found in its `defaults`)."""
+    assert {"max_minutes", "freeze"} <= set(method_options("finetune"))
+    assert "lora_r" in method_options("lora") and "verbalizers" not in method_options("lora")
+    with pytest.raises(LmlabError, match="verbalizers"):
+        check_options("finetune", {"verbalizers": {"0": "bad"}})
 
 
 def test_freeze_all_trains_only_the_head():

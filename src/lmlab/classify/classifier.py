@@ -191,10 +191,13 @@ def read_meta(folder: Path) -> dict[str, Any]:
 
 
 def method_options(method: str) -> list[str] | None:
-    """The option names a method takes (None: it takes any keyword)."""
-    params = inspect.signature(method_class(method).__init__).parameters
+    """The option names a method takes: its constructor's keywords, or the keys of its
+    `defaults` when it takes **options (None: it takes any keyword)."""
+    cls = method_class(method)
+    params = inspect.signature(cls.__init__).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return None
+        defaults = getattr(cls, "defaults", None)
+        return list(defaults) if defaults is not None else None
     return [n for n in params if n != "self"]
 
 
