@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import lmlab.lm.neural.attention as attention
 from lmlab.lm.neural.gpt import GPT, GPTConfig, sinusoidal_positions
 
 
@@ -61,3 +62,24 @@ def test_sinusoidal_positions_follow_the_formula():
     angle = torch.tensor(pos / 10000 ** (2 * i / 8))
     torch.testing.assert_close(table[pos, 2 * i], torch.sin(angle))
     torch.testing.assert_close(table[pos, 2 * i + 1], torch.cos(angle))
+
+
+def test_bfloat16_autocast_keeps_attention_in_float32(monkeypatch):
+    """On a CPU, bfloat16 autocast runs the projections in bfloat16 but attention in float32."""
+    seen = []
+    real = attention.F.scaled_dot_product_attention
+
+    def spy(q, k, v, **options):
+        seen.append((q.dtype, torch.is_autocast_enabled("cpu")))
+        return real(q, k, v, **options)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", spy)
+    model = tiny()
+    ids = torch.randint(50, (2, 20), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        exact = model(ids)
+        with torch.autocast("cpu", torch.bfloat16):
+            mixed = model(ids)
+    assert seen[-2:] == [(torch.float32, False)] * 2  # both layers, autocast off inside
+    assert mixed.dtype == torch.bfloat16  # the output layer still ran in bfloat16
+    torch.testing.assert_close(mixed.float(), exact, atol=0.05, rtol=0.05)

@@ -4,7 +4,8 @@ Design choices (after GPT-2, Radford et al. 2019, and nanoGPT):
   - token embeddings plus learned or sinusoidal (Vaswani et al. 2017) position embeddings;
   - pre-LayerNorm blocks: x + attn(ln(x)), then x + mlp(ln(x)), and a final LayerNorm;
   - multi-head causal self-attention with one fused query/key/value projection and PyTorch's
-    `scaled_dot_product_attention` (flash / memory-efficient kernels where available);
+    `scaled_dot_product_attention` (flash / memory-efficient kernels where available; see
+    attention.py for bfloat16 on a CPU);
   - a GELU MLP 4x as wide as the model;
   - the output layer shares its weights with the token embedding (weight tying, Press & Wolf
     2017), which saves vocab x n_embd parameters and usually lowers perplexity;
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lmlab.lm.neural.attention import attention
 
 
 @dataclass
@@ -76,10 +79,10 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.k[layer][:B, :, : past + T], cache.v[layer][:B, :, : past + T]
         dropout = self.dropout if self.training else 0.0
         if past == 0:  # a fresh sequence: the usual lower-triangular mask
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+            y = attention(q, k, v, is_causal=True, dropout_p=dropout)
         else:  # new token t (position past + t) sees keys 0 .. past + t
             mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            y = attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.proj(y))
 
