@@ -61,6 +61,19 @@ def test_filters_match_transformers_warpers(seed):
         assert torch.equal(torch.isfinite(ours), torch.isfinite(theirs))
 
 
+@pytest.mark.parametrize("scale", [0.05, 1.0, 8.0])
+def test_top_p_matches_transformers_when_the_nucleus_is_large(scale):
+    # A flat distribution over a 49k vocabulary puts most tokens in the nucleus: the ranking
+    # must widen past its first 64 candidates and still keep exactly the nucleus.
+    logits = torch.randn(2, 49152, generator=torch.Generator().manual_seed(5)) * scale
+    logits[1] *= 0.1  # rows of different widths in one batch
+    ids = torch.zeros(2, 1, dtype=torch.long)
+    for top_p in (0.5, 0.95):
+        ours = filter_top_p(logits, top_p)
+        theirs = TopPLogitsWarper(top_p)(ids, logits.clone())
+        assert torch.equal(torch.isfinite(ours), torch.isfinite(theirs))
+
+
 def test_repetition_penalty_matches_transformers():
     logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(3)) * 3
     history = torch.tensor([[1, 5, 5, 7], [2, 3, 4, 49]])
