@@ -144,7 +144,7 @@ def decode_ceiling(args: argparse.Namespace, steps: int = 32) -> dict[int, float
         options = {"n_threads": args.threads, "max_batch_size": max(args.concurrency)}
     else:
         options = {"dtype": args.dtype}
-    lm = load_lm(DEFAULT_LM, backend=args.backend, **options)
+    lm = load_lm(args.model, backend=args.backend, **options)
     prompt = lm.tokenizer.encode(QUESTIONS[0])
     rates = {}
     for n in sorted(set(args.concurrency)):
@@ -186,7 +186,9 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def soak(url: str, pid: int, seconds: float, clients: int, max_tokens: int) -> None:
+async def soak(
+    url: str, model: str, pid: int, seconds: float, clients: int, max_tokens: int
+) -> None:
     """Keep `clients` streams busy for `seconds`; print failures and memory every minute."""
     end = time.perf_counter() + seconds
     done = failed = 0
@@ -197,7 +199,7 @@ async def soak(url: str, pid: int, seconds: float, clients: int, max_tokens: int
             i = k
             while time.perf_counter() < end:
                 try:
-                    await one_request(client, url, DEFAULT_LM, QUESTIONS[i % 8], max_tokens)
+                    await one_request(client, url, model, QUESTIONS[i % 8], max_tokens)
                     done += 1
                 except Exception:
                     failed += 1
@@ -228,25 +230,30 @@ def main() -> None:
     parser.add_argument("--backend", choices=["llama", "torch"], default="llama")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--dtype", default="auto", help="torch backend weights")
+    parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
     args = parser.parse_args()
+    args.model = args.gguf or DEFAULT_LM
+    name = Path(args.gguf).stem if args.gguf else DEFAULT_LM  # the id lmlab serves it under
     if args.soak:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "lmlab", "serve", "--embedding-model", "", "--port"]
-        process = start([*command, str(port)], url)
+        command = [sys.executable, "-m", "lmlab", "serve", "--chat-model", args.model]
+        command += ["--embedding-model", "", "--port", str(port)]
+        process = start(command, url)
         try:
-            asyncio.run(soak(url, process.pid, args.soak, 16, args.max_tokens))
+            asyncio.run(soak(url, name, process.pid, args.soak, 16, args.max_tokens))
         finally:
             process.terminate()
             process.wait()
         return
     ceiling = decode_ceiling(args)
-    gguf = str(bundled_path(BUNDLED[DEFAULT_LM]))
+    gguf = args.gguf or str(bundled_path(BUNDLED[DEFAULT_LM]))
     threads = str(args.threads)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
+    lmlab_command += ["--chat-model", args.model]
     lmlab_command += ["--backend", args.backend, "--threads", threads, "--dtype", args.dtype]
     servers = {
-        "lmlab": (lmlab_command, DEFAULT_LM),
+        "lmlab": (lmlab_command, name),
         "llama-cpp-python": (
             [
                 sys.executable,
@@ -261,9 +268,11 @@ def main() -> None:
                 "--n_threads_batch",
                 threads,
                 "--model_alias",
-                DEFAULT_LM,
+                name,
+                "--interrupt_requests",  # by default a new request drops the running stream;
+                "False",  # this way it queues them and every request completes
             ],
-            DEFAULT_LM,
+            name,
         ),
     }
     if args.backend == "torch":

@@ -71,3 +71,28 @@ def test_a_cancelled_request_leaves_the_engine():
     other = Collector(1)
     engine.submit(encode_prompt(lm, "b"), SamplingParams(max_tokens=3, temperature=0), other)
     assert other.done.wait(10) and len(other.texts[0]) > 0
+
+
+def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
+    lm = BigramLM(context_length=10**6)
+    calls = []
+    forward_each = lm.forward_each
+
+    def spy(states, token_ids):
+        calls.append([len(ids) for ids in token_ids])
+        return forward_each(states, token_ids)
+
+    lm.forward_each = spy
+    engine = Engine(lm)
+    first, second = Collector(1), Collector(1)
+    params = SamplingParams(max_tokens=100_000, ignore_eos=True, seed=0)
+    running = engine.submit(encode_prompt(lm, "a"), params, first)
+    deadline = time.time() + 10
+    while engine.running == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    prompt = encode_prompt(lm, "a longer prompt")
+    engine.submit(prompt, SamplingParams(max_tokens=3, temperature=0), second)
+    assert second.done.wait(10) and second.error is None
+    Engine.cancel(running)
+    # one call carried the running sequence's next token and the whole new prompt
+    assert any(sorted(c) == [1, len(prompt)] for c in calls), calls[-5:]

@@ -1,10 +1,12 @@
 """The generation engine: one thread steps every active sequence of every request together.
 
 Requests arrive from many HTTP handlers at once. Rather than serving them one at a time, the
-engine keeps a running set of sequences; each step it reads the new prompts, then advances every
-running sequence by one token in one batched call (`LanguageModel.forward_each`: on llama.cpp,
-one `llama_decode` over all sequences). Sequences join as soon as there is room and leave as soon
-as they finish or their client goes away (continuous batching).
+engine keeps a running set of sequences; each step it samples one token for every running
+sequence, then reads those tokens and the prompts of sequences joining now in one batched call
+(`LanguageModel.forward_each`: on llama.cpp, one `llama_decode`). Sequences join as soon as there
+is room and leave as soon as they finish or their client goes away (continuous batching). A
+prompt read in the same call as the others' next tokens costs far less than a call of its own
+(llama.cpp, 7 running + an 8-token prompt on 2 cores: 40 ms together, 57 ms in two calls).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class _Running:
     request: Request
     seq: Sequence
     state: State
+    feed: list[int]  # tokens the next step reads: the prompt, then each sampled token
     logits: torch.Tensor | None = None  # next-token logits waiting to be sampled
 
 
@@ -78,13 +81,13 @@ class Engine:
         while True:
             self._collect(waiting, block=not running and not waiting)
             try:
-                self._admit(waiting, running)
                 self._sample(running)
                 running = [r for r in running if not self._retire(r)]
+                self._admit(waiting, running)
                 self.running = len(running)
                 if running:
                     logits = self.lm.forward_each(
-                        [r.state for r in running], [[r.seq.token_ids[-1]] for r in running]
+                        [r.state for r in running], [r.feed for r in running]
                     )
                     for r, row in zip(running, logits, strict=True):
                         r.logits = row
@@ -105,31 +108,17 @@ class Engine:
             pass
 
     def _admit(self, waiting: deque, running: list[_Running]) -> None:
-        """Start waiting sequences while there is room: read their prompts in one batch."""
-        joining = []
-        while waiting and len(running) + len(joining) < self.max_running:
+        """Start waiting sequences while there is room; the next step reads their prompts."""
+        while waiting and len(running) < self.max_running:
             request, seq = waiting.popleft()
             if request.cancelled:
                 self._finish(request)
                 continue
-            joining.append(_Running(request, seq, self.lm.new_state(1)))
-        if not joining:
-            return
-        try:
-            logits = self.lm.forward_each(
-                [j.state for j in joining], [j.seq.prompt for j in joining]
-            )
-        except Exception as error:
-            for j in joining:
-                self._fail(j, error)
-            return
-        for j, row in zip(joining, logits, strict=True):
-            j.logits = row
-            running.append(j)
+            running.append(_Running(request, seq, self.lm.new_state(1), seq.prompt))
 
     def _sample(self, running: list[_Running]) -> None:
         for r in running:
-            if r.request.cancelled or r.logits is None:
+            if r.request.cancelled:
                 continue
             try:
                 tid, logprob = r.seq.next_token(r.logits)
@@ -140,7 +129,7 @@ class Engine:
                 r.request.emit(error)
                 continue
             r.request.emit(chunk)
-            r.logits = None
+            r.feed, r.logits = [tid], None
 
     def _retire(self, r: _Running) -> bool:
         """Release a sequence that is done (or abandoned); True if it left the running set."""
