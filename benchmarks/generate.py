@@ -1,8 +1,8 @@
 """Single-stream decode speed: lmlab's `generate` (both backends) against the peers, one run.
 
 Greedy, the same prompt, 128 new tokens (end-of-text ignored so every run makes all 128):
-  - lmlab, llama backend        vs  llama-cpp-python's own `Llama.generate` loop (same file,
-                                    same threads)
+  - lmlab, llama backend        vs  llama-cpp-python's own `Llama.generate` loop (the same
+                                    file lmlab runs, its Q8_0 copy; same threads)
   - lmlab, torch backend        vs  transformers' `generate` on the same weights: float32 (what
                                     transformers gives when it loads the GGUF file itself) and
                                     float16 (the dtype lmlab's cache keeps)
@@ -20,7 +20,7 @@ import torch
 
 import lmlab
 from lmlab.lm.gguf_cache import converted_folder
-from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path
+from lmlab.models import DEFAULT_LM, llama_file, resolve
 
 PROMPT = "The history of the city of Paris begins"
 
@@ -89,16 +89,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     threads = os.cpu_count() or 1
-    gguf = bundled_path(BUNDLED[DEFAULT_LM])
-    folder = converted_folder(gguf)
+    ref = resolve(DEFAULT_LM)
+    gguf = llama_file(ref)  # what lmlab's llama backend runs, given to llama-cpp-python too
+    folder = converted_folder(ref.path)
     n, r = args.tokens, args.repeats
     print(f"model: {DEFAULT_LM}; greedy, {n} new tokens; {threads} threads; median of {r} runs")
 
     rates = {}
-    rates["lmlab llama"] = best_rate(ours(lmlab.load_lm(gguf, backend="llama"), n), n, r)
+    rates["lmlab llama"] = best_rate(ours(lmlab.load_lm(DEFAULT_LM, backend="llama"), n), n, r)
     rates["llama-cpp-python"] = best_rate(llama_cpp_python(gguf, n, threads), n, r)
     rates["lmlab torch (float16 cache)"] = best_rate(
-        ours(lmlab.load_lm(gguf, backend="torch"), n), n, r
+        ours(lmlab.load_lm(DEFAULT_LM, backend="torch"), n), n, r
     )
     rates["transformers generate float32"] = best_rate(
         transformers_generate(folder, torch.float32, n), n, r

@@ -1,8 +1,8 @@
 """Serving under concurrent load: lmlab serve against llama-cpp-python's own server, one run.
 
-Both servers get the same GGUF file (the bundled model), the same threads and the same load:
-N concurrent streaming chat clients (N = 1, 4, 8, 16), each sending requests one after another
-until the round's total is done. Reported per N: aggregate generated tokens/s, time to first
+Both servers get the same GGUF file (the one lmlab runs for the bundled model: its Q8_0 copy),
+the same threads and the same load: N concurrent streaming chat clients (N = 1, 4, 8, 16), each
+sending requests one after another until the round's total is done. Reported per N: aggregate generated tokens/s, time to first
 token, and p50/p99 request latency; then the goal ratios. Tokens are counted as streamed content
 chunks (one token each on both servers).
 
@@ -43,7 +43,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import free_port
 
-from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path, load_lm
+from lmlab.models import DEFAULT_LM, llama_file, load_lm, resolve
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -247,7 +247,7 @@ def main() -> None:
             process.wait()
         return
     ceiling = decode_ceiling(args)
-    gguf = args.gguf or str(bundled_path(BUNDLED[DEFAULT_LM]))
+    gguf = str(llama_file(resolve(args.model)))  # the file lmlab's llama backend runs
     threads = str(args.threads)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
     lmlab_command += ["--chat-model", args.model]

@@ -28,7 +28,7 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="session")
 def llama_lm(gguf_path):
-    return load_lm(gguf_path, backend="llama")
+    return load_lm(DEFAULT_LM, backend="llama")  # what users run: the Q8_0 copy
 
 
 @pytest.fixture(scope="session")

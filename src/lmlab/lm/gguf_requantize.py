@@ -1,0 +1,37 @@
+"""A GGUF file re-quantized once by llama.cpp, for the llama backend, kept in the cache.
+
+llama.cpp on an x86 CPU multiplies some weight types far faster than others: Q8_0 (like Q4_0,
+F16 and BF16) has matrix kernels that read many tokens at once, Q4_1 does not. For the bundled
+SmolLM2 Q4_1 file, its Q8_0 copy on 2 cores decodes one sequence ~10% faster, eight sequences
+together 1.3-1.5x faster, and reads a long text 1.8x faster, at the same perplexity (WikiText-2,
+30k tokens: 17.46 -> 17.48). Re-quantizing 135M parameters takes under a second; the copy lives
+at `$LMLAB_HOME/gguf/<name>-<sha256 prefix>.<TYPE>.gguf`, written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmlab.errors import LmlabError
+from lmlab.home import atomic_file, file_sha256, lmlab_home
+
+
+def requantized(gguf_path: Path, type_name: str) -> Path:
+    """The cached copy of `gguf_path` with its weights as `type_name` (e.g. "Q8_0")."""
+    target = lmlab_home() / "gguf" / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
+    target = target.with_name(f"{target.name}.{type_name}.gguf")
+    if target.is_file():
+        return target
+    from lmlab.lm.llama_cpp_lm import _llama
+
+    lib = _llama()
+    ftype = getattr(lib, f"LLAMA_FTYPE_MOSTLY_{type_name}", None)
+    if ftype is None:
+        raise LmlabError(f"llama.cpp has no weight type {type_name!r}")
+    params = lib.llama_model_quantize_default_params()
+    params.ftype = ftype
+    params.allow_requantize = True
+    with atomic_file(target) as tmp:
+        if lib.llama_model_quantize(str(gguf_path).encode(), str(tmp).encode(), params) != 0:
+            raise LmlabError(f"llama.cpp could not re-quantize {gguf_path} to {type_name}")
+    return target
