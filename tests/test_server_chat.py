@@ -119,9 +119,10 @@ def test_concurrent_requests_decode_as_if_alone(client):
     def ask(p):
         messages = [{"role": "user", "content": p}]
         r = client.chat.completions.create(
-            model=MODEL, messages=messages, temperature=0, max_tokens=24
-        )
-        return r.choices[0].message.content
+            model=MODEL, messages=messages, temperature=0, max_tokens=24, logprobs=True,
+            top_logprobs=5,
+        )  # fmt: skip
+        return r.choices[0].logprobs.content
 
     alone = [ask(p) for p in prompts]
     together = [None] * len(prompts)
@@ -134,9 +135,16 @@ def test_concurrent_requests_decode_as_if_alone(client):
         t.start()
     for t in threads:
         t.join()
-    # llama.cpp's sums depend a little on what shares the batch, so long greedy runs may part
-    # ways late; a sequence mixed up with another would differ from its first words.
-    assert [t[:20] for t in together] == [a[:20] for a in alone]
+    # llama.cpp's sums depend a little on what shares the batch and where a sequence sits in the
+    # shared KV cache (logits move by up to ~1), so greedy runs may part ways where two tokens
+    # nearly tie. A sequence fed another's tokens or logits parts ways at a token its own
+    # distribution finds unlikely.
+    for mine, reference in zip(together, alone, strict=True):
+        for a, b in zip(mine, reference, strict=False):
+            if a.token != b.token:
+                rivals = {t.token: t.logprob for t in b.top_logprobs}
+                assert a.token in rivals and b.logprob - rivals[a.token] < 1.0, (a, b)
+                break
 
 
 def test_a_client_that_disconnects_stops_its_generation(server, client):
