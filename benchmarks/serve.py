@@ -2,9 +2,11 @@
 
 Both servers get the same GGUF file (the one lmlab runs for the bundled model: its Q8_0 copy),
 the same threads and the same load: N concurrent streaming chat clients (N = 1, 4, 8, 16), each
-sending requests one after another until the round's total is done. Reported per N: aggregate generated tokens/s, time to first
-token, and p50/p99 request latency; then the goal ratios. Tokens are counted as streamed content
-chunks (one token each on both servers).
+sending requests one after another until the round's total is done. Reported per N: aggregate
+generated tokens/s, time to first token, and p50/p99 request latency; then the goal ratios.
+Tokens are counted as streamed content chunks (one token each on both servers).
+llama-cpp-python's server runs with `--interrupt_requests False`: by default it drops a running
+stream whenever a new request arrives.
 
 Embeddings: 16 concurrent clients sending one sentence per request, against the same requests
 sent one by one (the server batches requests that arrive together into one forward pass); next
