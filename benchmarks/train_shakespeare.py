@@ -4,14 +4,15 @@ The configuration of nanoGPT's README for a CPU ("I only have a macbook"): 4 lay
 128-d, context 64, batch 12, 2000 iterations, lr 1e-3 (warm-up 100, cosine to 1e-4), no dropout;
 validation every 250 steps on 20 batches; the last 10% of the text held out. We time the whole
 `lmlab train gpt` command (start-up, tokenization, evaluations and the final pass over the whole
-held-out 10% included) and report tokens/s and the final validation loss. `--dtype bfloat16`
-runs our matrix products in bfloat16 (nanoGPT's train.py has no autocast on a CPU: float32).
+held-out 10% included) and report tokens/s and the final validation loss. Our `--dtype` is
+lmlab's default, auto: matrix products in bfloat16 on a CPU with AVX512-BF16 or AMX, else
+float32 (`--dtype float32` forces it; nanoGPT's train.py has no autocast on a CPU: float32).
 
 The peer: nanoGPT's `train.py` with the same configuration. Pass `--nanogpt DIR` (a nanoGPT
 checkout whose data/shakespeare_char was prepared) to run it side by side; otherwise the figures
 measured on this machine when the issue was written are used (106 s wall, val loss 1.886).
 
-Usage: python benchmarks/train_shakespeare.py [--steps 2000] [--nanogpt DIR] [--dtype bfloat16]
+Usage: python benchmarks/train_shakespeare.py [--steps 2000] [--nanogpt DIR] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--nanogpt", type=Path, help="a prepared nanoGPT checkout")
     parser.add_argument("--out", type=Path, help="keep the run here (default: a temp folder)")
-    parser.add_argument("--dtype", default="float32", help="ours: float32 or bfloat16 (autocast)")
+    parser.add_argument("--dtype", default="auto", help="ours: auto, float32 or bfloat16")
     args = parser.parse_args()
     if not DATA.is_file():
         sys.exit(f"missing {DATA}")

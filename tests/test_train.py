@@ -269,8 +269,20 @@ def test_bfloat16_autocast_trains_float32_weights_to_nearly_the_float32_loss(
     assert b < math.log(30) - 0.3 and abs(a - b) < 0.05 * a  # it learns as float32 does
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_has_it(native, corpus, tmp_path, monkeypatch):
+    from lmlab import training
+
+    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: native)
+    train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(steps=2),
+          progress=False)  # fmt: skip
+    recorded = json.loads((tmp_path / "r" / "lmlab.json").read_text())["train"]["dtype"]
+    assert recorded == ("bfloat16" if native else "float32")
+    assert all(w.dtype == torch.float32 for w in weights(tmp_path / "r").values())
+
+
 def test_unknown_dtype_is_a_clear_error(corpus, tmp_path):
-    with pytest.raises(LmlabError, match="--dtype must be float32 or bfloat16"):
+    with pytest.raises(LmlabError, match="--dtype must be auto, float32 or bfloat16"):
         train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(dtype="fp8"))
 
 

@@ -106,7 +106,10 @@ def _command(kind: str):
         device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
         dtype: Annotated[
             str | None,
-            typer.Option(help="float32, or bfloat16 (autocast; weights stay float32)."),
+            typer.Option(
+                help="auto (bfloat16 on a CPU with AVX512-BF16 or AMX, or a GPU that has it; "
+                "else float32), float32, or bfloat16 (autocast; weights stay float32)."
+            ),
         ] = None,
         config: Annotated[
             Path | None, typer.Option("--config", help="A TOML file of these options.")
