@@ -47,3 +47,11 @@ def test_a_failed_requantization_leaves_no_file(gguf_path, tmp_path, monkeypatch
     assert os.listdir(tmp_path / "gguf") == []  # no half-written copy, no temporary file
     with pytest.raises(LmlabError, match="no weight type"):
         gguf_requantize.requantized(gguf_path, "Q9_9")
+
+
+def test_an_unwritable_cache_runs_the_original_file(gguf_path, tmp_path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("LMLAB_HOME", str(home))
+    assert llama_file(resolve(DEFAULT_LM)) == gguf_path
+    assert "could not be made" in capsys.readouterr().err

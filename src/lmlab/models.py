@@ -174,13 +174,25 @@ def load_lm(
 
 def llama_file(ref: ModelRef) -> Path:
     """The GGUF file the llama backend runs for `ref`: the file itself, or for a bundled model
-    with a `llama_type`, its re-quantized copy in the cache (made once)."""
+    with a `llama_type`, its re-quantized copy in the cache (made once; if the cache cannot
+    take it, the file itself, with a one-line warning)."""
     bundled = BUNDLED.get(ref.name)
     if bundled is None or bundled.llama_type is None or ref.path != bundled_path(bundled):
         return ref.path
     from lmlab.lm.gguf_requantize import requantized
 
-    return requantized(ref.path, bundled.llama_type)
+    try:
+        return requantized(ref.path, bundled.llama_type)
+    except (OSError, LmlabError) as e:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[yellow]warning:[/yellow] running {ref.path.name} as it is (slower): its "
+            f"{bundled.llama_type} copy could not be made ({e})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return ref.path
 
 
 def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
