@@ -118,6 +118,16 @@ def test_user_mistakes_exit_2_with_one_line(args, message):
     assert "Traceback" not in out.stderr
 
 
+def test_a_path_that_cannot_be_written_exits_2_with_one_line(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello world\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    out = lmlab("tokenizer", "train", str(corpus), "--kind", "char", "--out", str(blocker / "tok"))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("error: ") and len(out.stderr.strip().splitlines()) == 1
+
+
 def test_a_corrupt_gguf_file_exits_2(tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"not a gguf file at all")

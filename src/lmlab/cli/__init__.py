@@ -54,6 +54,11 @@ def _run(argv: list[str] | None) -> int:
     except LmlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise
+    except OSError as e:  # a path that cannot be written or read: the user's to fix
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except (typer.Abort, KeyboardInterrupt):
         print(file=sys.stderr)
         return 130
