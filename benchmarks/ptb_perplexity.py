@@ -37,11 +37,11 @@ from lmlab.training import TrainConfig, evaluate_loss, train
 PTB = Path(__file__).parents[1] / ".." / "shared" / "data" / "ptb"
 NEURAL = ("mlp", "lstm", "gru", "gpt")
 # Shapes and optimisation per model; steps are set from the time budget (--minutes). Matrix
-# products run in bfloat16 where the CPU has it (lmlab's dtype auto: 1.4-1.9x the float32 speed
-# on this AVX512-BF16 CPU). The
-# recurrent models use the PyTorch word_language_model example's recipe (SGD at lr 20, gradient
-# norm clipped to 0.25, dropout 0.2, tied weights): AdamW at 3e-3 with dropout 0.3 reached only
-# 162 validation perplexity after 6 of 12 epochs.
+# products run in bfloat16 where the CPU has it (lmlab's default dtype, auto: 1.4-1.9x the
+# float32 speed on this AVX512-BF16 CPU). The recurrent models use the PyTorch
+# word_language_model example's recipe (SGD at lr 20, gradient norm clipped to 0.25, dropout
+# 0.2, tied weights): AdamW at 3e-3 with dropout 0.3 reached only 162 validation perplexity
+# after 6 of 12 epochs.
 SETUPS = {
     "mlp": dict(model={"context": 5, "n_embd": 100, "n_hidden": 400, "direct": True,
                        "block": 64}, train={"batch_size": 64, "lr": 2e-3}),
@@ -68,7 +68,7 @@ def steps_for(kind: str, minutes: float, corpus: Path, out: Path) -> int:
     10% of the budget is left for start-up, validation and the final evaluation.
     """
     setup = SETUPS[kind]
-    config = TrainConfig(steps=30, warmup=5, dtype="auto", **setup["train"])
+    config = TrainConfig(steps=30, warmup=5, **setup["train"])
     shutil.rmtree(out, ignore_errors=True)
     result = train(kind, [corpus], out, tokenizer="word", model_options=setup["model"],
                    config=config, progress=False)  # fmt: skip
@@ -95,7 +95,7 @@ def train_neural(kind: str, minutes: float, out: Path, files: dict[str, Path]) -
     shutil.rmtree(out / kind, ignore_errors=True)
     start = time.perf_counter()
     config = TrainConfig(steps=steps, eval_every=max(50, steps // 25), patience=5,
-                         dtype="auto", **setup["train"])  # fmt: skip
+                         **setup["train"])  # fmt: skip
     result = train(kind, [files["train"]], out / kind, tokenizer="word", valid=files["valid"],
                    model_options=setup["model"], config=config)  # fmt: skip
     minutes = (time.perf_counter() - start) / 60

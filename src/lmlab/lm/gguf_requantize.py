@@ -13,13 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmlab.errors import LmlabError
-from lmlab.home import atomic_file, file_sha256, lmlab_home
+from lmlab.home import atomic_file
+from lmlab.lm.gguf_cache import cache_folder
 
 
 def requantized(gguf_path: Path, type_name: str) -> Path:
     """The cached copy of `gguf_path` with its weights as `type_name` (e.g. "Q8_0")."""
-    target = lmlab_home() / "gguf" / f"{gguf_path.stem}-{file_sha256(gguf_path)[:16]}"
-    target = target.with_name(f"{target.name}.{type_name}.gguf")
+    folder = cache_folder(gguf_path)  # the same content key as the torch backend's conversion
+    target = folder.with_name(f"{folder.name}.{type_name}.gguf")
     if target.is_file():
         return target
     from lmlab.lm.llama_cpp_lm import _llama
