@@ -124,3 +124,20 @@ def test_periodic_validation_reads_only_the_first_windows(kind):
     prefix = evaluate_loss(model, ids[: 3 * 12 + 1], 12)
     assert evaluate_loss(model, ids, 12, windows=3) == pytest.approx(prefix, rel=1e-6)
     assert evaluate_loss(model, ids, 12) != pytest.approx(prefix, rel=1e-6)
+
+
+def test_lstm_runs_in_float32_under_autocast_on_a_cpu_without_bfloat16(monkeypatch):
+    """oneDNN has no bfloat16 LSTM there (it raised): the layer computes in float32 instead."""
+    import lmlab.lm.neural.rnn as rnn
+
+    monkeypatch.setattr(rnn, "cpu_has_bfloat16", lambda: False)
+    torch.manual_seed(0)
+    model = build_model("lstm", make_config("lstm", vocab_size=20, n_embd=16, context=8)).eval()
+    ids = torch.randint(20, (2, 8))
+    with torch.no_grad():
+        state, mixed_state = model.new_cache(2), model.new_cache(2)
+        exact = [model.hidden_states(ids, state) for _ in range(2)]  # the second continues
+        with torch.autocast("cpu", torch.bfloat16):
+            mixed = [model.hidden_states(ids, mixed_state) for _ in range(2)]
+    assert mixed[1].dtype == torch.float32
+    torch.testing.assert_close(mixed, exact)

@@ -33,6 +33,7 @@ from torch import nn
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir, atomic_write_text
 from lmlab.lm.neural.bert import IGNORE
+from lmlab.lm.neural.precision import cpu_has_bfloat16
 from lmlab.lm.neural.run import (
     build_model,
     load_weights,
@@ -117,16 +118,6 @@ def pick_dtype(name: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
     return "bfloat16" if device.type == "cpu" and cpu_has_bfloat16() else "float32"
-
-
-def cpu_has_bfloat16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (Linux: its /proc/cpuinfo flags)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return False
-    flags = {f for line in lines if line.startswith("flags") for f in line.split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def start_distributed() -> tuple[int, int]:

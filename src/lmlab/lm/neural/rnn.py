@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmlab.lm.neural.precision import cpu_has_bfloat16
+
 
 @dataclass
 class RNNConfig:
@@ -57,6 +59,10 @@ class Hidden:
             self.h = self.h.detach()
 
 
+def _cpu_autocast_without_bfloat16(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not cpu_has_bfloat16()
+
+
 class RNNLM(nn.Module):
     """Embedding, stacked recurrent layers, output layer: ids (B, T) -> logits (B, T, V)."""
 
@@ -87,7 +93,14 @@ class RNNLM(nn.Module):
     def hidden_states(self, idx: torch.Tensor, cache: Hidden | None = None) -> torch.Tensor:
         """The top recurrent layer's outputs (B, T, C), continuing from `cache` (updated)."""
         x = self.drop(self.wte(idx))  # (B, T, C)
-        out, h = self.rnn(x, cache.h if cache is not None else None)  # (B, T, C)
+        h = cache.h if cache is not None else None
+        if self.config.cell == "lstm" and _cpu_autocast_without_bfloat16(x):
+            # oneDNN has no bfloat16 LSTM for such a CPU (it raises): this layer runs float32
+            with torch.autocast("cpu", enabled=False):
+                h = tuple(s.float() for s in h) if h is not None else None
+                out, h = self.rnn(x.float(), h)
+        else:
+            out, h = self.rnn(x, h)  # (B, T, C)
         if cache is not None:
             cache.h = h
         return out
