@@ -7,12 +7,15 @@ validation every 250 steps on 20 batches; the last 10% of the text held out. We 
 held-out 10% included) and report tokens/s and the final validation loss. Our `--dtype` is
 lmlab's default, auto: matrix products in bfloat16 on a CPU with AVX512-BF16 or AMX, else
 float32 (`--dtype float32` forces it; nanoGPT's train.py has no autocast on a CPU: float32).
+The GPT has lmlab's default rotary positions, where nanoGPT learns a table of 64 position
+vectors (`--positions learned` gives nanoGPT's model).
 
 The peer: nanoGPT's `train.py` with the same configuration. Pass `--nanogpt DIR` (a nanoGPT
 checkout whose data/shakespeare_char was prepared) to run it side by side; otherwise the figures
 measured on this machine when the issue was written are used (106 s wall, val loss 1.886).
 
 Usage: python benchmarks/train_shakespeare.py [--steps 2000] [--nanogpt DIR] [--dtype float32]
+       [--positions learned]
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "tinyshakespeare" 
 NANOGPT_MEASURED = {"seconds": 106.0, "valid_loss": 1.886, "tokens_per_s": 2000 * 768 / 106.0}
 
 
-def ours(steps: int, out: Path, dtype: str) -> dict:
+def ours(steps: int, out: Path, dtype: str, positions: str) -> dict:
     command = [
         sys.executable, "-m", "lmlab", "train", "gpt", str(DATA), "--out", str(out),
         "--tokenizer", "char", "--valid-fraction", "0.1", "--layers", "4", "--heads", "4",
         "--dim", "128", "--context", "64", "--batch-size", "12", "--steps", str(steps),
         "--lr", "1e-3", "--dropout", "0", "--eval-every", "250", "--dtype", dtype, "--json",
+        "--positions", positions,
     ]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
@@ -70,17 +74,18 @@ def main() -> None:
     parser.add_argument("--nanogpt", type=Path, help="a prepared nanoGPT checkout")
     parser.add_argument("--out", type=Path, help="keep the run here (default: a temp folder)")
     parser.add_argument("--dtype", default="auto", help="ours: auto, float32 or bfloat16")
+    parser.add_argument("--positions", default="rope", help="ours: rope, learned, sinusoidal")
     args = parser.parse_args()
     if not DATA.is_file():
         sys.exit(f"missing {DATA}")
     with tempfile.TemporaryDirectory() as tmp:
-        mine = ours(args.steps, args.out or Path(tmp) / "run", args.dtype)
+        mine = ours(args.steps, args.out or Path(tmp) / "run", args.dtype, args.positions)
     if args.nanogpt:
         peer, source = nanogpt(args.steps, args.nanogpt), "nanoGPT, run now"
     else:
         peer, source = NANOGPT_MEASURED, "nanoGPT (the issue's figure)"
     print(f"{'':28} {'wall s':>8} {'tokens/s':>10} {'valid loss':>11}")
-    for name, row in ((f"lmlab train gpt, {args.dtype}", mine), (source, peer)):
+    for name, row in ((f"lmlab gpt, {args.dtype}, {args.positions}", mine), (source, peer)):
         print(f"{name:28.28} {row['seconds']:8.1f} {row['tokens_per_s']:10,.0f} "
               f"{row['valid_loss']:11.4f}")  # fmt: skip
     print(f"speed: {peer['seconds'] / mine['seconds']:.2f}x nanoGPT's wall time "

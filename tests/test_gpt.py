@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lmlab.lm.neural.attention as attention
-from lmlab.lm.neural.gpt import GPT, GPTConfig, sinusoidal_positions
+from lmlab.lm.neural.gpt import GPT, GPTConfig, rotary_turns, rotate, sinusoidal_positions
 
 
 def tiny(positions="learned", **kw) -> GPT:
@@ -15,7 +15,7 @@ def tiny(positions="learned", **kw) -> GPT:
     return GPT(config).eval()
 
 
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope"])
 def test_changing_a_future_token_changes_no_earlier_logit(positions):
     model = tiny(positions)
     ids = torch.randint(50, (2, 20), generator=torch.Generator().manual_seed(1))
@@ -27,7 +27,7 @@ def test_changing_a_future_token_changes_no_earlier_logit(positions):
     assert not torch.allclose(a[:, 12:], b[:, 12:])
 
 
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal"])
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rope"])
 def test_kv_cache_gives_the_full_forward_logits(positions):
     model = tiny(positions)
     ids = torch.randint(50, (3, 24), generator=torch.Generator().manual_seed(2))
@@ -62,6 +62,30 @@ def test_sinusoidal_positions_follow_the_formula():
     angle = torch.tensor(pos / 10000 ** (2 * i / 8))
     torch.testing.assert_close(table[pos, 2 * i], torch.sin(angle))
     torch.testing.assert_close(table[pos, 2 * i + 1], torch.cos(angle))
+
+
+def test_rotary_scores_depend_only_on_the_distance_between_tokens():
+    """RoPE: q at position m against k at position n gives the same score for every m - n."""
+    turns = rotary_turns(40, 8)
+    q, k = torch.randn(8, generator=torch.Generator().manual_seed(3)), torch.randn(8)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        turned_q = rotate(q.expand(1, 40, 8), turns)[0, m]
+        return turned_q @ rotate(k.expand(1, 40, 8), turns)[0, n]
+
+    torch.testing.assert_close(score(5, 2), score(33, 30))
+    torch.testing.assert_close(score(9, 9), q @ k)  # no turn at distance 0
+    assert not torch.allclose(score(5, 2), score(5, 4))
+    # pair i = (x[2i], x[2i+1]) turns by p / 10000^(2i/D): pair 1 at position 7
+    turned = rotate(torch.tensor([0.0, 0, 1, 0, 0, 0, 0, 0]).expand(1, 40, 8), turns)[0, 7]
+    angle = torch.tensor(7 / 10000 ** (2 / 8))
+    torch.testing.assert_close(turned[2:4], torch.stack([angle.cos(), angle.sin()]))
+
+
+def test_rotary_model_has_no_position_table():
+    model = tiny("rope")
+    assert not hasattr(model, "wpe")
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in tiny().parameters())
 
 
 def test_bfloat16_autocast_keeps_attention_in_float32(monkeypatch):

@@ -213,18 +213,26 @@ def test_cli_train_then_generate_and_score(corpus, tmp_path):
         "0.1",
         "--batch-size",
         "4",
+        "--positions",
+        "learned",
         "--json",
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["steps"] == 20 and data["valid_loss"] > 0
-    assert json.loads((run / "lmlab.json").read_text())["model"]["n_layer"] == 1
+    model = json.loads((run / "lmlab.json").read_text())["model"]
+    assert model["n_layer"] == 1 and model["positions"] == "learned"
     gen = lmlab_cli("generate", "--model", str(run), "the ", "--max-tokens", "5", "--json")
     assert gen.returncode == 0, gen.stderr
     score = lmlab_cli("score", str(run / "valid.txt"), "--model", str(run), "--json")
     assert json.loads(score.stdout)["tokens"] == len((run / "valid.txt").read_text()) - 1
     again = lmlab_cli("train", "gpt", str(corpus), "--out", str(run), "--steps", "20")
     assert again.returncode == 2 and again.stderr.startswith("error:")
+    for kind, positions in (("gpt", "absolute"), ("lstm", "rope")):
+        bad = lmlab_cli("train", kind, str(corpus), "--out", str(tmp_path / kind),
+                        "--positions", positions)  # fmt: skip
+        assert bad.returncode == 2 and bad.stderr.startswith("error:"), bad.stderr
+        assert "positions" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_fine_tuning_starts_from_a_run_and_freezes_the_first_blocks(corpus, tmp_path):

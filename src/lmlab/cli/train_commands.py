@@ -22,6 +22,7 @@ MODEL_OPTIONS = {
     "dropout": "dropout",
     "hidden": "n_hidden",
     "nsp": "nsp",
+    "positions": "positions",
 }
 TRAIN_OPTIONS = (
     "steps",
@@ -72,6 +73,9 @@ def _command(kind: str):
         context: Annotated[int | None, typer.Option(help="Tokens per training window.")] = None,
         dropout: Annotated[float | None, typer.Option(help="Dropout probability.")] = None,
         hidden: Annotated[int | None, typer.Option(help="MLP: size of the tanh layer.")] = None,
+        positions: Annotated[
+            str | None, typer.Option(help="GPT: learned, sinusoidal or rope (rotary).")
+        ] = None,
         nsp: Annotated[
             bool | None,
             typer.Option("--nsp", help="BERT: also train next-sentence prediction."),

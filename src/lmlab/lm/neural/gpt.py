@@ -1,7 +1,9 @@
 """GPT: a decoder-only Transformer language model, in one file.
 
 Design choices (after GPT-2, Radford et al. 2019, and nanoGPT):
-  - token embeddings plus learned or sinusoidal (Vaswani et al. 2017) position embeddings;
+  - token embeddings plus learned or sinusoidal (Vaswani et al. 2017) position embeddings, or
+    rotary positions (RoPE, Su et al. 2021): queries and keys turned by angles that grow with
+    the position, so attention scores depend on how far apart two tokens are;
   - pre-LayerNorm blocks: x + attn(ln(x)), then x + mlp(ln(x)), and a final LayerNorm;
   - multi-head causal self-attention with one fused query/key/value projection and PyTorch's
     `scaled_dot_product_attention` (flash / memory-efficient kernels where available; see
@@ -36,7 +38,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = False  # no biases in Linear and LayerNorm layers: ~10% faster on CPU (GPT-2 has)
-    positions: str = "learned"  # or "sinusoidal" (fixed, no parameters)
+    positions: str = "rope"  # rotary; or "learned", or "sinusoidal" (fixed, no parameters)
     tie_weights: bool = True
 
 
@@ -67,10 +69,14 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None, layer: int, turns: torch.Tensor | None
+    ) -> torch.Tensor:
         B, T, C = x.shape
-        # (B, T, 3C) -> three (B, H, T, D)
-        q, k, v = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # three (B, H, T, D)
+        if turns is not None:  # rotary: turn queries and keys in one go; the cache keeps keys
+            q, k = rotate(qkv[:, :, :2], turns).permute(2, 0, 3, 1, 4)  # already turned
         past = 0
         if cache is not None:
             past = cache.length
@@ -106,8 +112,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None, layer: int) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache, layer)  # pre-LayerNorm: the residual stays clean
+    def forward(
+        self, x: torch.Tensor, cache: KVCache | None, layer: int, turns: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer, turns)  # pre-LayerNorm: a clean residual
         return x + self.mlp(self.ln_2(x))
 
 
@@ -121,6 +129,22 @@ def sinusoidal_positions(context: int, n_embd: int) -> torch.Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: n_embd // 2])
     return table
+
+
+def rotary_turns(context: int, head_dim: int, base: float = 1e4) -> torch.Tensor:
+    """(context, head_dim / 2) unit complex numbers: position p turns dimension pair i (the
+    pair x[2i], x[2i+1], read as one complex number) by the angle p / base^(2i / head_dim)."""
+    frequency = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.arange(context, dtype=torch.float32)[:, None] * frequency
+    return torch.polar(torch.ones_like(angles), angles)
+
+
+def rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
+    """x (B, T, ..., D) with each dimension pair of position t turned by turns[t]: one complex
+    product (a quarter of the time of rotating the two halves with real arithmetic here)."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    turned = pairs * turns.view(x.shape[1], *[1] * (x.dim() - 3), -1)
+    return torch.view_as_real(turned).flatten(-2).type_as(x)
 
 
 class GPT(nn.Module):
@@ -140,8 +164,13 @@ class GPT(nn.Module):
             self.register_buffer(
                 "pos_table", sinusoidal_positions(config.context, config.n_embd), persistent=False
             )
+        elif config.positions == "rope":
+            turns = rotary_turns(config.context, config.n_embd // config.n_head)
+            self.register_buffer("turns", turns, persistent=False)
         else:
-            raise ValueError(f"positions must be learned or sinusoidal, not {config.positions!r}")
+            raise ValueError(
+                f"positions must be learned, sinusoidal or rope, not {config.positions!r}"
+            )
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
@@ -174,11 +203,15 @@ class GPT(nn.Module):
         past = cache.length if cache is not None else 0
         if past + T > self.config.context:
             raise ValueError(f"{past + T} positions exceed the context of {self.config.context}")
-        pos = torch.arange(past, past + T, device=idx.device)
-        pe = self.wpe(pos) if self.config.positions == "learned" else self.pos_table[pos]
-        x = self.drop(self.wte(idx) + pe)  # (B, T, C)
+        x, turns = self.wte(idx), None  # (B, T, C)
+        if self.config.positions == "rope":
+            turns = self.turns[past : past + T]
+        else:
+            pos = torch.arange(past, past + T, device=idx.device)
+            x = x + (self.wpe(pos) if self.config.positions == "learned" else self.pos_table[pos])
+        x = self.drop(x)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer)
+            x = block(x, cache, layer, turns)
         if cache is not None:
             cache.length += T
         return self.ln_f(x)
