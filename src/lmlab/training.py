@@ -18,9 +18,11 @@ gradients, so one step sees N x batch_size windows; process 0 writes the run dir
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -357,6 +359,8 @@ def train(
         ...       valid_fraction=0.1, config=TrainConfig(steps=2000))
     """
     config = config or TrainConfig()
+    # Building any torch optimizer imports torch._dynamo (2-3 s); do it while the text is read.
+    threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True).start()
     out = Path(out)
     tokenizer = tokenizer or ("wordpiece" if kind == "bert" else "char")
     rank, world = start_distributed()
