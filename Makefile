@@ -28,7 +28,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed-test
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e '.[all,test,bench]'
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/embed.py
 

@@ -23,6 +23,8 @@ failed requests and the server's resident memory over time.
 torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` sets
 the compute threads of both servers (default: all cores, as `lmlab serve` uses).
 
+The peer needs its server extras (`make bench` installs them: `pip install -e '.[bench]'`).
+
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
        [--backend llama|torch] [--dtype bfloat16] [--threads N] [--concurrency 1 8]
        [--embed-requests 0]
@@ -37,6 +39,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,16 +63,20 @@ QUESTIONS = [
 
 
 def start(command: list[str], url: str) -> subprocess.Popen:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    process.kill()
-    raise RuntimeError(f"{command[:3]} did not start")
+    """Start a server and wait until it answers; a server that exits says why (its last line)."""
+    with tempfile.TemporaryFile() as log:  # the server keeps its own handle on it
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            try:
+                if httpx.get(f"{url}/v1/models", timeout=1).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        process.kill()
+        log.seek(0)
+        last = (log.read().decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
+    sys.exit(f"{' '.join(command[:3])} did not start: {last}")
 
 
 async def one_request(client, url, model, question, max_tokens):
