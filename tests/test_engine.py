@@ -1,5 +1,6 @@
 """The serving engine: concurrent requests give exactly what `generate` gives alone."""
 
+import asyncio
 import threading
 import time
 
@@ -96,3 +97,25 @@ def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
     Engine.cancel(running)
     # one call carried the running sequence's next token and the whole new prompt
     assert any(sorted(c) == [1, len(prompt)] for c in calls), calls[-5:]
+
+
+def test_a_burst_of_events_wakes_the_event_loop_once():
+    from lmlab.serve.generation import _Relay
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        call_soon = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a: wakeups.append(a) or call_soon(*a)
+        relay = _Relay(loop)
+        inboxes = [asyncio.Queue() for _ in range(3)]
+        for step in range(2):  # one engine step: a chunk for each of 3 streams, then the end
+            for k, inbox in enumerate(inboxes):
+                relay.send(inbox, (step, k))
+            assert len(wakeups) == step + 1
+            got = [await asyncio.wait_for(inbox.get(), 1) for inbox in inboxes]
+            assert got == [(step, k) for k in range(3)]
+        relay.send(inboxes[0], None)
+        assert await asyncio.wait_for(inboxes[0].get(), 1) is None and len(wakeups) == 3
+
+    asyncio.run(main())

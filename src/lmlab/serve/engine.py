@@ -117,19 +117,23 @@ class Engine:
             running.append(_Running(request, seq, self.lm.new_state(1), seq.prompt))
 
     def _sample(self, running: list[_Running]) -> None:
+        """Pick every running sequence's next token, then hand out the chunks together (a
+        consumer woken by the first is then woken once for all of them)."""
+        out: list[tuple[Request, Event]] = []
         for r in running:
             if r.request.cancelled:
                 continue
             try:
                 tid, logprob = r.seq.next_token(r.logits)
-                chunk = r.seq.add(tid, logprob)
+                out.append((r.request, r.seq.add(tid, logprob)))
             except Exception as error:  # this request's sampling failed: fail it alone
                 log.exception("sampling failed")
                 r.request.cancelled = True
-                r.request.emit(error)
+                out.append((r.request, error))
                 continue
-            r.request.emit(chunk)
             r.feed, r.logits = [tid], None
+        for request, event in out:
+            request.emit(event)
 
     def _retire(self, r: _Running) -> bool:
         """Release a sequence that is done (or abandoned); True if it left the running set."""

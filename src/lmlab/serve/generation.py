@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -82,13 +84,43 @@ def _params(
     )
 
 
+class _Relay:
+    """Hands the engine thread's events to an event loop, waking it once per burst.
+
+    The engine emits a chunk for every running sequence each step; waking the loop for each
+    one would take a core from llama.cpp's threads (which wait for each other after every
+    operation) eight times a step instead of once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Queue, object]] = []
+
+    def send(self, inbox: asyncio.Queue, event: object) -> None:
+        """Called from the engine thread."""
+        with self._lock:
+            self._pending.append((inbox, event))
+            if len(self._pending) > 1:  # a wake-up is on its way already
+                return
+        self._loop.call_soon_threadsafe(self._deliver)
+
+    def _deliver(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for inbox, event in pending:
+            inbox.put_nowait(event)
+
+
+_relays: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 async def _events(engine, prompt, params, http: Request) -> AsyncIterator[Chunk]:
     """The engine's chunks for one request, as an async stream; stops it if the client leaves."""
     loop = asyncio.get_running_loop()
+    relay = _relays.get(loop) or _relays.setdefault(loop, _Relay(loop))
     inbox: asyncio.Queue = asyncio.Queue()
-    request = engine.submit(
-        prompt, params, lambda e: loop.call_soon_threadsafe(inbox.put_nowait, e)
-    )
+    request = engine.submit(prompt, params, lambda e: relay.send(inbox, e))
     try:
         while True:
             try:
