@@ -3,6 +3,12 @@
 We drive llama.cpp's batch API ourselves rather than its high-level `Llama` class: each row of a
 State is one llama.cpp sequence in a shared (unified) KV cache, so several rows decode in one
 `llama_decode` call, and sampling stays in lmlab's decoder like every other model's.
+
+Prefix reuse: a sequence starting with tokens another sequence has already read (a live one, or
+the last one released, whose cache cells are kept) shares that sequence's cells for them and
+reads only the rest. Chat requests with the same system prompt, the next turn of a
+conversation and classification prompts with the same instructions and examples skip most of
+their prompt (as vLLM's automatic prefix caching and llama.cpp's server do).
 """
 
 from __future__ import annotations
@@ -144,7 +150,7 @@ class LlamaCppLM(LanguageModel):
         cparams = lib.llama_context_default_params()
         cparams.n_ctx = self.context_length
         cparams.n_batch = cparams.n_ubatch = self.n_batch
-        cparams.n_seq_max = max_batch_size
+        cparams.n_seq_max = max_batch_size + 1  # one more: the released sequence kept
         cparams.kv_unified = True  # rows share the whole cache instead of n_ctx / n_seq_max each
         cparams.n_threads = cparams.n_threads_batch = threads
         ctx = lib.llama_init_from_model(model, cparams)
@@ -154,7 +160,18 @@ class LlamaCppLM(LanguageModel):
         self._ctx = ctx
         self._batch = lib.llama_batch_init(self.n_batch, 0, max_batch_size)
         self._memory = lib.llama_get_memory(ctx)
-        self._free_seqs = list(range(max_batch_size))
+        self._free_seqs = list(range(max_batch_size + 1))
+        # Prefix reuse: the tokens each sequence's cells hold, and the released sequence whose
+        # cells are kept (one extra sequence id). Not for sliding-window or recurrent models,
+        # whose cells do not simply hold every position read.
+        self._history: dict[int, list[int]] = {}
+        self._kept: int | None = None
+        self.reuses_prefixes = not (
+            lib.llama_model_n_swa(model)
+            or lib.llama_model_is_recurrent(model)
+            or lib.llama_model_is_hybrid(model)
+        )
+        self.reused_tokens = 0  # prompt tokens not read again thanks to prefix reuse
         self._vocab_size = self.tokenizer.vocab_size
         weakref.finalize(self, _free, lib, ctx, model, self._batch)
 
@@ -164,19 +181,57 @@ class LlamaCppLM(LanguageModel):
         return buf.value.decode("utf-8", "replace") if n >= 0 else ""
 
     def new_state(self, batch_size: int = 1) -> SeqState:
-        if batch_size > len(self._free_seqs):
+        free = self.max_batch_size - self.live_sequences
+        if batch_size > free:
             raise LmlabError(
                 f"the llama backend decodes at most {self.max_batch_size} rows at once "
-                f"({len(self._free_seqs)} free); lower n or raise max_batch_size"
+                f"({free} free); lower n or raise max_batch_size"
             )
+        if batch_size > len(self._free_seqs):
+            self._drop_kept()
         seqs = [self._free_seqs.pop(0) for _ in range(batch_size)]
+        for seq in seqs:
+            self._history[seq] = []
         return SeqState(seqs)
 
+    @property
+    def live_sequences(self) -> int:
+        """Rows of states not yet released."""
+        return self.max_batch_size + 1 - len(self._free_seqs) - (self._kept is not None)
+
     def release(self, state: SeqState) -> None:
+        """Free the state's sequences; the last one's cells stay for prefix reuse."""
         for seq in state.seq_ids:
-            self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
-            self._free_seqs.append(seq)
+            self._drop_kept()
+            if self.reuses_prefixes:
+                self._kept = seq
+            else:
+                self._forget(seq)
         state.seq_ids = []
+
+    def _forget(self, seq: int) -> None:
+        self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        self._history.pop(seq, None)
+        self._free_seqs.append(seq)
+
+    def _drop_kept(self) -> None:
+        if self._kept is not None:
+            self._forget(self._kept)
+            self._kept = None
+
+    def _reuse_prefix(self, seq: int, ids: list[int]) -> int:
+        """Give a fresh sequence the cells of the longest prefix of `ids` another sequence holds
+        (all but the last token, whose logits are wanted); the number of tokens reused."""
+        best, source = 0, None
+        for other, held in self._history.items():
+            n = _common_prefix(held, ids[:-1])
+            if n > best:
+                best, source = n, other
+        if source is not None:
+            self._lib.llama_memory_seq_cp(self._memory, source, seq, 0, best)
+            self._history[seq] = ids[:best]
+            self.reused_tokens += best
+        return best
 
     def forward(
         self, state: SeqState, token_ids: torch.Tensor, *, all_positions: bool = False
@@ -203,6 +258,12 @@ class LlamaCppLM(LanguageModel):
         out: list[torch.Tensor | None] = [None] * len(states)
         group: list[int] = []
         size = 0
+        if self.reuses_prefixes:  # fresh sequences read only what no other one has read
+            token_ids = list(token_ids)
+            for i, (state, ids) in enumerate(zip(states, token_ids, strict=True)):
+                if state.length == 0 and len(ids) > 1:
+                    state.length = self._reuse_prefix(state.seq_ids[0], ids)
+                    token_ids[i] = ids[state.length :]
 
         def flush() -> None:
             entries = [
@@ -242,18 +303,31 @@ class LlamaCppLM(LanguageModel):
                 n += 1
         batch.n_tokens = n
         code = lib.llama_decode(self._ctx, batch)
+        if code == 1 and self._kept is not None:  # no room: give up the kept cells first
+            self._drop_kept()
+            code = lib.llama_decode(self._ctx, batch)
         if code == 1:
             raise LmlabError(
                 f"the {self.context_length}-token context of the llama backend is full"
             )
         if code != 0:
             raise LmlabError(f"llama.cpp could not decode this batch (code {code})")
+        for seq, position, ids, _ in entries:
+            held = self._history[seq]
+            del held[position:]
+            held.extend(ids)
         if outputs == 0:
             return torch.empty(0, self._vocab_size)
         flat = np.ctypeslib.as_array(
             lib.llama_get_logits(self._ctx), shape=(outputs * self._vocab_size,)
         )
         return torch.from_numpy(flat.copy()).view(outputs, self._vocab_size)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two lists share."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def _free(lib, ctx, model, batch) -> None:
