@@ -31,6 +31,13 @@ def llama_lm(gguf_path):
     return load_lm(DEFAULT_LM, backend="llama")  # what users run: the Q8_0 copy
 
 
+@pytest.fixture
+def fresh_llama_lm(gguf_path):
+    """The llama backend with an empty KV cache of its own: where earlier sequences left their
+    cells changes llama.cpp's rounding, enough to flip a near-tie between two tokens."""
+    return load_lm(DEFAULT_LM, backend="llama")
+
+
 @pytest.fixture(scope="session")
 def torch_lm(gguf_path):
     return load_lm(gguf_path, backend="torch")

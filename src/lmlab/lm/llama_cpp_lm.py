@@ -219,6 +219,18 @@ class LlamaCppLM(LanguageModel):
             self._forget(self._kept)
             self._kept = None
 
+    def _reuse(self, state: SeqState, rows: list[list[int]]) -> list[list[int]]:
+        """Start a fresh state whose rows read the same prompt on the cells of the longest
+        prefix another sequence holds; the tokens each row still has to read."""
+        first = rows[0]
+        if state.length or not self.reuses_prefixes or len(first) < 2:
+            return rows
+        if any(row != first for row in rows[1:]):
+            return rows
+        for seq in state.seq_ids:  # every row finds the same source and length
+            state.length = self._reuse_prefix(seq, first)
+        return [row[state.length :] for row in rows]
+
     def _reuse_prefix(self, seq: int, ids: list[int]) -> int:
         """Give a fresh sequence the cells of the longest prefix of `ids` another sequence holds
         (all but the last token, whose logits are wanted); the number of tokens reused."""
@@ -236,8 +248,10 @@ class LlamaCppLM(LanguageModel):
     def forward(
         self, state: SeqState, token_ids: torch.Tensor, *, all_positions: bool = False
     ) -> torch.Tensor:
-        rows, length = token_ids.shape
         ids = token_ids.tolist()
+        if not all_positions:  # scoring wants every position's logits: nothing is skipped
+            ids = self._reuse(state, ids)
+        rows, length = len(ids), len(ids[0])
         per_call = max(1, self.n_batch // rows)  # positions per llama_decode call
         outputs = []
         for start in range(0, length, per_call):
@@ -258,12 +272,7 @@ class LlamaCppLM(LanguageModel):
         out: list[torch.Tensor | None] = [None] * len(states)
         group: list[int] = []
         size = 0
-        if self.reuses_prefixes:  # fresh sequences read only what no other one has read
-            token_ids = list(token_ids)
-            for i, (state, ids) in enumerate(zip(states, token_ids, strict=True)):
-                if state.length == 0 and len(ids) > 1:
-                    state.length = self._reuse_prefix(state.seq_ids[0], ids)
-                    token_ids[i] = ids[state.length :]
+        token_ids = [self._reuse(s, [ids])[0] for s, ids in zip(states, token_ids, strict=True)]
 
         def flush() -> None:
             entries = [
