@@ -84,6 +84,20 @@ def test_same_seed_same_sample_and_another_seed_another():
     assert a.token_ids != c.token_ids
 
 
+def test_any_integer_is_a_seed():
+    # OpenAI's seed is any integer; the generator takes 64 bits (schemathesis found a 500)
+    lm = BigramLM()
+    huge = -128799389471338322198528
+    a = generate(lm, "x", temperature=1.0, seed=huge, n=2, max_tokens=30, ignore_eos=True)
+    b = generate(lm, "x", temperature=1.0, seed=huge % 2**64, n=2, max_tokens=30, ignore_eos=True)
+    top = generate(lm, "x", temperature=1.0, seed=2**64 - 1, n=2, max_tokens=30, ignore_eos=True)
+    assert [c.token_ids for c in a.choices] == [c.token_ids for c in b.choices]
+    assert (
+        top.choices[1].token_ids
+        == generate(lm, "x", temperature=1.0, seed=0, max_tokens=30, ignore_eos=True).token_ids
+    )  # sample 1 of the largest seed wraps around to seed 0
+
+
 def test_n_samples_are_decoded_as_one_batch_and_differ():
     lm = BigramLM()
     out = generate(lm, "x", temperature=1.0, seed=3, n=4, max_tokens=20, ignore_eos=True)

@@ -146,8 +146,9 @@ class Sequence:
         self.index, self.p, self.tokenizer, self.budget = index, p, tokenizer, budget
         self.eos = set() if p.ignore_eos else set(tokenizer.eos_ids)
         self.eos |= set(p.stop_token_ids)
-        # sample i of a seeded request uses seed + i: the same request gives the same samples
-        seed = p.seed + index if p.seed is not None else random.randrange(2**63)
+        # sample i of a seeded request uses seed + i: the same request gives the same samples;
+        # any integer is a seed (taken modulo 2^64, the generator's range)
+        seed = (p.seed + index) % 2**64 if p.seed is not None else random.randrange(2**63)
         self.generator = torch.Generator().manual_seed(seed)
         self.prompt = prompt
         self.detok = Detokenizer(tokenizer)
