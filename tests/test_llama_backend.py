@@ -120,10 +120,12 @@ def _same_distribution(a, b) -> bool:
 
 
 def _read_alone(lm, ids):
-    """Next-token logits after `ids`, read from scratch by `forward` (which reuses nothing)."""
+    """Next-token logits after `ids`, every token read from scratch (prefix reuse off)."""
+    reuses, lm.reuses_prefixes = lm.reuses_prefixes, False
     state = lm.new_state(1)
     logits = lm.forward(state, torch.tensor([ids]))[0]
     lm.release(state)
+    lm.reuses_prefixes = reuses
     return logits
 
 
@@ -172,6 +174,5 @@ def test_rows_of_a_fresh_state_share_the_prefix_the_last_generation_read(fresh_l
     got = lm.forward(state, torch.tensor([second, second]))
     assert lm.reused_tokens - before == 2 * len(instructions) and state.length == len(second)
     lm.release(state)
-    lm.reuses_prefixes = False
     expected = _read_alone(lm, second)
     assert all(_same_distribution(row, expected) for row in got)
