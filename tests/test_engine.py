@@ -4,6 +4,7 @@ import asyncio
 import threading
 import time
 
+import pytest
 from mock_lm import BigramLM
 
 from lmlab import generate
@@ -32,9 +33,10 @@ class Collector:
             self.finish[event.index] = event.finish_reason or self.finish[event.index]
 
 
-def test_concurrent_requests_equal_generate_alone():
+@pytest.mark.parametrize("prefill_chunk", [128, 3])  # 3: prompts read over several steps
+def test_concurrent_requests_equal_generate_alone(prefill_chunk):
     lm = BigramLM()
-    engine = Engine(lm, max_running=3)  # fewer slots than sequences: some must wait
+    engine = Engine(lm, max_running=3, prefill_chunk=prefill_chunk)  # some sequences must wait
     requests = [
         ("abc", dict(temperature=0, max_tokens=12)),
         ("hello", dict(temperature=1.0, seed=4, n=2, max_tokens=20, ignore_eos=True)),
@@ -99,6 +101,38 @@ def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
     assert any(sorted(c) == [1, len(prompt)] for c in calls), calls[-5:]
 
 
+def test_a_long_prompt_is_read_in_pieces_while_the_others_keep_streaming():
+    lm = BigramLM(context_length=10**6)
+    calls = []
+    forward_each = lm.forward_each
+
+    def spy(states, token_ids):
+        calls.append([len(ids) for ids in token_ids])
+        return forward_each(states, token_ids)
+
+    lm.forward_each = spy
+    engine = Engine(lm, prefill_chunk=8)
+    first, second = Collector(1), Collector(1)
+    running = engine.submit(
+        encode_prompt(lm, "a"), SamplingParams(max_tokens=100_000, ignore_eos=True), first
+    )
+    deadline = time.time() + 10
+    while engine.running == 0 and time.time() < deadline:
+        time.sleep(0.01)
+    text = "a prompt of some fifty characters, read in pieces."
+    prompt = encode_prompt(lm, text)
+    engine.submit(prompt, SamplingParams(max_tokens=5, temperature=0), second)
+    assert second.done.wait(10) and second.error is None
+    Engine.cancel(running)
+    pieces = [sorted(c)[-1] for c in calls if len(c) == 2]  # steps with both sequences
+    prompt_steps = pieces[: len(prompt) // 8 + 1]
+    # each step read one token of the running sequence and at most 8 of the prompt...
+    assert all(c[0] == 1 for c in calls if len(c) == 2)
+    assert max(pieces) == 8 and sum(prompt_steps) >= len(prompt) > 8
+    # ...and the answer is the one the prompt gets read in one piece, alone
+    assert second.texts[0] == generate(lm, text, max_tokens=5, temperature=0).choices[0].text
+
+
 def test_a_burst_of_events_wakes_the_event_loop_once():
     from lmlab.serve.generation import _Relay
 
@@ -119,3 +153,25 @@ def test_a_burst_of_events_wakes_the_event_loop_once():
         assert await asyncio.wait_for(inboxes[0].get(), 1) is None and len(wakeups) == 3
 
     asyncio.run(main())
+
+
+def test_prompts_arriving_together_share_what_the_first_ones_read(fresh_llama_lm):
+    lm = fresh_llama_lm
+    engine = Engine(lm, prefill_chunk=16)
+    busy = Collector(1)  # keeps the engine stepping, so the three below join in one step
+    blocker = engine.submit(
+        lm.tokenizer.encode("Count to a thousand."), SamplingParams(max_tokens=10_000), busy
+    )
+    while engine.running == 0:
+        time.sleep(0.01)
+    system = lm.tokenizer.encode("You are a careful assistant. Answer in one short sentence.\n")
+    questions = ("Why is the sky blue?", "Hi.", "What is rain?")
+    collectors = [Collector(1) for _ in questions]
+    before = lm.reused_tokens
+    for question, collector in zip(questions, collectors, strict=True):
+        prompt = system + lm.tokenizer.encode(question)
+        engine.submit(prompt, SamplingParams(max_tokens=2, temperature=0), collector)
+    assert all(c.done.wait(60) and c.error is None for c in collectors)
+    Engine.cancel(blocker)
+    # the first read the instructions in the first step; the two read later shared them
+    assert lm.reused_tokens - before == 2 * len(system)

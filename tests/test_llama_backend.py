@@ -150,6 +150,24 @@ def test_a_prompt_reads_only_what_no_sequence_has_read(fresh_llama_lm):
     lm.release(again)
 
 
+def test_a_shared_prefix_then_the_rest_in_pieces_reads_the_whole_prompt(fresh_llama_lm):
+    lm = fresh_llama_lm  # as the server's engine reads a joining prompt
+    system = lm.tokenizer.encode("You are a careful assistant. Answer in one short sentence.\n")
+    first, second = (system + lm.tokenizer.encode(q) for q in ("Why is the sky blue?", "Hi there."))
+    expected = _read_alone(lm, second)
+    running = lm.new_state(1)
+    lm.forward_each([running], [first])
+    joining = lm.new_state(1)
+    assert lm.share_prefix(joining, second) == len(system) == joining.length
+    assert lm.share_prefix(joining, second) == 0  # only a fresh state shares
+    rest = second[len(system) :]
+    lm.forward_each([joining, running], [rest[:2], [11]])
+    got = lm.forward_each([joining], [rest[2:]])[0]
+    assert joining.length == len(second) and _same_distribution(got, expected)
+    lm.release(joining)
+    lm.release(running)
+
+
 def test_kept_cells_give_way_to_live_sequences(gguf_path):
     from lmlab.lm.llama_cpp_lm import LlamaCppLM
 

@@ -36,6 +36,13 @@ def serve(
     ] = None,
     backend: BackendOpt = BackendChoice.auto,
     parallel: Annotated[int, typer.Option(help="Sequences generated together.")] = 16,
+    prefill_chunk: Annotated[
+        int,
+        typer.Option(
+            help="Most prompt tokens read per step: a long prompt is read over several steps "
+            "while the others keep streaming."
+        ),
+    ] = 128,
     max_tokens_limit: Annotated[int, typer.Option(help="Most new tokens per request.")] = 4096,
     threads: Annotated[int, typer.Option(help="Compute threads (0: all cores).")] = 0,
     dtype: Annotated[
@@ -56,6 +63,8 @@ def serve(
         raise LmlabError(f"--port must be in 1..65535, got {port}")
     if parallel < 1:
         raise LmlabError("--parallel must be at least 1")
+    if prefill_chunk < 1:
+        raise LmlabError("--prefill-chunk must be at least 1")
     if threads < 0:
         raise LmlabError("--threads must be 0 (automatic) or more")
     config = ServerConfig(
@@ -65,6 +74,7 @@ def serve(
         api_key=api_key,
         max_tokens_limit=max_tokens_limit,
         parallel=parallel,
+        prefill_chunk=prefill_chunk,
         threads=threads or None,
         dtype=dtype.value,
     )

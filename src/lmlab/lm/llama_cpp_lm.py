@@ -231,6 +231,10 @@ class LlamaCppLM(LanguageModel):
             state.length = self._reuse_prefix(seq, first)
         return [row[state.length :] for row in rows]
 
+    def share_prefix(self, state: SeqState, token_ids: list[int]) -> int:
+        """A fresh state starts on the cells of the longest prefix another sequence holds."""
+        return len(token_ids) - len(self._reuse(state, [token_ids])[0])
+
     def _reuse_prefix(self, seq: int, ids: list[int]) -> int:
         """Give a fresh sequence the cells of the longest prefix of `ids` another sequence holds
         (all but the last token, whose logits are wanted); the number of tokens reused."""

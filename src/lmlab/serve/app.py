@@ -30,6 +30,7 @@ class ServerConfig:
     max_body_bytes: int = 2 * 1024 * 1024  # a 10 MB prompt is refused with 413
     max_tokens_limit: int = 4096  # most new tokens one request may ask for
     parallel: int = 16  # sequences generated together per model
+    prefill_chunk: int = 128  # most prompt tokens read per engine step
     threads: int | None = None  # compute threads; None: all cores
     dtype: str = "auto"  # torch backend weights: float16 is fastest alone, bfloat16 in batches
 
@@ -57,7 +58,7 @@ class ServedModels:
             options = _load_options(spec, config)
             lm = load_lm(spec, backend=config.backend, **options)
             self.lms[lm.name] = lm
-            self.engines[lm.name] = Engine(lm, max_running=config.parallel)
+            self.engines[lm.name] = Engine(lm, config.parallel, config.prefill_chunk)
             on_llama.append("n_threads" in options)
         for spec in config.embedding_models:
             from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
