@@ -79,7 +79,22 @@ def start(command: list[str], url: str) -> subprocess.Popen:
     sys.exit(f"{' '.join(command[:3])} did not start: {last}")
 
 
+async def token_times(client, url: str, body: dict) -> list[float]:
+    """A streamed chat request: its start time, then the arrival time of each content chunk."""
+    times = [time.perf_counter()]
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            choices = json.loads(line[6:]).get("choices") or []
+            if choices and choices[0].get("delta", {}).get("content"):
+                times.append(time.perf_counter())
+    return times
+
+
 async def one_request(client, url, model, question, max_tokens):
+    """Tokens streamed, time to the first, and the whole request's time."""
     body = {
         "model": model,
         "messages": [{"role": "user", "content": question}],
@@ -88,17 +103,9 @@ async def one_request(client, url, model, question, max_tokens):
         "stream": True,
     }
     start = time.perf_counter()
-    first, tokens = None, 0
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            choices = json.loads(line[6:]).get("choices") or []
-            if choices and choices[0].get("delta", {}).get("content"):
-                tokens += 1
-                first = first or time.perf_counter() - start
-    return tokens, first or 0.0, time.perf_counter() - start
+    times = await token_times(client, url, body)
+    first = times[1] - times[0] if len(times) > 1 else 0.0
+    return len(times) - 1, first, time.perf_counter() - start
 
 
 async def load(url, model, clients, per_client, max_tokens):

@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
-import time
 from itertools import pairwise
 from pathlib import Path
 
 import httpx
-from serve import start
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from server_process import free_port
+from serve import free_port, start, token_times
 
 from lmlab.models import DEFAULT_LM
 
@@ -34,7 +29,7 @@ WIKITEXT = Path(__file__).parents[1] / ".." / "shared" / "data" / "wikitext-2" /
 
 
 async def stream(client, url, content: str, max_tokens: int) -> list[float]:
-    """Arrival times of a streamed chat answer's content chunks (the request's start first)."""
+    """One streamed chat answer: its start time, then each content chunk's arrival time."""
     body = {
         "model": DEFAULT_LM,
         "messages": [{"role": "user", "content": content}],
@@ -43,16 +38,7 @@ async def stream(client, url, content: str, max_tokens: int) -> list[float]:
         "seed": 1,
         "stream": True,
     }
-    times = [time.perf_counter()]
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            choices = json.loads(line[6:]).get("choices") or []
-            if choices and choices[0].get("delta", {}).get("content"):
-                times.append(time.perf_counter())
-    return times
+    return await token_times(client, url, body)
 
 
 async def scenario(url: str, streams: int, long_text: str) -> dict:

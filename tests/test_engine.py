@@ -76,8 +76,8 @@ def test_a_cancelled_request_leaves_the_engine():
     assert other.done.wait(10) and len(other.texts[0]) > 0
 
 
-def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
-    lm = BigramLM(context_length=10**6)
+def _record_calls(lm) -> list[list[int]]:
+    """The lengths of the token lists of each `forward_each` call on `lm`, as they happen."""
     calls = []
     forward_each = lm.forward_each
 
@@ -86,6 +86,12 @@ def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
         return forward_each(states, token_ids)
 
     lm.forward_each = spy
+    return calls
+
+
+def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
+    lm = BigramLM(context_length=10**6)
+    calls = _record_calls(lm)
     engine = Engine(lm)
     first, second = Collector(1), Collector(1)
     params = SamplingParams(max_tokens=100_000, ignore_eos=True, seed=0)
@@ -103,14 +109,7 @@ def test_a_joining_prompt_is_read_in_the_same_call_as_the_running_tokens():
 
 def test_a_long_prompt_is_read_in_pieces_while_the_others_keep_streaming():
     lm = BigramLM(context_length=10**6)
-    calls = []
-    forward_each = lm.forward_each
-
-    def spy(states, token_ids):
-        calls.append([len(ids) for ids in token_ids])
-        return forward_each(states, token_ids)
-
-    lm.forward_each = spy
+    calls = _record_calls(lm)
     engine = Engine(lm, prefill_chunk=8)
     first, second = Collector(1), Collector(1)
     running = engine.submit(
