@@ -161,7 +161,8 @@ def test_prompts_arriving_together_share_what_the_first_ones_read(fresh_llama_lm
     blocker = engine.submit(
         lm.tokenizer.encode("Count to a thousand."), SamplingParams(max_tokens=10_000), busy
     )
-    while engine.running == 0:
+    deadline = time.time() + 10
+    while engine.running == 0 and time.time() < deadline:
         time.sleep(0.01)
     system = lm.tokenizer.encode("You are a careful assistant. Answer in one short sentence.\n")
     questions = ("Why is the sky blue?", "Hi.", "What is rain?")
