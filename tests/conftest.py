@@ -1,22 +1,30 @@
 """Shared fixtures: the bundled chat model on both backends, loaded once per session.
 
 LMLAB_HOME points at a session folder, so the GGUF conversion the torch backend needs is made
-fresh (and tested) in every run, never read from the developer's own cache.
+fresh (and tested) in every run, never read from the developer's own cache; the folder (~0.5 GB)
+is removed when the session ends, unless LMLAB_TEST_HOME named it.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # for mock_lm
 
-os.environ["LMLAB_HOME"] = os.environ.get("LMLAB_TEST_HOME") or str(
-    Path(__import__("tempfile").mkdtemp(prefix="lmlab-test-home-"))
+os.environ["LMLAB_HOME"] = os.environ.get("LMLAB_TEST_HOME") or tempfile.mkdtemp(
+    prefix="lmlab-test-home-"
 )
 
 from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path, load_lm
+
+
+def pytest_unconfigure(config):
+    if not os.environ.get("LMLAB_TEST_HOME"):
+        shutil.rmtree(os.environ["LMLAB_HOME"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
