@@ -9,6 +9,7 @@ from mock_lm import BigramLM
 
 from lmlab import generate
 from lmlab.decode import encode_prompt
+from lmlab.models import load_lm
 from lmlab.sampling import SamplingParams
 from lmlab.serve.engine import Engine
 
@@ -154,8 +155,16 @@ def test_a_burst_of_events_wakes_the_event_loop_once():
     asyncio.run(main())
 
 
-def test_prompts_arriving_together_share_what_the_first_ones_read(fresh_llama_lm):
-    lm = fresh_llama_lm
+@pytest.fixture(params=["llama", "torch"])
+def fresh_lm(request, gguf_path):
+    """The bundled model on either backend, with nothing read yet (nothing else to share)."""
+    if request.param == "llama":
+        return request.getfixturevalue("fresh_llama_lm")
+    return load_lm(gguf_path, backend="torch")
+
+
+def test_prompts_arriving_together_share_what_the_first_ones_read(fresh_lm):
+    lm = fresh_lm
     engine = Engine(lm, prefill_chunk=16)
     busy = Collector(1)  # keeps the engine stepping, so the three below join in one step
     blocker = engine.submit(

@@ -106,3 +106,41 @@ def test_a_torch_backend_server_serves_concurrent_streams_as_if_alone(torch_lm):
     # runs may part ways late; a row mixed up with another would differ from its first words
     assert [t[:20] for t in together] == [a[:20] for a in alone]
     assert all(len(t) > 20 for t in together)
+
+
+def test_a_prompt_reads_only_what_no_sequence_has_read(lm32):
+    lm = lm32
+    system = lm.tokenizer.encode("You are a careful assistant. Answer in one short sentence.\n")
+    first, second = (system + lm.tokenizer.encode(q) for q in ("Why is the sky blue?", "Hi."))
+    running = lm.new_state(1)
+    lm.forward_each([running], [first])  # a live sequence: others may share its keys and values
+    before = lm.reused_tokens
+    joining = lm.new_state(1)
+    got = lm.forward_each([joining], [second])[0]
+    assert lm.reused_tokens - before == len(system) and joining.length == len(second)
+    torch.testing.assert_close(got, full_logits(lm, second)[-1], atol=1e-4, rtol=1e-4)
+    lm.forward_each([running, joining], [[11], [12]])  # a step in a shared, left-padded batch
+    lm.release(joining)
+    lm.release(running)  # released last, from inside the batch: its keys and values are kept
+    turn = [*first, 11, 13]  # the next turn of the same conversation
+    again = lm.new_state(1)
+    got = lm.forward_each([again], [turn])[0]
+    assert lm.reused_tokens - before == len(system) + len(first) + 1
+    torch.testing.assert_close(got, full_logits(lm, turn)[-1], atol=1e-4, rtol=1e-4)
+    # the rows of a fresh state (n samples of one prompt) share it too
+    other_turn = [*first, 11, 14]
+    rows = lm.new_state(2)
+    got = lm.forward(rows, torch.tensor([other_turn] * 2))
+    assert lm.reused_tokens - before == len(system) + 3 * (len(first) + 1)
+    want = full_logits(lm, other_turn)[-1]
+    for row in got:
+        torch.testing.assert_close(row, want, atol=1e-4, rtol=1e-4)
+
+
+def test_scoring_reads_every_token_itself(lm32):
+    ids = lm32.tokenizer.encode("The cat sat on the mat. The cat sat on the mat.")
+    held = lm32.new_state(1)
+    lm32.forward(held, torch.tensor([ids]))
+    before = lm32.reused_tokens
+    scored = lm32.forward(lm32.new_state(1), torch.tensor([ids]), all_positions=True)
+    assert lm32.reused_tokens == before and scored.shape[1] == len(ids)

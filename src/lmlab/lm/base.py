@@ -88,3 +88,9 @@ class LanguageModel(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, context_length={self.context_length})"
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two lists share (prefix reuse looks for the longest)."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lmlab.errors import LmlabError
-from lmlab.lm.base import LanguageModel, State
+from lmlab.lm.base import LanguageModel, State, common_prefix
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -240,7 +240,7 @@ class LlamaCppLM(LanguageModel):
         (all but the last token, whose logits are wanted); the number of tokens reused."""
         best, source = 0, None
         for other, held in self._history.items():
-            n = _common_prefix(held, ids[:-1])
+            n = common_prefix(held, ids[:-1])
             if n > best:
                 best, source = n, other
         if source is not None:
@@ -335,12 +335,6 @@ class LlamaCppLM(LanguageModel):
             lib.llama_get_logits(self._ctx), shape=(outputs * self._vocab_size,)
         )
         return torch.from_numpy(flat.copy()).view(outputs, self._vocab_size)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    """How many leading tokens two lists share."""
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
 
 
 def _free(lib, ctx, model, batch) -> None:

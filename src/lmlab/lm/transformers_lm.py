@@ -5,11 +5,19 @@ their KV caches are gathered into one left-padded batch cache, with an attention
 the padding and each row's own position ids. The batch cache is kept while the same sequences
 keep stepping together, so it is rebuilt (one copy of the caches) only when a sequence joins or
 leaves, not at every token.
+
+Prefix reuse (as on the llama backend): a fresh state whose prompt begins with tokens another
+one-row state holds (a live one, or the last one released, whose keys and values are kept)
+starts on a copy of those keys and values and reads only the rest. Copying is cheap next to
+reading: a prompt token costs a forward pass through every layer, its keys and values are ~23 KB
+to copy (SmolLM2-135M, float16).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lmlab.errors import LmlabError
-from lmlab.lm.base import LanguageModel, State
+from lmlab.lm.base import LanguageModel, State, common_prefix
 from lmlab.text.hf_tokenizer import HFTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -35,6 +43,7 @@ class KVState(State):
         self.cache = cache  # None while the row lives in `batch`
         self.batch: _Batch | None = None
         self.row = 0
+        self.tokens: list[int] = []  # a one-row state: the ids its keys and values hold
 
 
 @dataclass
@@ -74,11 +83,20 @@ class TransformersLM(LanguageModel):
             or 1024
         )
         self._vocab_size = int(config.vocab_size)
+        # transformers 5.24 renamed the forward argument `past_key_values` to `cache` (the old
+        # name is removed in 5.40); earlier releases know only the old one
+        arguments = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in arguments else "past_key_values"
         # plain growing caches can be padded and batched; sliding-window layers cannot
         from transformers import DynamicCache
         from transformers.cache_utils import DynamicLayer
 
         self._batchable = all(type(x) is DynamicLayer for x in DynamicCache(config=config).layers)
+        # the same caches hold every position read, so a prefix of them can be shared
+        self.reuses_prefixes = self._batchable
+        self.reused_tokens = 0  # prompt tokens not read again thanks to prefix reuse
+        self._live: weakref.WeakSet[KVState] = weakref.WeakSet()  # one-row states
+        self._kept: KVState | None = None  # the last one-row state released
 
     @property
     def vocab_size(self) -> int:
@@ -91,19 +109,66 @@ class TransformersLM(LanguageModel):
     def new_state(self, batch_size: int = 1) -> KVState:
         from transformers import DynamicCache
 
-        return KVState(batch_size, DynamicCache(config=self.model.config))
+        state = KVState(batch_size, DynamicCache(config=self.model.config))
+        if batch_size == 1:
+            self._live.add(state)
+        return state
 
+    @torch.inference_mode()
     def release(self, state: KVState) -> None:
-        state.cache = state.batch = None
+        """Free the state; the last one-row state released keeps its keys and values (out of
+        any shared batch: one copy) for prefix reuse."""
+        if state in self._live and state.length and self.reuses_prefixes:
+            self._own_cache(state)
+            self._kept = state
+        else:
+            state.cache = state.batch = None
+        self._live.discard(state)
+
+    @torch.inference_mode()
+    def share_prefix(self, state: KVState, token_ids: list[int]) -> int:
+        """A fresh state starts on a copy of the keys and values of the longest prefix of
+        `token_ids` (all but the last token) another one-row state holds."""
+        if state.length or not self.reuses_prefixes or len(token_ids) < 2:
+            return 0
+        best, source = 0, None
+        for other in self._sources():
+            n = common_prefix(other.tokens, token_ids[:-1])
+            if n > best:
+                best, source = n, other
+        if source is None:
+            return 0
+        from transformers import DynamicCache
+
+        prefix = [(k[:, :, :best], v[:, :, :best]) for k, v in self._row_kv(source)]
+        rows = state.batch_size
+        layers = [(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in prefix]
+        state.cache = DynamicCache(layers, config=self.model.config)  # copies
+        state.length = best
+        if rows == 1:
+            state.tokens = token_ids[:best]
+        self.reused_tokens += best * rows
+        return best
+
+    def _sources(self) -> list[KVState]:
+        """The one-row states whose keys and values can be shared: live ones and the kept one."""
+        live = [s for s in self._live if s.length]
+        return live + ([self._kept] if self._kept is not None else [])
 
     @torch.inference_mode()
     def forward(
         self, state: KVState, token_ids: torch.Tensor, *, all_positions: bool = False
     ) -> torch.Tensor:
+        if not all_positions and state.length == 0:  # scoring wants every position: no skipping
+            rows = token_ids.tolist()
+            if all(row == rows[0] for row in rows[1:]):
+                token_ids = token_ids[:, self.share_prefix(state, rows[0]) :]
         self._own_cache(state)
+        if state.batch_size == 1:
+            state.tokens += token_ids[0].tolist()
         out = self.model(
             input_ids=token_ids,
-            past_key_values=state.cache,
+            **{self._cache_arg: state.cache},
             use_cache=True,
             logits_to_keep=0 if all_positions else 1,  # skip the LM head for earlier prompt tokens
         )
@@ -142,12 +207,13 @@ class TransformersLM(LanguageModel):
             input_ids=torch.tensor(token_ids),
             attention_mask=batch.mask,
             position_ids=positions,
-            past_key_values=batch.cache,
+            **{self._cache_arg: batch.cache},
             use_cache=True,
             logits_to_keep=1,
         )
-        for s in states:
+        for s, ids in zip(states, token_ids, strict=True):
             s.length += 1
+            s.tokens += ids
         return out.logits[:, -1].float()
 
     def _batch(self, states: list[KVState]) -> _Batch:
