@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -189,6 +190,28 @@ def test_bad_input_is_a_clear_error(tmp_path, corpus):
         )
     with pytest.raises(LmlabError, match="valid-fraction"):
         train("gpt", [corpus], tmp_path / "c", valid_fraction=1.5, config=quick())
+
+
+@pytest.mark.parametrize(
+    ("kind", "model", "train_options", "message"),
+    [
+        ("gpt", {"context": 0}, {}, "gpt: --context (context) must be at least 1, got 0"),
+        ("gpt", {"n_embd": -3}, {}, "gpt: --dim (n_embd) must be at least 1, got -3"),
+        ("lstm", {"n_layer": 0}, {}, "lstm: --layers (n_layer) must be at least 1"),
+        ("mlp", {"n_hidden": 0}, {}, "mlp: --hidden (n_hidden) must be at least 1"),
+        ("gpt", {"dropout": 1.5}, {}, "gpt: --dropout (dropout) must be in [0, 1)"),
+        ("gpt", {}, {"warmup": -5}, "--warmup must be at least 0"),
+        ("gpt", {}, {"weight_decay": -1}, "--weight-decay must be >= 0"),
+        ("gpt", {}, {"grad_clip": -1}, "--grad-clip must be >= 0"),
+        ("gpt", {}, {"patience": 0}, "--patience must be at least 1"),
+    ],
+)
+def test_sizes_and_options_out_of_range_are_named(tmp_path, corpus, kind, model, train_options,
+                                                  message):  # fmt: skip
+    options = model if kind != "gpt" else {**TINY, **model}
+    with pytest.raises(LmlabError, match=re.escape(message)):
+        train(kind, [corpus], tmp_path / "r", model_options=options,
+              config=quick(**train_options), progress=False)  # fmt: skip
 
 
 @pytest.mark.slow

@@ -11,19 +11,8 @@ import typer
 
 from lmlab.cli.app import JsonOpt, emit_json, train_app
 from lmlab.errors import LmlabError
-from lmlab.lm.neural import MODELS
+from lmlab.lm.neural import MODELS, TRAIN_CLI_OPTIONS
 
-# CLI option -> model config field (the same names in every model's config).
-MODEL_OPTIONS = {
-    "layers": "n_layer",
-    "heads": "n_head",
-    "dim": "n_embd",
-    "context": "context",
-    "dropout": "dropout",
-    "hidden": "n_hidden",
-    "nsp": "nsp",
-    "positions": "positions",
-}
 TRAIN_OPTIONS = (
     "steps",
     "epochs",
@@ -133,7 +122,9 @@ def _command(kind: str):
 
         given = {k: v for k, v in locals().items() if v is not None}
         options = {**_read_toml(config), **given}
-        model_options = {MODEL_OPTIONS[k]: options[k] for k in MODEL_OPTIONS if k in options}
+        model_options = {
+            TRAIN_CLI_OPTIONS[k]: options[k] for k in TRAIN_CLI_OPTIONS if k in options
+        }
         train_config = TrainConfig(**{k: options[k] for k in TRAIN_OPTIONS if k in options})
         run = {k: options[k] for k in RUN_OPTIONS if k in options}
         result = train(
@@ -179,7 +170,7 @@ def _read_toml(path: Path | None) -> dict:
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise LmlabError(f"cannot read config {path}: {e}") from None
     data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = set(MODEL_OPTIONS) | set(TRAIN_OPTIONS) | set(RUN_OPTIONS)
+    known = set(TRAIN_CLI_OPTIONS) | set(TRAIN_OPTIONS) | set(RUN_OPTIONS)
     unknown = sorted(set(data) - known)
     if unknown:
         raise LmlabError(f"unknown option(s) in {path}: {', '.join(unknown)}")

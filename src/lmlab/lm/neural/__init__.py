@@ -20,3 +20,15 @@ MODELS = {
     "gpt": ("lmlab.lm.neural.gpt", "GPT", "GPTConfig", {}),
     "bert": ("lmlab.lm.neural.bert", "BertMLM", "BertConfig", {}),  # masked, not causal
 }
+
+# `lmlab train` options -> the model config field they set (the same name in every config)
+TRAIN_CLI_OPTIONS = {
+    "layers": "n_layer",
+    "heads": "n_head",
+    "dim": "n_embd",
+    "context": "context",
+    "dropout": "dropout",
+    "hidden": "n_hidden",
+    "nsp": "nsp",
+    "positions": "positions",
+}

@@ -21,7 +21,7 @@ from torch import nn
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel, State
-from lmlab.lm.neural import MODELS
+from lmlab.lm.neural import MODELS, TRAIN_CLI_OPTIONS
 from lmlab.text.hf_tokenizer import HFTokenizer
 from lmlab.text.tokenizer import Tokenizer
 
@@ -49,7 +49,26 @@ def make_config(kind: str, preset: str | None = None, **overrides):
     unknown = set(values) - names
     if unknown:
         raise LmlabError(f"a {kind} model has no option {', '.join(sorted(unknown))}")
-    return config_class(**values)
+    config = config_class(**values)
+    _check_sizes(kind, config)
+    return config
+
+
+COUNTS = ("vocab_size", "context", "n_layer", "n_head", "n_embd", "n_hidden", "block")
+PROBABILITIES = ("dropout", "mask_prob")
+
+
+def _check_sizes(kind: str, config) -> None:
+    """Sizes count something and probabilities are below 1: a one-line error here, not a
+    tensor error from deep inside the model."""
+    option = {field: f"--{name} ({field})" for name, field in TRAIN_CLI_OPTIONS.items()}
+    for name in COUNTS + PROBABILITIES:
+        value = getattr(config, name, None)
+        if value is None:  # not a field of this kind of model
+            continue
+        rule = "must be at least 1" if name in COUNTS else "must be in [0, 1)"
+        if (value < 1) if name in COUNTS else not 0 <= value < 1:
+            raise LmlabError(f"{kind}: {option.get(name, name)} {rule}, got {value}")
 
 
 def build_model(kind: str, config) -> nn.Module:
