@@ -108,6 +108,8 @@ def test_score_reports_perplexity_and_per_token_surprisal(tmp_path):
         (["chat", "hi", "--temperature", "-2"], "temperature must be >= 0"),
         (["nonsense"], "No such command"),
         (["serve", "--prefill-chunk", "0"], "--prefill-chunk must be at least 1"),
+        (["tokenizer", "train", "c.txt", "--out", "t", "--show-merges", "-1"], "'--show-merges'"),
+        (["cluster", "texts.txt", "--top", "0"], "'--top'"),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(args, message):

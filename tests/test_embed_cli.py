@@ -49,6 +49,8 @@ def test_index_search_cluster_map_pca(tmp_path):
 def test_user_mistakes_exit_2(tmp_path):
     csv = tmp_path / "t.csv"
     csv.write_text("id,body\n1,hello\n")
+    txt = tmp_path / "t.txt"
+    txt.write_text("a cat\na dog\nthe bank\n")
     cases = [
         ("embed", str(csv), "--out", str(tmp_path / "o.npy")),
         (
@@ -64,12 +66,13 @@ def test_user_mistakes_exit_2(tmp_path):
         ("search", str(tmp_path), "query"),
         ("similarity", "one"),
         ("cluster", str(tmp_path / "missing.txt")),
+        ("pca", str(txt), "--max-components", "0", "--out", str(tmp_path / "p.png")),
     ]
     for args in cases:
         out = lmlab(*args)
         assert out.returncode == 2, (args, out.stderr)
         assert out.stderr.startswith("error:") and len(out.stderr.strip().splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.txt"]
 
 
 def test_train_bow_then_use_it(tmp_path):

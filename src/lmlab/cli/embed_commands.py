@@ -175,7 +175,7 @@ def cluster(
     method: Annotated[str, typer.Option(help="kmeans, agglomerative or hdbscan.")] = "kmeans",
     model: EncoderOpt = DEFAULT_ENCODER,
     column: ColumnOpt = None,
-    top: Annotated[int, typer.Option(help="Members shown per cluster.")] = 5,
+    top: Annotated[int, typer.Option(help="Members shown per cluster.", min=1)] = 5,
     seed: Annotated[int, typer.Option(help="k-means initialisation.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:

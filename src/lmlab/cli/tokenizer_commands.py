@@ -25,7 +25,7 @@ def train(
         int, typer.Option("--vocab-size", help="Most tokens, special tokens included.")
     ] = 8000,
     show_merges: Annotated[
-        int, typer.Option("--show-merges", help="Print the first K merges (BPE kinds).")
+        int, typer.Option("--show-merges", help="Print the first K merges (BPE kinds).", min=0)
     ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -37,7 +37,7 @@ def train(
     if show_merges and kind not in ("bpe", "byte-bpe"):
         raise LmlabError(f"a {kind} tokenizer has no merges: --show-merges needs bpe or byte-bpe")
     tok = train_tokenizer(corpus, out, kind=kind, vocab_size=vocab_size)
-    merges = merges_of(out)[:show_merges] if show_merges > 0 else []
+    merges = merges_of(out)[:show_merges] if show_merges else []
     if as_json:
         emit_json(
             {

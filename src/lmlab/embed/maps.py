@@ -102,6 +102,8 @@ def pca_curve(vectors: np.ndarray, max_components: int | None = None) -> PCACurv
     x = np.asarray(vectors, np.float64)
     if len(x) < 2:
         raise LmlabError("PCA needs at least 2 texts", param="input")
+    if max_components is not None and max_components < 1:
+        raise LmlabError(f"max_components must be at least 1, got {max_components}")
     x = x - x.mean(axis=0)  # centre: PCA models deviations from the mean
     s = np.linalg.svd(x, compute_uv=False)  # singular values, largest first
     rank = len(s)
