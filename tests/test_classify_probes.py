@@ -124,6 +124,13 @@ def test_mistakes_are_clear_errors():
         TextClassifier("logit", encoder="bow", penalty="l3").fit(*TRAIN)
     with pytest.raises(LmlabError, match="2 labels are missing"):
         TextClassifier("logit").fit(["a", "b", "c"], ["x", None, ""])
+    for option, message in [
+        ({"lr": -1}, r"lr must be positive, got -1"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ({"patience": 0}, r"patience must be at least 1, got 0"),
+    ]:
+        with pytest.raises(LmlabError, match=message):
+            TextClassifier("mlp", encoder="bow", **option).fit(*TRAIN, progress=False)
 
 
 def test_labels_sort_numerically_and_report_keys():

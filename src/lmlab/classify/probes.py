@@ -316,11 +316,19 @@ class MLP(_Probe):
         seed: int = 0,
     ) -> None:
         super().__init__(encoder)
-        for name, value in (("hidden", hidden), ("epochs", epochs), ("batch_size", batch_size)):
-            if value < 1:
-                raise LmlabError(f"{name} must be at least 1", param=name)
-        if not 0 <= valid_fraction < 1:
-            raise LmlabError("valid_fraction must be in [0, 1)", param="valid_fraction")
+        checks = [
+            ("hidden", hidden, hidden >= 1, "must be at least 1"),
+            ("epochs", epochs, epochs >= 1, "must be at least 1"),
+            ("batch_size", batch_size, batch_size >= 1, "must be at least 1"),
+            ("patience", patience, patience >= 1, "must be at least 1"),
+            ("lr", lr, lr > 0, "must be positive"),
+            ("weight_decay", weight_decay, weight_decay >= 0, "must be >= 0"),
+            ("dropout", dropout, 0 <= dropout < 1, "must be in [0, 1)"),
+            ("valid_fraction", valid_fraction, 0 <= valid_fraction < 1, "must be in [0, 1)"),
+        ]
+        for name, value, ok, rule in checks:
+            if not ok:
+                raise LmlabError(f"{name} {rule}, got {value}", param=name)
         self.hidden, self.epochs, self.lr, self.batch_size = hidden, epochs, lr, batch_size
         self.weight_decay, self.dropout, self.patience = weight_decay, dropout, patience
         self.valid_fraction, self.seed = valid_fraction, seed
