@@ -212,6 +212,7 @@ def test_sizes_and_options_out_of_range_are_named(tmp_path, corpus, kind, model,
     with pytest.raises(LmlabError, match=re.escape(message)):
         train(kind, [corpus], tmp_path / "r", model_options=options,
               config=quick(**train_options), progress=False)  # fmt: skip
+    assert not (tmp_path / "r").exists()  # nothing written
 
 
 @pytest.mark.slow
