@@ -375,13 +375,13 @@ def train(
     train_options.update(init_from=str(init_from or ""), freeze=freeze)
     if init_from is not None and not resume:
         tokenizer, model_options = _fine_tune_setup(Path(init_from), kind, model_options)
-    if not resume:  # a bad shape is an error before anything is written (the size is a stand-in)
-        make_config(kind, preset, **{**(model_options or {}), "vocab_size": 1})
     if resume:
         tok, model_config = _resume_setup(out, kind, train_options)
     else:
         if (out / CHECKPOINT).exists():
             raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
+        # a bad shape is an error before anything is written (the vocabulary size is a stand-in)
+        make_config(kind, preset, **{**(model_options or {}), "vocab_size": 1})
         model_config = None
         if rank == 0:  # the others read the tokenizer process 0 wrote
             _prepare_tokenizer(tokenizer, corpus, out, vocab_size)

@@ -78,9 +78,10 @@ class LanguageModel(ABC):
         )
 
     def share_prefix(self, state: State, token_ids: list[int]) -> int:
-        """Start a fresh one-row state on cached cells of the longest prefix of `token_ids` that
-        another sequence holds (never the last token, whose logits are wanted); how many tokens
-        the state now holds, which the caller then skips. This default shares nothing."""
+        """Start a fresh one-row state on the cached keys and values of the longest prefix of
+        `token_ids` that another sequence holds (never the last token, whose logits are
+        wanted); how many tokens the state now holds, which the caller then skips. This default
+        shares nothing."""
         return 0
 
     def release(self, state: State) -> None:  # noqa: B027 - optional hook, a no-op by default
