@@ -65,17 +65,34 @@ class LanguageModel(ABC):
     def forward_each(self, states: list[State], token_ids: list[list[int]]) -> torch.Tensor:
         """Advance independent one-row states, each by its own tokens; return (len(states), V).
 
-        The server's engine calls this to step many requests together. This default runs them
-        one by one; backends that can mix sequences in one batch (llama.cpp) override it.
+        The server's engine calls this to step many requests together. States that hold a
+        context and read one token go to `step_each` together where the model can
+        (`can_step`); prompts are read one by one (prefill is compute-bound: batching it gains
+        little on a CPU). Backends that mix prompts and steps in one batch (llama.cpp) override
+        this.
         """
         import torch
 
-        return torch.stack(
-            [
-                self.forward(s, torch.tensor([ids]))[0]
-                for s, ids in zip(states, token_ids, strict=True)
-            ]
-        )
+        out: list[torch.Tensor | None] = [None] * len(states)
+        stepping = []
+        for i, (state, ids) in enumerate(zip(states, token_ids, strict=True)):
+            if len(ids) == 1 and state.length > 0 and self.can_step(state):
+                stepping.append(i)
+            else:
+                out[i] = self.forward(state, torch.tensor([ids]))[0]
+        if stepping:
+            logits = self.step_each([states[i] for i in stepping], [token_ids[i] for i in stepping])
+            for i, row in zip(stepping, logits, strict=True):
+                out[i] = row
+        return torch.stack(out)
+
+    def can_step(self, state: State) -> bool:
+        """Whether `step_each` can take this one-row state (none can, by default)."""
+        return False
+
+    def step_each(self, states: list[State], token_ids: list[list[int]]) -> torch.Tensor:
+        """Advance one-row states that hold a context by one token each, in one batch: (B, V)."""
+        raise NotImplementedError
 
     def share_prefix(self, state: State, token_ids: list[int]) -> int:
         """Start a fresh one-row state on the cached keys and values of the longest prefix of

@@ -176,27 +176,11 @@ class TransformersLM(LanguageModel):
         logits = out.logits.float()
         return logits if all_positions else logits[:, -1]
 
-    @torch.inference_mode()
-    def forward_each(self, states: list[KVState], token_ids: list[list[int]]) -> torch.Tensor:
-        """Step one-row states that already hold a context by one token each, in one forward
-        pass; prompts (several tokens, or an empty state) are read one by one (prefill is
-        compute-bound, so batching it gains little on a CPU)."""
-        if not self._batchable:
-            return super().forward_each(states, token_ids)
-        out: list[torch.Tensor | None] = [None] * len(states)
-        stepping = []
-        for i, (state, ids) in enumerate(zip(states, token_ids, strict=True)):
-            if len(ids) == 1 and state.length > 0:
-                stepping.append(i)
-            else:
-                out[i] = self.forward(state, torch.tensor([ids]))[0]
-        if stepping:
-            logits = self._step([states[i] for i in stepping], [token_ids[i] for i in stepping])
-            for i, row in zip(stepping, logits, strict=True):
-                out[i] = row
-        return torch.stack(out)
+    def can_step(self, state: KVState) -> bool:
+        return self._batchable
 
-    def _step(self, states: list[KVState], token_ids: list[list[int]]) -> torch.Tensor:
+    @torch.inference_mode()
+    def step_each(self, states: list[KVState], token_ids: list[list[int]]) -> torch.Tensor:
         """One token for each row of the shared batch of `states`: (B, V) logits."""
         batch = self._batch(states)
         B = len(states)

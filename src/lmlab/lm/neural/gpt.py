@@ -58,6 +58,65 @@ class KVCache:
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layer)]
         self.length = 0  # positions filled; advanced by GPT.forward after all layers ran
 
+    def positions(self, T: int) -> torch.Tensor:
+        """(1, T): where the next T tokens of every row go."""
+        return torch.arange(self.length, self.length + T, device=self.k[0].device)[None]
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Append a layer's new keys and values (B, H, T, D); return all of them and the
+        attention mask of the new tokens (None: the usual lower triangle of a fresh read)."""
+        B, past, T = k.shape[0], self.length, k.shape[2]
+        self.k[layer][:B, :, past : past + T] = k
+        self.v[layer][:B, :, past : past + T] = v
+        mask = None
+        if past:  # new token t (position past + t) sees keys 0 .. past + t
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=k.device).tril(past)
+        return self.k[layer][:B, :, : past + T], self.v[layer][:B, :, : past + T], mask
+
+    def advance(self, T: int) -> None:
+        self.length += T
+
+    @staticmethod
+    def join(rows: list[KVCache]) -> KVRows:
+        """One cache over the one-row caches of sequences stepped together (the server)."""
+        return KVRows(rows)
+
+
+class KVRows:
+    """One-row KV caches of different lengths read as one batch: each row's new tokens are
+    written to its own cache at its own positions, and attend to its own keys only."""
+
+    def __init__(self, rows: list[KVCache]) -> None:
+        self.rows = rows
+        self.lengths = torch.tensor([r.length for r in rows], device=rows[0].k[0].device)
+        self.length = max(r.length for r in rows)  # the longest row's
+
+    def positions(self, T: int) -> torch.Tensor:
+        """(B, T): each row continues from its own length."""
+        return self.lengths[:, None] + torch.arange(T, device=self.lengths.device)
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        T = k.shape[2]
+        for b, row in enumerate(self.rows):
+            row.k[layer][:, :, row.length : row.length + T] = k[b]
+            row.v[layer][:, :, row.length : row.length + T] = v[b]
+        S = self.length + T
+        keys = torch.cat([row.k[layer][:, :, :S] for row in self.rows])
+        values = torch.cat([row.v[layer][:, :, :S] for row in self.rows])
+        # (B, 1, T, S): row b's token t sees keys 0 .. lengths[b] + t (the rest is another
+        # row's length of stale or empty cells)
+        mask = torch.arange(S, device=k.device) <= self.positions(T)[:, :, None]
+        return keys, values, mask[:, None]
+
+    def advance(self, T: int) -> None:
+        for row in self.rows:
+            row.advance(T)
+        self.lengths += T
+        self.length += T
+
+    def split(self) -> None:
+        """Nothing to hand back: every row's keys and values went to its own cache."""
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
@@ -70,24 +129,24 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None, layer: int, turns: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        cache: KVCache | KVRows | None,
+        layer: int,
+        turns: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # three (B, H, T, D)
         if turns is not None:  # rotary: turn queries and keys in one go; the cache keeps keys
             q, k = rotate(qkv[:, :, :2], turns).permute(2, 0, 3, 1, 4)  # already turned
-        past = 0
+        mask = None
         if cache is not None:
-            past = cache.length
-            cache.k[layer][:B, :, past : past + T] = k
-            cache.v[layer][:B, :, past : past + T] = v
-            k, v = cache.k[layer][:B, :, : past + T], cache.v[layer][:B, :, : past + T]
+            k, v, mask = cache.store(layer, k, v)
         dropout = self.dropout if self.training else 0.0
-        if past == 0:  # a fresh sequence: the usual lower-triangular mask
+        if mask is None:  # a fresh sequence: the usual lower-triangular mask
             y = attention(q, k, v, is_causal=True, dropout_p=dropout)
-        else:  # new token t (position past + t) sees keys 0 .. past + t
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
+        else:
             y = attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         return self.resid_dropout(self.proj(y))
@@ -113,7 +172,11 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(
-        self, x: torch.Tensor, cache: KVCache | None, layer: int, turns: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        cache: KVCache | KVRows | None,
+        layer: int,
+        turns: torch.Tensor | None,
     ) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache, layer, turns)  # pre-LayerNorm: a clean residual
         return x + self.mlp(self.ln_2(x))
@@ -140,10 +203,12 @@ def rotary_turns(context: int, head_dim: int, base: float = 1e4) -> torch.Tensor
 
 
 def rotate(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """x (B, T, ..., D) with each dimension pair of position t turned by turns[t]: one complex
-    product (a seventh of the cost of rotating the two halves in real arithmetic, here)."""
+    """x (B, T, ..., D) with each dimension pair of position t turned by turns[t] (T, D / 2),
+    or of row b by turns[b, t] (B, T, D / 2): one complex product (a seventh of the cost of
+    rotating the two halves in real arithmetic, here)."""
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
-    turned = pairs * turns.view(x.shape[1], *[1] * (x.dim() - 3), -1)
+    rows = turns.shape[0] if turns.dim() == 3 else 1
+    turned = pairs * turns.view(rows, x.shape[1], *[1] * (x.dim() - 3), -1)
     return torch.view_as_real(turned).flatten(-2).type_as(x)
 
 
@@ -194,7 +259,9 @@ class GPT(nn.Module):
         p = self.wte.weight
         return KVCache(self.config, batch_size, p.device, p.dtype)
 
-    def hidden_states(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, idx: torch.Tensor, cache: KVCache | KVRows | None = None
+    ) -> torch.Tensor:
         """The vectors (B, T, C) the output layer reads: the final LayerNorm of the last block.
 
         Position t sees tokens 0..t only, so right padding changes nothing before it.
@@ -203,21 +270,22 @@ class GPT(nn.Module):
         past = cache.length if cache is not None else 0
         if past + T > self.config.context:
             raise ValueError(f"{past + T} positions exceed the context of {self.config.context}")
+        # (1, T) positions, or (B, T) for rows of different lengths
+        pos = torch.arange(T, device=idx.device)[None] if cache is None else cache.positions(T)
         x, turns = self.wte(idx), None  # (B, T, C)
         if self.config.positions == "rope":
-            turns = self.turns[past : past + T]
+            turns = self.turns[pos]  # (1 or B, T, D / 2)
         else:
-            pos = torch.arange(past, past + T, device=idx.device)
             x = x + (self.wpe(pos) if self.config.positions == "learned" else self.pos_table[pos])
         x = self.drop(x)
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer, turns)
         if cache is not None:
-            cache.length += T
+            cache.advance(T)
         return self.ln_f(x)
 
     def forward(
-        self, idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
+        self, idx: torch.Tensor, cache: KVCache | KVRows | None = None, *, last_only: bool = False
     ) -> torch.Tensor:
         """Logits (B, T, V) for ids (B, T) read after what `cache` holds (then extended).
 

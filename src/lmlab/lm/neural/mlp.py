@@ -44,11 +44,22 @@ PRESETS = {
 class Window:
     """The last n-1 token ids of every row (B, N); starts as end-of-text padding."""
 
-    def __init__(self, batch_size: int, size: int, device) -> None:
-        self.ids = torch.full((batch_size, size), PAD, dtype=torch.long, device=device)
+    def __init__(self, ids: torch.Tensor, rows: list[Window] | None = None) -> None:
+        self.ids = ids
+        self.rows = rows or []  # a joined window: the one-row windows it stands for
 
     def detach_(self) -> None:  # nothing to cut: the window holds ids, not activations
         pass
+
+    @classmethod
+    def join(cls, rows: list[Window]) -> Window:
+        """One window over the one-row windows of sequences stepped together (the server);
+        `split` hands each row its part afterwards."""
+        return cls(torch.cat([r.ids for r in rows]), rows)
+
+    def split(self) -> None:
+        for b, row in enumerate(self.rows):
+            row.ids = self.ids[b : b + 1]
 
 
 class MLPLM(nn.Module):
@@ -69,7 +80,8 @@ class MLPLM(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def new_cache(self, batch_size: int) -> Window:
-        return Window(batch_size, self.config.context, self.C.weight.device)
+        pad = torch.full((batch_size, self.config.context), PAD, device=self.C.weight.device)
+        return Window(pad)
 
     def _inputs(self, idx: torch.Tensor, cache: Window | None, last_only: bool) -> torch.Tensor:
         """x (B, T, N*m): the concatenated vectors of the n-1 tokens ending at each idx[:, t]."""

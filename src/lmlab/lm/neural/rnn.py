@@ -50,13 +50,33 @@ class Hidden:
 
     def __init__(self) -> None:
         self.h: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None = None  # None: zeros
+        self.rows: list[Hidden] = []  # a joined state: the one-row states it stands for
 
     def detach_(self) -> None:
         """Keep the values, forget how they were computed (truncated BPTT)."""
-        if isinstance(self.h, tuple):
-            self.h = tuple(h.detach() for h in self.h)
-        elif self.h is not None:
-            self.h = self.h.detach()
+        if self.h is not None:
+            self.h = _each(self.h, torch.Tensor.detach)
+
+    @classmethod
+    def join(cls, rows: list[Hidden]) -> Hidden:
+        """One state over the one-row states of sequences stepped together (the server);
+        `split` hands each row its part afterwards. Every row must have read something."""
+        joined, first = cls(), rows[0].h
+        joined.rows = rows
+        if isinstance(first, tuple):
+            joined.h = tuple(torch.cat([r.h[i] for r in rows], dim=1) for i in range(len(first)))
+        else:
+            joined.h = torch.cat([r.h for r in rows], dim=1)
+        return joined
+
+    def split(self) -> None:
+        for b, row in enumerate(self.rows):
+            row.h = _each(self.h, lambda h, b=b: h[:, b : b + 1])
+
+
+def _each(h, fn):
+    """`fn` of the hidden state, or of both parts of an LSTM's (h, c)."""
+    return tuple(map(fn, h)) if isinstance(h, tuple) else fn(h)
 
 
 def _cpu_autocast_without_bfloat16(x: torch.Tensor) -> bool:

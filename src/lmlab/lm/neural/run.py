@@ -149,6 +149,23 @@ class NeuralLM(LanguageModel):
         logits = logits.float().cpu()
         return logits if all_positions else logits[:, -1]
 
+    def can_step(self, state: NeuralState) -> bool:
+        """Every one-row state can, but a Transformer's whose cache is full (it slides first)."""
+        return not self.model.bounded_context or state.cache.length < self.model.config.context
+
+    @torch.inference_mode()
+    def step_each(self, states: list[NeuralState], token_ids: list[list[int]]) -> torch.Tensor:
+        """One token for each state, in one batched pass over their joined caches: (B, V)."""
+        ids = torch.tensor(token_ids, device=next(self.model.parameters()).device)  # (B, 1)
+        joined = type(states[0].cache).join([s.cache for s in states])
+        logits = self.model(ids, joined, last_only=True)[:, -1].float().cpu()
+        joined.split()
+        for b, state in enumerate(states):
+            state.length += 1
+            if self.model.bounded_context:
+                state.window = torch.cat([state.window, ids[b : b + 1]], 1)
+        return logits
+
     def _windowed(self, state: NeuralState, ids: torch.Tensor, all_positions: bool):
         """Read `ids` through the KV cache, sliding it when the context is full."""
         context, model = self.model.config.context, self.model
