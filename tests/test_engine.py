@@ -34,9 +34,25 @@ class Collector:
             self.finish[event.index] = event.finish_reason or self.finish[event.index]
 
 
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory):
+    """A GPT trained here (char level, 12 positions: long prompts slide)."""
+    from lmlab.training import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("gpt-run")
+    corpus = folder / "corpus.txt"
+    corpus.write_text("the quick brown fox jumps over a lazy dog; hello xyz abc.\n" * 40)
+    options = dict(context=12, n_layer=2, n_head=2, n_embd=16)
+    config = TrainConfig(steps=150, batch_size=8, lr=1e-2)
+    train("gpt", [corpus], folder / "run", tokenizer="char", model_options=options,
+          config=config, progress=False)  # fmt: skip
+    return load_lm(folder / "run")
+
+
 @pytest.mark.parametrize("prefill_chunk", [128, 3])  # 3: prompts read over several steps
-def test_concurrent_requests_equal_generate_alone(prefill_chunk):
-    lm = BigramLM()
+@pytest.mark.parametrize("model", ["bigram", "gpt run"])  # the second steps its rows batched
+def test_concurrent_requests_equal_generate_alone(prefill_chunk, model, request):
+    lm = BigramLM() if model == "bigram" else request.getfixturevalue("gpt_run")
     engine = Engine(lm, max_running=3, prefill_chunk=prefill_chunk)  # some sequences must wait
     requests = [
         ("abc", dict(temperature=0, max_tokens=12)),
