@@ -58,6 +58,7 @@ class Window:
         return cls(torch.cat([r.ids for r in rows]), rows)
 
     def split(self) -> None:
+        """Give each joined row its part of the window the batched step left."""
         for b, row in enumerate(self.rows):
             row.ids = self.ids[b : b + 1]
 

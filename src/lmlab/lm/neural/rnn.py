@@ -70,6 +70,7 @@ class Hidden:
         return joined
 
     def split(self) -> None:
+        """Give each joined row its part of the state the batched step left."""
         for b, row in enumerate(self.rows):
             row.h = _each(self.h, lambda h, b=b: h[:, b : b + 1])
 
