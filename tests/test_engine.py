@@ -9,7 +9,8 @@ from mock_lm import BigramLM
 
 from lmlab import generate
 from lmlab.decode import encode_prompt
-from lmlab.models import load_lm
+from lmlab.lm.base import CacheFull
+from lmlab.models import DEFAULT_LM, load_lm
 from lmlab.sampling import SamplingParams
 from lmlab.serve.engine import Engine
 
@@ -200,3 +201,53 @@ def test_prompts_arriving_together_share_what_the_first_ones_read(fresh_lm):
     Engine.cancel(blocker)
     # the first read the instructions in the first step; the two read later shared them
     assert lm.reused_tokens - before == 2 * len(system)
+
+
+class PooledBigramLM(BigramLM):
+    """A BigramLM whose live sequences share a cache of `cells` tokens, as llama.cpp's do."""
+
+    def __init__(self, cells: int) -> None:
+        super().__init__()
+        self.cells, self.live = cells, []
+
+    def new_state(self, batch_size: int = 1):
+        state = super().new_state(batch_size)
+        self.live.append(state)
+        return state
+
+    def release(self, state) -> None:
+        self.live.remove(state)
+
+    def forward_each(self, states, token_ids):
+        if sum(s.length for s in self.live) + sum(map(len, token_ids)) > self.cells:
+            raise CacheFull("no room")  # nothing read, as llama.cpp
+        return super().forward_each(states, token_ids)
+
+
+def test_sequences_that_fill_the_shared_cache_are_paused_and_finish_as_if_alone():
+    lm = PooledBigramLM(cells=150)  # each request needs 20 + 40 cells: 4 of them do not fit
+    engine = Engine(lm, prefill_chunk=16)
+    prompts = [f"request number {k}, go" for k in range(4)]
+    options = dict(temperature=1.0, max_tokens=40, ignore_eos=True)
+    collectors = [Collector(1) for _ in prompts]
+    for k, (prompt, collector) in enumerate(zip(prompts, collectors, strict=True)):
+        engine.submit(encode_prompt(lm, prompt), SamplingParams(seed=k, **options), collector)
+    for k, (prompt, collector) in enumerate(zip(prompts, collectors, strict=True)):
+        assert collector.done.wait(30) and collector.error is None
+        alone = generate(BigramLM(), prompt, seed=k, **options)  # the same table
+        assert collector.texts == [alone.choices[0].text]
+    assert engine.preempted >= 1 and engine.running == 0 and not lm.live
+
+
+def test_the_llama_backend_pauses_sequences_when_its_cache_is_full(gguf_path):
+    lm = load_lm(DEFAULT_LM, backend="llama", context_length=256, max_batch_size=4)
+    engine = Engine(lm)
+    collectors = [Collector(1) for _ in range(4)]  # 4 x (~25 + 80) tokens in 256 cells
+    for k, collector in enumerate(collectors):
+        prompt = lm.tokenizer.encode(f"Write a long story about a dragon called number {k}.")
+        params = SamplingParams(max_tokens=80, temperature=0.8, seed=k, ignore_eos=True)
+        engine.submit(prompt, params, collector)
+    for collector in collectors:
+        assert collector.done.wait(120) and collector.error is None
+        assert collector.finish == ["length"]
+    assert engine.preempted >= 1

@@ -182,6 +182,26 @@ def test_kept_cells_give_way_to_live_sequences(gguf_path):
     assert states[0].length == 200 and lm.live_sequences == 2
 
 
+def test_a_step_that_finds_the_cache_full_reads_nothing(gguf_path):
+    """forward_each is all or nothing: the server frees room and tries the step again."""
+    from lmlab.lm.base import CacheFull
+    from lmlab.lm.llama_cpp_lm import LlamaCppLM
+
+    lm = LlamaCppLM(gguf_path, context_length=1024, max_batch_size=3)
+    g = torch.Generator().manual_seed(0)
+    held, first, second = (torch.randint(1000, 40000, (n,), generator=g).tolist()
+                           for n in (300, 400, 400))  # fmt: skip
+    holder = lm.new_state(1)
+    lm.forward_each([holder], [held])
+    a, b = lm.new_state(1), lm.new_state(1)
+    with pytest.raises(CacheFull):  # a's 400 tokens fit in a first call, b's 400 do not
+        lm.forward_each([a, b], [first, second])
+    assert a.length == b.length == 0
+    lm.release(holder)
+    lm.forward_each([a, b], [first, second])  # room now: each read once, not twice
+    assert a.length == b.length == 400
+
+
 def test_rows_of_a_fresh_state_share_the_prefix_the_last_generation_read(fresh_llama_lm):
     lm = fresh_llama_lm
     instructions = lm.tokenizer.encode("Classify each review as positive or negative.\n")

@@ -18,10 +18,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
+from lmlab.errors import LmlabError
 from lmlab.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # torch is imported by the models that compute with it, not by the interface
     import torch
+
+
+class CacheFull(LmlabError):
+    """The KV cache shared by a model's sequences has no room for this step; nothing of the
+    step was read (the server then pauses a sequence to free room and tries again)."""
 
 
 class State:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from lmlab.errors import LmlabError
-from lmlab.lm.base import LanguageModel, State, common_prefix
+from lmlab.lm.base import CacheFull, LanguageModel, State, common_prefix
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -36,7 +36,9 @@ def _llama():
             "the llama backend needs llama-cpp-python: pip install 'lmlab[llama]' "
             "(or use --backend torch)"
         ) from None
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its C log is chatty
+    # llama.cpp's C log is chatty (its warnings include a full cache, which the server handles);
+    # llama-cpp-python maps ggml's warning level to logging.ERROR, so only CRITICAL quiets them
+    logging.getLogger("llama-cpp-python").setLevel(logging.CRITICAL)
     return llama_cpp
 
 
@@ -272,7 +274,22 @@ class LlamaCppLM(LanguageModel):
         return outputs[-1][:, -1]
 
     def forward_each(self, states: list[SeqState], token_ids: list[list[int]]) -> torch.Tensor:
-        """Advance single-row states by their own tokens in as few llama_decode calls as fit."""
+        """Advance single-row states by their own tokens in as few llama_decode calls as fit.
+
+        All or nothing: when the cache fills in a later call, what the earlier ones read is
+        removed again before `CacheFull` is raised, so the caller can free room and retry."""
+        start = [s.length for s in states]
+        try:
+            return self._forward_each(states, token_ids)
+        except CacheFull:
+            for state, length in zip(states, start, strict=True):
+                seq = state.seq_ids[0]
+                self._lib.llama_memory_seq_rm(self._memory, seq, length, -1)
+                del self._history[seq][length:]
+                state.length = length
+            raise
+
+    def _forward_each(self, states: list[SeqState], token_ids: list[list[int]]) -> torch.Tensor:
         out: list[torch.Tensor | None] = [None] * len(states)
         group: list[int] = []
         size = 0
@@ -319,10 +336,8 @@ class LlamaCppLM(LanguageModel):
         if code == 1 and self._kept is not None:  # no room: give up the kept cells first
             self._drop_kept()
             code = lib.llama_decode(self._ctx, batch)
-        if code == 1:
-            raise LmlabError(
-                f"the {self.context_length}-token context of the llama backend is full"
-            )
+        if code == 1:  # llama.cpp found no cells for the batch and read none of it
+            raise CacheFull(f"the {self.context_length}-token context of the llama backend is full")
         if code != 0:
             raise LmlabError(f"llama.cpp could not decode this batch (code {code})")
         for seq, position, ids, _ in entries:

@@ -14,6 +14,14 @@ first get their first token sooner. Before its first piece, a sequence takes the
 of the longest prefix of its prompt another sequence holds (`LanguageModel.share_prefix`) and
 reads only the rest: of prompts arriving together with the same instructions, those read in
 later steps share what the first ones read.
+
+The running sequences share one KV cache (llama.cpp's cells), which can fill before any one
+of them reaches the context length (8 conversations of 1,100 tokens need more than 8,192
+cells). When a step finds no room (`CacheFull`), the sequence that joined last is paused, as
+vLLM preempts by recomputation: its cells are freed, it goes back to the front of the queue
+with its prompt and the tokens it has generated, and the step is tried again without it. No
+sequence joins until one leaves; the paused one then reads its tokens again (sharing any
+prefix still cached) and goes on sampling where it stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lmlab.decode import Chunk, Sequence, new_sequences
-from lmlab.lm.base import LanguageModel, State
+from lmlab.lm.base import CacheFull, LanguageModel, State
 from lmlab.sampling import SamplingParams
 
 log = logging.getLogger("lmlab.serve")
@@ -70,6 +78,8 @@ class Engine:
         self.max_running = max_running or lm.max_batch_size
         self.prefill_chunk = prefill_chunk  # most prompt tokens read in one step
         self.running = 0  # sequences being generated now (read by /health)
+        self.preempted = 0  # sequences paused so far because the KV cache was full
+        self._full = False  # the cache filled up: admit nobody until a sequence leaves
         self._inbox: queue.Queue[Request] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="lmlab-engine", daemon=True)
         self._thread.start()
@@ -98,7 +108,7 @@ class Engine:
                 self._admit(waiting, running)
                 self.running = len(running)
                 if running:
-                    self._read(running)
+                    self._read(running, waiting)
             except Exception as error:  # a failed batch fails its requests, not the server
                 log.exception("generation step failed")
                 for r in running:
@@ -117,14 +127,32 @@ class Engine:
 
     def _admit(self, waiting: deque, running: list[_Running]) -> None:
         """Start waiting sequences while there is room; the next step reads their prompts."""
-        while waiting and len(running) < self.max_running:
+        while waiting and len(running) < self.max_running and not self._full:
             request, seq = waiting.popleft()
             if request.cancelled:
                 self._finish(request)
                 continue
-            running.append(_Running(request, seq, self.lm.new_state(1), seq.prompt))
+            # a paused sequence reads what it had generated, too
+            feed = seq.prompt + seq.token_ids
+            running.append(_Running(request, seq, self.lm.new_state(1), feed))
 
-    def _read(self, running: list[_Running]) -> None:
+    def _read(self, running: list[_Running], waiting: deque) -> None:
+        """Read the step's tokens; while the KV cache has no room, pause the sequence that
+        joined last (back to the front of the queue) and try again without it."""
+        while True:
+            try:
+                return self._read_step(running)
+            except CacheFull:
+                if len(running) == 1:  # alone and still no room: its own context is too long
+                    raise
+                paused = running.pop()
+                self.lm.release(paused.state)
+                waiting.appendleft((paused.request, paused.seq))
+                self.preempted += 1
+                self._full = True
+                self.running = len(running)
+
+    def _read_step(self, running: list[_Running]) -> None:
         """One batched call: every sampled token, and prompt pieces up to the step's budget."""
         budget = self.prefill_chunk
         step: list[tuple[_Running, list[int]]] = []
@@ -169,6 +197,7 @@ class Engine:
         if not (r.seq.finish_reason or r.request.cancelled):
             return False
         self.lm.release(r.state)
+        self._full = False  # its cells are free again
         self._finish(r.request)
         return True
 
