@@ -239,6 +239,18 @@ def test_sequences_that_fill_the_shared_cache_are_paused_and_finish_as_if_alone(
     assert engine.preempted >= 1 and engine.running == 0 and not lm.live
 
 
+def test_a_sequence_longer_than_the_cache_fails_and_the_paused_one_still_runs():
+    lm = PooledBigramLM(cells=30)  # one request alone needs 20 + 40 cells
+    engine = Engine(lm)
+    collectors = [Collector(1) for _ in range(2)]
+    for collector in collectors:
+        params = SamplingParams(max_tokens=40, ignore_eos=True)
+        engine.submit(encode_prompt(lm, "twenty bytes of text"), params, collector)
+    for collector in collectors:  # the second, paused for the first, is run (and fails) too
+        assert collector.done.wait(10) and isinstance(collector.error, CacheFull)
+    assert engine.running == 0 and not lm.live
+
+
 def test_the_llama_backend_pauses_sequences_when_its_cache_is_full(gguf_path):
     lm = load_lm(DEFAULT_LM, backend="llama", context_length=256, max_batch_size=4)
     engine = Engine(lm)

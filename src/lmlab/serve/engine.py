@@ -115,6 +115,7 @@ class Engine:
                     self._fail(r, error)
                 running = []
                 self.running = 0
+                self._full = False  # their cells are free again
 
     def _collect(self, waiting: deque, block: bool) -> None:
         try:
