@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 
 from lmlab.decode import Chunk, Sequence, new_sequences
+from lmlab.errors import LmlabError
 from lmlab.lm.base import CacheFull, LanguageModel, State
 from lmlab.sampling import SamplingParams
 
@@ -110,7 +111,10 @@ class Engine:
                 if running:
                     self._read(running, waiting)
             except Exception as error:  # a failed batch fails its requests, not the server
-                log.exception("generation step failed")
+                if isinstance(error, LmlabError):  # e.g. a context that cannot fit: one line
+                    log.warning("generation step failed: %s", error)
+                else:
+                    log.exception("generation step failed")
                 for r in running:
                     self._fail(r, error)
                 running = []
