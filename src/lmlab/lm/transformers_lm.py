@@ -177,6 +177,7 @@ class TransformersLM(LanguageModel):
         return logits if all_positions else logits[:, -1]
 
     def can_step(self, state: KVState) -> bool:
+        """Every state can, unless the model's cache has sliding-window layers (not paddable)."""
         return self._batchable
 
     @torch.inference_mode()
