@@ -168,3 +168,24 @@ def test_sampled_frequencies_follow_temperature():
         firsts = [c.token_ids[0] for c in out.choices] * 1
         share = firsts.count(ord("y")) / len(firsts)
         assert share == pytest.approx(expected, abs=0.15)
+
+
+def test_tokens_are_chosen_on_one_cpu_thread_and_the_thread_count_comes_back(monkeypatch):
+    import lmlab.decode
+
+    seen = []
+
+    def counting_choose(*args):
+        seen.append(torch.get_num_threads())
+        return choose(*args)
+
+    choose = lmlab.decode.choose
+    monkeypatch.setattr(lmlab.decode, "choose", counting_choose)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        generate(BigramLM(), "x", temperature=1.0, seed=1, max_tokens=5, ignore_eos=True)
+        assert seen == [1] * 5  # a busy CPU makes split passes over one row wait for a core
+        assert torch.get_num_threads() == 2  # the model's own work keeps every thread
+    finally:
+        torch.set_num_threads(before)

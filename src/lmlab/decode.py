@@ -20,7 +20,7 @@ import torch
 from lmlab.errors import LmlabError
 from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
-from lmlab.sampling import SamplingParams, apply_penalties, choose
+from lmlab.sampling import SamplingParams, apply_penalties, choose, one_cpu_thread
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -163,7 +163,12 @@ class Sequence:
         self._json_text = ""  # the text the JSON automaton has read
 
     def next_token(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
-        """Choose the next token from this step's (V,) logits."""
+        """Choose the next token from this step's (V,) logits (on one CPU thread: see
+        `one_cpu_thread`)."""
+        with one_cpu_thread():
+            return self._next_token(logits)
+
+    def _next_token(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
         p = self.p
         scores = logits
         if p.penalized:

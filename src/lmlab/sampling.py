@@ -6,6 +6,8 @@ then a draw. Temperature 0 (or top-k 1) is greedy: argmax, no randomness.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -183,3 +185,20 @@ def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     if bad.any():  # a row with nothing finite left: take its most likely token
         ids = torch.where(bad, probs.nan_to_num(nan=-1.0).argmax(dim=-1), ids)
     return ids
+
+
+@contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run torch's CPU operations on the calling thread alone while inside.
+
+    Choosing a token is a few passes over one vocabulary row. Split over OpenMP threads they
+    gain microseconds on an idle CPU, and cost milliseconds on a busy one (a server's, or a
+    laptop's): every pass waits until the second thread gets a core. Measured on 2 busy cores,
+    one pass over a 49k row: 14.6 ms with 2 threads, 0.03 ms with 1.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
