@@ -214,3 +214,20 @@ def test_rows_of_a_fresh_state_share_the_prefix_the_last_generation_read(fresh_l
     lm.release(state)
     expected = _read_alone(lm, second)
     assert all(_same_distribution(row, expected) for row in got)
+
+
+def test_a_tokenizer_kept_without_its_model_still_works(torch_lm):
+    # The vocabulary lives inside llama.cpp's model: when the tokenizer outlived its model,
+    # `lmlab tokenize` aborted the process (freed memory). In a child, so a crash is a failure.
+    import subprocess
+    import sys
+
+    code = (
+        "import gc, json, lmlab\n"
+        "t = lmlab.load_tokenizer('smollm2-135m-instruct', backend='llama')\n"
+        "gc.collect()\n"
+        "print(json.dumps(t.encode('hello, hugging face')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip() == str(torch_lm.tokenizer.encode("hello, hugging face"))

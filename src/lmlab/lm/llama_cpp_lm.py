@@ -42,11 +42,21 @@ def _llama():
     return llama_cpp
 
 
+class _LoadedModel:
+    """A model llama.cpp has loaded, freed when its last holder goes: the LanguageModel, or
+    its tokenizer kept alone (`load_tokenizer`), whose vocabulary lives inside the model."""
+
+    def __init__(self, lib, pointer) -> None:
+        self.pointer = pointer
+        weakref.finalize(self, lib.llama_model_free, pointer)
+
+
 class LlamaCppTokenizer(Tokenizer):
     """The GGUF file's own vocabulary, through llama.cpp."""
 
-    def __init__(self, lib, model, metadata: dict[str, str]) -> None:
-        self._lib = lib
+    def __init__(self, lib, loaded: _LoadedModel, metadata: dict[str, str]) -> None:
+        self._lib, self._loaded = lib, loaded  # the vocabulary is freed with the model
+        model = loaded.pointer
         self._vocab = lib.llama_model_get_vocab(model)
         self._n = lib.llama_vocab_n_tokens(self._vocab)
         template = lib.llama_model_chat_template(model, None)
@@ -141,9 +151,10 @@ class LlamaCppLM(LanguageModel):
         model = lib.llama_model_load_from_file(str(path).encode(), params)
         if not model:
             raise LmlabError(f"llama.cpp cannot load {path}: not a valid GGUF model file")
+        self._loaded = _LoadedModel(lib, model)  # frees the model after the context below
         self._model = model
         metadata = {k: self._meta(k) for k in ("tokenizer.ggml.model",)}
-        self.tokenizer = LlamaCppTokenizer(lib, model, metadata)
+        self.tokenizer = LlamaCppTokenizer(lib, self._loaded, metadata)
         trained = lib.llama_model_n_ctx_train(model)
         self.context_length = int(context_length or min(trained, 8192))
         self.max_batch_size = max_batch_size
@@ -157,7 +168,6 @@ class LlamaCppLM(LanguageModel):
         cparams.n_threads = cparams.n_threads_batch = threads
         ctx = lib.llama_init_from_model(model, cparams)
         if not ctx:
-            lib.llama_model_free(model)
             raise LmlabError(f"llama.cpp cannot create a context of {self.context_length} tokens")
         self._ctx = ctx
         self._batch = lib.llama_batch_init(self.n_batch, 0, max_batch_size)
@@ -175,7 +185,7 @@ class LlamaCppLM(LanguageModel):
         )
         self.reused_tokens = 0  # prompt tokens not read again thanks to prefix reuse
         self._vocab_size = self.tokenizer.vocab_size
-        weakref.finalize(self, _free, lib, ctx, model, self._batch)
+        weakref.finalize(self, _free, lib, ctx, self._batch)
 
     def _meta(self, key: str) -> str:
         buf = ctypes.create_string_buffer(256)
@@ -352,7 +362,6 @@ class LlamaCppLM(LanguageModel):
         return torch.from_numpy(flat.copy()).view(outputs, self._vocab_size)
 
 
-def _free(lib, ctx, model, batch) -> None:
+def _free(lib, ctx, batch) -> None:
     lib.llama_batch_free(batch)
     lib.llama_free(ctx)
-    lib.llama_model_free(model)
