@@ -87,6 +87,8 @@ def test_score_reports_perplexity_and_per_token_surprisal(tmp_path):
     text_file.write_text("The man bites the dog.")
     from_file = json.loads(lmlab("score", str(text_file), "--json").stdout)
     assert from_file["perplexity"] == pytest.approx(data["perplexity"], rel=1e-6)
+    as_text = json.loads(lmlab("score", str(text_file), "--text", "--json").stdout)
+    assert as_text["tokens"] != from_file["tokens"]  # the path itself, scored as a string
 
 
 @pytest.mark.parametrize(
@@ -104,6 +106,7 @@ def test_score_reports_perplexity_and_per_token_surprisal(tmp_path):
         (["generate", "hi", "--bogus"], "No such option: --bogus"),
         (["generate", "word " * 9000, "--max-tokens", "1"], "context window is 8192"),
         (["score", "hi", "--model", "all-minilm-l6-v2"], "not a causal language model"),
+        (["score", "ptb6O.txt"], "no file 'ptb6O.txt' (to score it as text, add --text)"),
         (["tokenize"], "give a TEXT"),
         (["chat", "hi", "--temperature", "-2"], "temperature must be >= 0"),
         (["nonsense"], "No such command"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -228,19 +229,25 @@ def score(
     ] = False,
     window: Annotated[int, typer.Option(help="Tokens per scoring window.")] = 1024,
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
+    as_text: Annotated[
+        bool, typer.Option("--text", help="Score TEXT_OR_FILE as text, even if it names a file.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Log-probability, surprisal and perplexity of a text under a language model."""
     from lmlab.evaluate import perplexity
+    from lmlab.evaluate import score as score_text
 
     if window < 2 or not 1 <= stride <= window:
         raise LmlabError("need --window >= 2 and 1 <= --stride <= --window")
-    result = perplexity(
-        load(model, backend),
-        Path(text_or_file) if Path(text_or_file).is_file() else text_or_file,
-        window=window,
-        stride=stride,
-    )
+    is_file = not as_text and Path(text_or_file).is_file()
+    if not as_text and not is_file and _looks_like_a_path(text_or_file):
+        raise LmlabError(f"no file {text_or_file!r} (to score it as text, add --text)")
+    lm = load(model, backend)
+    if is_file:
+        result = perplexity(lm, Path(text_or_file), window=window, stride=stride)
+    else:
+        result = score_text(lm, text_or_file, window=window, stride=stride)
     if as_json:
         emit_json(result.to_dict(per_token=per_token))
         return
@@ -255,4 +262,11 @@ def score(
     print(
         f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
         f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"
+    )
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """One word with a folder separator or a file extension (`ptb.txt`, `data/x`)."""
+    return not any(c.isspace() for c in text) and bool(
+        "/" in text or re.search(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", text)
     )
