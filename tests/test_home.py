@@ -38,3 +38,16 @@ def test_a_failed_write_leaves_the_old_folder(tmp_path):
         raise RuntimeError
     assert (tmp_path / "run" / "x").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_files_a_writer_creates_0600_are_given_the_usual_permissions(tmp_path, umask_022):
+    import numpy as np
+    from safetensors.numpy import save_file  # creates its files 0600
+
+    with atomic_file(tmp_path / "w.safetensors") as tmp:
+        save_file({"w": np.zeros(2)}, str(tmp))
+    with atomic_dir(tmp_path / "clf") as tmp:
+        (tmp / "encoder").mkdir()
+        save_file({"w": np.zeros(2)}, str(tmp / "encoder" / "model.safetensors"))
+    assert _mode(tmp_path / "w.safetensors") == 0o644  # collaborators can load it
+    assert _mode(tmp_path / "clf" / "encoder" / "model.safetensors") == 0o644

@@ -32,6 +32,14 @@ def _usual_mode(path: str | Path, mode: int) -> None:
     os.chmod(path, mode & ~umask)
 
 
+def _usual_modes(folder: Path) -> None:
+    """The usual permissions for every file written into `folder`: some writers (safetensors)
+    create their files 0600, which collaborators sharing a project folder could not read."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            _usual_mode(path, 0o666)
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success it replaces `target` in one rename.
@@ -43,6 +51,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     _usual_mode(tmp, 0o777)
     try:
         yield tmp
+        _usual_modes(tmp)
         if target.exists():
             old = target.with_name(f".{target.name}.old.{os.getpid()}")
             os.replace(target, old)
@@ -82,6 +91,7 @@ def atomic_file(target: Path) -> Iterator[Path]:
     _usual_mode(tmp, 0o666)
     try:
         yield Path(tmp)
+        _usual_mode(tmp, 0o666)  # again: a writer may have replaced the file (safetensors: 0600)
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
