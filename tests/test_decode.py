@@ -6,6 +6,7 @@ import pytest
 import torch
 from mock_lm import EOS, BigramLM
 
+import lmlab
 from lmlab.decode import Detokenizer, generate
 from lmlab.errors import LmlabError
 
@@ -189,3 +190,11 @@ def test_tokens_are_chosen_on_one_cpu_thread_and_the_thread_count_comes_back(mon
         assert torch.get_num_threads() == 2  # the model's own work keeps every thread
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluating_a_file_counts_its_words_not_the_tokens_scored(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text("the cat sat\non the mat\n")
+    ev = lmlab.evaluate_file(BigramLM(), path)  # a byte model: a token per character
+    assert (ev.words, ev.sentences, ev.oov) == (6, 2, 0)
+    assert ev.tokens > ev.words

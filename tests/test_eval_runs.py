@@ -41,7 +41,9 @@ def test_valid_split_reproduces_the_final_validation_loss(runs, kind):
     run = runs / kind
     result = lmlab.evaluate_file(run, run / "valid.txt")
     assert result.loss == pytest.approx(final_valid_loss(run), rel=1e-6)
-    n = len(lmlab.load_lm(run).tokenizer.encode((run / "valid.txt").read_text()))  # char tokens
+    text = (run / "valid.txt").read_text()
+    n = len(lmlab.load_lm(run).tokenizer.encode(text))  # char tokens
+    assert result.words == len(text.split()) < n  # words, not the characters scored
     if kind == "lstm":  # one stream: every token after the first
         assert (result.tokens, result.convention) == (n - 1, "stream")
     else:  # whole windows of the training length only

@@ -177,7 +177,7 @@ class Evaluation:
     tokens: int  # tokens scored
     sentences: int  # non-empty lines
     oov: int  # words outside the vocabulary, left out of the score (n-gram models)
-    words: int  # words (or tokens) in the file
+    words: int  # whitespace-separated words in the file (n-gram models: the words scored)
     # "srilm": per sentence, </s> counted, OOV excluded; "window": see score; runs of lmlab
     # train: "windows of N" (non-overlapping, as the trainer validates) or "stream" (RNNs)
     convention: str
@@ -224,6 +224,6 @@ def evaluate_file(
         tokens=result.n_tokens,
         sentences=sum(1 for line in text.splitlines() if line.strip()),
         oov=0,
-        words=result.n_tokens,
+        words=len(text.split()),
         convention="window",
     )

@@ -217,7 +217,7 @@ class NeuralLM(LanguageModel):
             tokens=scored,
             sentences=sum(1 for line in text.splitlines() if line.strip()),
             oov=0,
-            words=scored,
+            words=len(text.split()),
             convention="stream" if stream else f"windows of {length}",
         )
 
