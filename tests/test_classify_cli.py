@@ -41,10 +41,12 @@ def test_fit_predict_eval_compare(tmp_path, capsys, data):
     code, out, err = run(capsys, "classify", "predict", str(clf), str(test))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0] == "text,label,p_mid,p_neg,p_pos" and len(lines) == 61
+    # the input's gold labels are kept as they are, the prediction beside them
+    assert lines[0] == "text,label,predicted,p_mid,p_neg,p_pos" and len(lines) == 61
     first = lines[1].split(",")
-    assert abs(sum(map(float, first[2:])) - 1) < 1e-5
-    assert first[1] == ["mid", "neg", "pos"][max(range(3), key=lambda i: float(first[2 + i]))]
+    assert first[:2] == test.read_text().splitlines()[1].split(",")
+    assert abs(sum(map(float, first[3:])) - 1) < 1e-5
+    assert first[2] == ["mid", "neg", "pos"][max(range(3), key=lambda i: float(first[3 + i]))]
     for suffix in (".jsonl", ".parquet"):
         out_file = tmp_path / f"pred{suffix}"
         assert (
@@ -55,7 +57,7 @@ def test_fit_predict_eval_compare(tmp_path, capsys, data):
             if suffix == ".jsonl"
             else pq.read_table(out_file).to_pylist()
         )
-        assert len(rows) == 60 and rows[0]["label"] == first[1]
+        assert len(rows) == 60 and (rows[0]["label"], rows[0]["predicted"]) == tuple(first[1:3])
 
     png = tmp_path / "confusion.png"
     code, out, err = run(
@@ -110,6 +112,7 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, data):
     missing.write_text("text,label\na,x\nb,\nc,y\n")
     numbers = table(tmp_path / "numbers.csv", ["1", "2"], ["x", "y"], ("score", "label"))
     out = str(tmp_path / "clf")
+    zero_shot = ["fit", str(train), "--method", "zero-shot", "--via", "cosine"]
     cases = [
         (["fit", str(one_class), "--encoder", "bow", "--out", out], "one class only"),
         (
@@ -131,6 +134,11 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys, data):
             ["fit", str(train), "--method", "zero-shot", "--verbalizers", "pos", "--out", out],
             "--verbalizers takes label=word pairs",
         ),
+        (
+            [*zero_shot, "--verbalizers", "pos=good,neg=good", "--out", out],
+            "two classes share the word 'good' (neg and pos)",
+        ),
+        (["eval", str(tmp_path), str(test), "--confusion", "c.gif"], "a figure must end in"),
     ]
     for args, expected in cases:
         code, _, err = run(capsys, "classify", *args)
@@ -161,3 +169,20 @@ def test_verbalizers_name_the_labels_of_a_zero_shot_classifier(tmp_path, capsys,
     assert run(capsys, "classify", *args, "--out", str(out))[0] == 0
     saved = json.loads((out / "lmlab.json").read_text())["options"]["verbalizers"]
     assert saved == {"pos": "good", "neg": "bad", "mid": "so-so"}
+
+
+def test_predict_keeps_the_id_and_the_gold_labels(tmp_path, capsys, data):
+    train, _ = data
+    clf = tmp_path / "clf"
+    assert run(capsys, "classify", "fit", str(train), "--encoder", "bow", "--out", str(clf))[0] == 0
+    new = tmp_path / "new.jsonl"
+    rows = [{"id": 7, "stars": "pos", "text": "a great film"}, {"text": "a bad film"}]
+    new.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "pred.csv"
+    code, _, err = run(capsys, "classify", "predict", str(clf), str(new), "--out", str(out))
+    assert code == 0, err
+    lines = out.read_text().splitlines()
+    assert lines[0] == "id,text,stars,predicted,p_mid,p_neg,p_pos"
+    assert lines[1].startswith("7,a great film,pos,") and lines[2].startswith(",a bad film,,")
+    code, _, err = run(capsys, "classify", "predict", str(clf), str(new), "--label-col", "gold")
+    assert code == 2 and "new.jsonl has no column 'gold'" in err

@@ -206,6 +206,13 @@ def test_save_and_load_keep_what_fit_set_up(tmp_path, mock_run):
 def test_bad_options_are_clear_errors(mock_run):
     with pytest.raises(LmlabError, match="unknown classes: maybe"):
         ZeroShot(model=mock_run, verbalizers={"maybe": "perhaps"}).fit([], np.array([]), ["a"])
+    with pytest.raises(LmlabError, match="two classes share the word 'good' \\(0 and 1\\)"):
+        ZeroShot(model=mock_run, verbalizers={"0": "good", "1": "Good "}).fit([], [], ["0", "1"])
+    with pytest.raises(LmlabError, match="share the word 'yes'"):  # given and default alike
+        FewShot(model=mock_run, verbalizers={"no": "yes"}).fit(["a"], np.array([0]), ["no", "yes"])
+    same = {"a": "a recipe", "b": "a recipe"}
+    with pytest.raises(LmlabError, match="share the description 'a recipe'"):
+        ZeroShot(via="cosine", descriptions=same).fit([], np.array([]), ["a", "b"])
     with pytest.raises(LmlabError, match="via"):
         ZeroShot(via="nli")
     with pytest.raises(LmlabError, match="placeholder"):

@@ -75,6 +75,8 @@ def test_interrupted_run_resumes(encoder, tmp_path, monkeypatch):
     monkeypatch.setattr(type(encoder), "encode_with_stats", original)
     report = embed_file(src, tmp_path / "out.npy", model=encoder, chunk_size=4, progress=False)
     assert report.resumed_chunks == 2 and report.count == 12
+    # the counts are the whole file's, not only the chunk embedded by this run
+    assert report.n_tokens == encoder.encode_with_stats(TEXTS * 3).n_tokens
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), encoder.encode(TEXTS * 3), atol=1e-6)
 
 

@@ -104,5 +104,18 @@ def test_maps_write_pngs(tmp_path):
         )
         assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_pca_curve(pca_curve(x), tmp_path / "pca.png").stat().st_size > 1000
+    # the format is the one the name asks for; another ending is refused, nothing written
+    points = project(x, "pca")
+    magic = {
+        "m.jpg": b"\xff\xd8\xff",
+        "m.JPEG": b"\xff\xd8\xff",
+        "m.pdf": b"%PDF",
+        "m.svg": b"<?xml",
+    }
+    for name, start in magic.items():
+        assert plot_map(points, ["p"] * 30, tmp_path / name).read_bytes().startswith(start)
+    with pytest.raises(LmlabError, match=r"m.gif: a figure must end in .png, .jpg, .pdf or .svg"):
+        plot_map(points, ["p"] * 30, tmp_path / "m.gif")
+    assert not list(tmp_path.glob("*.gif")) and not list(tmp_path.glob(".*"))
     with pytest.raises(LmlabError, match="method must be one of"):
         project(x, "mds")

@@ -141,5 +141,28 @@ def test_zero_shot_classification_ranks_labels():
     multi = classify(text, candidate_labels=labels, multi_label=True)
     assert all(0 < s < 1 for s in multi["scores"])
     assert multi["scores"] == sorted(multi["scores"], reverse=True)
+
+
+def test_multi_label_scores_each_label_on_its_own():
+    classify = lmlab.pipeline("zero-shot-classification")
+    labels = ["sports", "politics", "cooking"]
+    cases = {  # the README's example first: it used to rank politics first
+        "The team won the cup.": "sports",
+        "The striker scored twice and the team won the cup final.": "sports",
+        "Parliament passed the new tax bill.": "politics",
+        "Whisk the eggs and fold in the flour.": "cooking",
+    }
+    for text, label in cases.items():
+        out = classify(text, candidate_labels=labels, multi_label=True)
+        scores = dict(zip(out["labels"], out["scores"], strict=True))
+        assert out["labels"][0] == label, out
+        # the label that applies is above one half, the others below
+        assert scores[label] > 0.5 > max(s for k, s in scores.items() if k != label), out
+    # a label's score does not depend on the other candidates
+    alone = classify("The team won the cup.", candidate_labels=["sports"], multi_label=True)
+    both = classify(
+        "The team won the cup.", candidate_labels=["politics", "sports"], multi_label=True
+    )
+    assert alone["scores"][0] == pytest.approx(both["scores"][both["labels"].index("sports")])
     with pytest.raises(LmlabError, match="candidate_labels"):
         classify(text)

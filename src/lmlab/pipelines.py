@@ -257,7 +257,9 @@ class ZeroShotClassificationPipeline(Pipeline):
     Each label becomes a hypothesis (hypothesis_template, "This example is {}."). via="cosine"
     (default): the cosine of the text's embedding to each hypothesis's; via="lm": the chat
     model's log-probability of each label's word. With multi_label, each label is scored on
-    its own against its negation ("This example is not {}."), so the scores need not sum to 1.
+    its own, so the scores need not sum to 1: via="cosine", the probability that the text is
+    closer to the hypothesis than a content-free text is (see `_independent`); via="lm", the
+    model's P(yes) to "Question: <hypothesis> Yes or no?" after the text.
 
     `model`: the encoder (via="cosine") or the language model (via="lm").
     """
@@ -282,7 +284,9 @@ class ZeroShotClassificationPipeline(Pipeline):
         labels = _labels(candidate_labels)
         if "{}" not in hypothesis_template:
             raise LmlabError("hypothesis_template needs a {} for the label", param="template")
-        if multi_label:
+        if multi_label and self.via == "cosine":
+            scores = self._independent(texts, [hypothesis_template.format(x) for x in labels])
+        elif multi_label:
             scores = np.stack(
                 [self._entailment(texts, label, hypothesis_template) for label in labels], 1
             )
@@ -311,21 +315,35 @@ class ZeroShotClassificationPipeline(Pipeline):
             method = ZeroShot(via="lm", verbalizers=words, **self.options)
         return method.fit([], np.array([]), labels).predict_proba(texts)
 
+    def _independent(self, texts: list[str], hypotheses: list[str]) -> np.ndarray:
+        """P(each hypothesis holds), label by label (n, labels), from embedding cosines:
+        sigmoid((cos(text, hypothesis) - c0) / T), where c0 is the hypothesis's mean cosine
+        with the content-free texts ("N/A", "", "[MASK]") and T the zero-shot temperature.
+
+        A score is above 0.5 when the text is closer to the label than a text that says
+        nothing is, so it does not depend on the other candidates. The reference is the
+        hypothesis's own (contextual calibration, as the LM path's): some labels are close to
+        everything. Scoring a label against its negation ("This example is not {}.") does not
+        work with sentence embeddings, which hardly see the "not"."""
+        from lmlab.classify.prompting import CONTENT_FREE, COSINE_TEMPERATURE
+        from lmlab.embed.load import encode
+        from lmlab.models import DEFAULT_ENCODER
+
+        encoder = self.options.get("encoder", DEFAULT_ENCODER)
+        temperature = self.options.get("temperature", COSINE_TEMPERATURE)
+        anchors = encode(hypotheses, encoder)  # (labels, d), L2-normalised
+        reference = (encode(list(CONTENT_FREE), encoder) @ anchors.T).mean(axis=0)
+        logits = (encode(texts, encoder) @ anchors.T - reference) / temperature
+        return 1 / (1 + np.exp(-logits))
+
     def _entailment(self, texts: list[str], label: str, template: str) -> np.ndarray:
-        """P(the hypothesis holds) for one label: it against its negation, as NLI's
-        entailment against contradiction."""
+        """P(the hypothesis holds) for one label, by the LM: "yes" against "no" to the
+        question of the hypothesis (calibrated), as NLI's entailment against contradiction."""
         from lmlab.classify.prompting import ZeroShot
 
-        hypothesis = template.format(label)
-        if self.via == "cosine":
-            negation = template.replace(" is ", " is not ", 1).format(label)
-            if negation == hypothesis:
-                negation = f"This example is not {label}."
-            descriptions = {"yes": hypothesis, "no": negation}
-            method = ZeroShot(via="cosine", descriptions=descriptions, **self.options)
-        else:
-            prompt = "{text}\nQuestion: " + hypothesis.replace("{", "{{").replace("}", "}}")
-            method = ZeroShot(via="lm", template=prompt + " Yes or no?\nAnswer:", **self.options)
+        hypothesis = template.format(label).replace("{", "{{").replace("}", "}}")
+        prompt = "{text}\nQuestion: " + hypothesis + " Yes or no?\nAnswer:"
+        method = ZeroShot(via="lm", template=prompt, **self.options)
         return method.fit([], np.array([]), ["yes", "no"]).predict_proba(texts)[:, 0]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lmlab.embed.batch import read_table
+from lmlab.embed.batch import TableFile, read_table, text_cell
 from lmlab.errors import LmlabError
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -30,6 +30,7 @@ class Table:
     text_col: str
     label_col: str | None
     guessed: list[str]  # "text" and/or "label": the columns picked by name, not given
+    file: TableFile | None = None  # the whole table (predict keeps its id and label columns)
 
 
 def read_labelled(
@@ -48,7 +49,8 @@ def read_labelled(
         >>> t.texts[0], t.labels[0]
         ("it 's a charming and often affecting journey . ", '1')
     """
-    names, records, path = _open(path)
+    table, path = _open(path)
+    names = table.names
     guessed = []
     if text_col is None:
         text_col = _guess(names, TEXT_NAMES, "text", path)
@@ -57,21 +59,22 @@ def read_labelled(
         label_col = _guess([n for n in names if n != text_col], LABEL_NAMES, "label", path)
         guessed.append("label")
     _check_columns(path, names, text_col, label_col)
-    texts = _texts(path, records, text_col)
-    raw = _filled(path, records, label_col, "value in label column", "label_col")
+    texts = _texts(path, table, text_col)
+    raw = _filled(path, table.records, label_col, "value in label column", "label_col")
     labels = [label_text(v) for v in raw]
-    return Table(texts, labels, text_col, label_col, guessed)
+    return Table(texts, labels, text_col, label_col, guessed, table)
 
 
 def read_unlabelled(path: str | Path, text_col: str | None = None) -> Table:
     """Only the texts of a table (to predict); `labels` is None."""
-    names, records, path = _open(path)
+    table, path = _open(path)
     guessed = []
     if text_col is None:
-        text_col = _guess(names, TEXT_NAMES, "text", path)
+        text_col = _guess(table.names, TEXT_NAMES, "text", path)
         guessed.append("text")
-    _check_columns(path, names, text_col)
-    return Table(_texts(path, records, text_col), None, text_col, None, guessed)
+    _check_columns(path, table.names, text_col)
+    texts = _texts(path, table, text_col)
+    return Table(texts, None, text_col, None, guessed, table)
 
 
 def label_text(value: object) -> str:
@@ -81,7 +84,7 @@ def label_text(value: object) -> str:
     return str(value).strip()
 
 
-def _open(path: str | Path) -> tuple[list[str], list[dict], Path]:
+def _open(path: str | Path) -> tuple[TableFile, Path]:
     path = Path(path)
     if not path.is_file():
         raise LmlabError(f"no such file: {path}", param="file")
@@ -89,16 +92,22 @@ def _open(path: str | Path) -> tuple[list[str], list[dict], Path]:
         raise LmlabError(
             f"{path.name}: a data file must end in {', '.join(SUFFIXES)}", param="file"
         )
-    names, records = read_table(path)
-    if not records:
+    table = read_table(path)
+    if not table.records:
         raise LmlabError(f"{path.name} has no rows", param="file")
-    return names, records, path
+    return table, path
+
+
+def find_column(names: list[str], candidates: tuple[str, ...]) -> str | None:
+    """The one column whose name is among `candidates` (case-insensitive), else None."""
+    found = [n for n in names if n.strip().lower() in candidates]
+    return found[0] if len(found) == 1 else None
 
 
 def _guess(names: list[str], candidates: tuple[str, ...], what: str, path: Path) -> str:
-    found = [n for n in names if n.strip().lower() in candidates]
-    if len(found) == 1:
-        return found[0]
+    found = find_column(names, candidates)
+    if found is not None:
+        return found
     flag = f"--{what}-col"
     raise LmlabError(
         f"{path.name}: cannot tell which column holds the {what}s; pass {flag} "
@@ -129,8 +138,10 @@ def _filled(path: Path, records: list[dict], column: str, what: str, param: str)
     return values
 
 
-def _texts(path: Path, records: list[dict], column: str) -> list[str]:
-    values = _filled(path, records, column, "text in column", "text_col")
+def _texts(path: Path, table: TableFile, column: str) -> list[str]:
+    for place, record in zip(table.places, table.records, strict=True):
+        text_cell(path, place, column, record.get(column))  # a list or an object: an error
+    values = _filled(path, table.records, column, "text in column", "text_col")
     if all(_is_number(v) for v in values):
         raise LmlabError(
             f"{path.name}: text column {column!r} holds numbers, not texts; "

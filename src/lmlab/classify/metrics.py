@@ -18,8 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.home import atomic_file
-
 
 def confusion_matrix(y_true: Sequence, y_pred: Sequence, classes: Sequence) -> np.ndarray:
     """int array (K, K): entry [i, j] counts texts of class i predicted as class j."""
@@ -61,7 +59,7 @@ class Report:
         return asdict(self)
 
     def plot_confusion(self, path: str | Path) -> Path:
-        """Write the confusion matrix as a PNG heat map (see `plot_confusion`)."""
+        """Write the confusion matrix as a heat map (see `plot_confusion`)."""
         return plot_confusion(np.array(self.confusion), self.classes, path)
 
     def __str__(self) -> str:
@@ -124,13 +122,15 @@ def macro_f1(y_true: Sequence, y_pred: Sequence, classes: Sequence[str] | None =
 
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path) -> Path:
-    """A PNG heat map of the confusion matrix, counts written in the cells, rows = true class."""
+    """A heat map of the confusion matrix, counts written in the cells, rows = true class;
+    PNG, JPEG, PDF or SVG by `path`'s ending."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
+    from lmlab.embed.maps import save_figure
+
     k = len(classes)
     fig, ax = plt.subplots(figsize=(2.5 + 0.7 * k, 2 + 0.7 * k))
     ax.imshow(matrix, cmap="Blues")
@@ -144,8 +144,4 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | Path)
             color = "white" if matrix[i, j] > threshold else "black"
             ax.text(j, i, str(matrix[i, j]), ha="center", va="center", color=color)
     ax.set_title("confusion matrix")
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

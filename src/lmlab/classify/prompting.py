@@ -42,6 +42,7 @@ PLAIN_TEMPLATE = "{text}\nThis text is"
 # The user turn of a chat; the answer begins the assistant's turn.
 CHAT_TEMPLATE = "{text}\n\nIs this text {labels}? Answer with one word."
 CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al.'s content-free inputs
+COSINE_TEMPERATURE = 0.05  # of the softmax over cosines (MiniLM's cosines differ by ~0.1)
 PROGRESS_FROM = 50  # texts: fewer are classified without a progress bar
 FEW_SHOT_INSTRUCTION = "Classify each text as one of: {labels}. Answer with one word."
 
@@ -142,7 +143,25 @@ def _verbalizers(classes: list[str], given: dict[str, str] | None) -> list[str]:
         raise LmlabError(
             f"verbalizers name unknown classes: {', '.join(sorted(unknown))}", param="verbalizers"
         )
-    return [str(given.get(c, str(c).lower())) for c in classes]
+    words = [str(given.get(c, str(c).lower())) for c in classes]
+    _distinct(classes, words, "word", "verbalizers")
+    return words
+
+
+def _distinct(classes: list[str], words: list[str], what: str, param: str) -> None:
+    """Two classes with the same word (or description) get the same score, so the first always
+    wins: an error naming them. Compared without case or surrounding spaces, as answers are."""
+    owner: dict[str, tuple[str, str]] = {}  # word, folded -> (class, word)
+    for c, w in zip(classes, words, strict=True):
+        key = w.strip().lower()
+        if key in owner:
+            first, word = owner[key]
+            raise LmlabError(
+                f"two classes share the {what} {word!r} ({first} and {c}): "
+                f"give each class its own {what}",
+                param=param,
+            )
+        owner[key] = c, w.strip()
 
 
 class ZeroShot(Method):
@@ -181,7 +200,7 @@ class ZeroShot(Method):
         calibrate: bool = True,
         encoder: str = DEFAULT_ENCODER,
         descriptions: dict[str, str] | None = None,
-        temperature: float = 0.05,
+        temperature: float = COSINE_TEMPERATURE,
         backend: str = "auto",
         threads: int | None = None,
     ) -> None:
@@ -205,6 +224,8 @@ class ZeroShot(Method):
         self.classes_ = [str(c) for c in classes]
         self.verbalizers_ = _verbalizers(self.classes_, self.options["verbalizers"])
         self.calibration_: list[float] | None = None
+        if self.options["via"] == "cosine":
+            self._descriptions()  # two classes described alike: an error now, not at predict
         if self.options["via"] == "lm" and self.options["calibrate"]:
             free = self._lm_scores(list(CONTENT_FREE), calibrated=False)
             self.calibration_ = _softmax(free).mean(axis=0).tolist()
@@ -252,13 +273,19 @@ class ZeroShot(Method):
     def _cosine(self, texts: list[str]) -> np.ndarray:
         from lmlab.embed.load import encode
 
-        given = self.options["descriptions"] or {}
-        descriptions = [
-            given.get(c, v) for c, v in zip(self.classes_, self.verbalizers_, strict=True)
-        ]
+        descriptions = self._descriptions()
         vectors = encode(texts, self.options["encoder"])  # (n, d), L2-normalised
         anchors = encode(descriptions, self.options["encoder"])  # (classes, d)
         return _softmax(vectors @ anchors.T / self.options["temperature"])
+
+    def _descriptions(self) -> list[str]:
+        """What each class is embedded as (via="cosine"): its description, else its word."""
+        given = self.options["descriptions"] or {}
+        descriptions = [
+            str(given.get(c, v)) for c, v in zip(self.classes_, self.verbalizers_, strict=True)
+        ]
+        _distinct(self.classes_, descriptions, "description", "descriptions")
+        return descriptions
 
     def save(self, folder: Path) -> None:
         state = {"calibration": self.calibration_}

@@ -188,8 +188,17 @@ def predict(
         typer.Option("--out", "-o", help="CSV, TSV, JSONL or Parquet (default: CSV on stdout)."),
     ] = None,
     text_col: TextColOpt = None,
+    label_col: Annotated[
+        str | None,
+        typer.Option(
+            "--label-col", help="Gold labels to keep beside the prediction (default: by name)."
+        ),
+    ] = None,
 ) -> None:
-    """Label every text of DATA, with each class's probability."""
+    """Label every text of DATA, with each class's probability.
+
+    The output has the input's id column (if any), the text, the input's label column (if
+    any, unchanged: to compare with), `predicted` and one p_<class> column per class."""
     from lmlab.classify.classifier import TextClassifier
     from lmlab.classify.data import read_unlabelled
 
@@ -198,16 +207,45 @@ def predict(
     clf = TextClassifier.load(folder)
     table = read_unlabelled(data, text_col)
     _say_guessed(table)
+    kept = _kept_columns(data, table, label_col)
     proba = clf.predict_proba(table.texts)
     labels = clf.classes_[proba.argmax(axis=1)]
-    columns = ["text", "label", *(f"p_{c}" for c in clf.classes_)]
+    columns = [*kept, "predicted", *(f"p_{c}" for c in clf.classes_)]
+    records = table.file.records
     rows = [
-        [t, str(label), *(round(float(p), 6) for p in ps)]
-        for t, label, ps in zip(table.texts, labels, proba, strict=True)
+        [*(_cell(record, c, table.text_col, text) for c in kept), str(label)]
+        + [round(float(p), 6) for p in ps]
+        for record, text, label, ps in zip(records, table.texts, labels, proba, strict=True)
     ]
     _write_rows(columns, rows, out)
     if out is not None:
         print(f"wrote {len(rows)} predictions to {out}", file=sys.stderr)
+
+
+def _kept_columns(data: Path, table, label_col: str | None) -> list[str]:
+    """The input columns a prediction file repeats: id (if there is one), the text, and the
+    gold labels (--label-col, or a column named like one), so predictions can be compared."""
+    from lmlab.classify.data import LABEL_NAMES, find_column
+
+    names = table.file.names
+    if label_col is not None and label_col not in names:
+        raise LmlabError(
+            f"{data.name} has no column {label_col!r} (columns: {', '.join(names)})",
+            param="label_col",
+        )
+    others = [n for n in names if n not in ("id", table.text_col)]
+    label_col = label_col or find_column(others, LABEL_NAMES)
+    return [c for c in ("id", table.text_col, label_col) if c is not None and c in names]
+
+
+def _cell(record: dict, column: str, text_col: str, text: str) -> str:
+    """A kept input value as a string (files disagree on types; a missing one is empty)."""
+    from lmlab.classify.data import label_text
+
+    if column == text_col:
+        return text
+    value = record.get(column)
+    return "" if value is None else label_text(value)
 
 
 def _write_rows(columns: list[str], rows: list[list], out: Path | None) -> None:
@@ -243,7 +281,7 @@ def evaluate(
     text_col: TextColOpt = None,
     label_col: LabelColOpt = None,
     confusion: Annotated[
-        Path | None, typer.Option(help="Also draw the confusion matrix into this PNG.")
+        Path | None, typer.Option(help="Also draw the confusion matrix (.png, .jpg, .pdf or .svg).")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -251,6 +289,10 @@ def evaluate(
     from lmlab.classify.classifier import TextClassifier
     from lmlab.classify.data import read_labelled
 
+    if confusion is not None:
+        from lmlab.embed.maps import figure_format
+
+        figure_format(confusion)  # a wrong ending fails before the work
     clf = TextClassifier.load(folder)
     table = read_labelled(data, text_col, label_col)
     _say_guessed(table)

@@ -33,6 +33,7 @@ DimensionsOpt = Annotated[
     int | None, typer.Option("--dimensions", help="Keep the first k components (re-normalized).")
 ]
 KOpt = Annotated[int, typer.Option("-k", help="Number of clusters.")]
+FIGURE_HELP = "The figure to write: .png, .jpg, .pdf or .svg."
 EncoderBackendOpt = Annotated[
     str, typer.Option("--backend", help="auto, onnx, int8 (faster; cosine >= 0.99) or torch.")
 ]
@@ -63,7 +64,8 @@ def similarity(
     if as_json:
         emit_json({"texts": texts, "metric": metric, "matrix": matrix.round(6).tolist()})
         return
-    table = Table("", *texts, title=f"{metric} similarity ({model})")
+    kind = "distances" if metric == "euclidean" else "similarity"  # euclidean: 0 is identical
+    table = Table("", *texts, title=f"{metric} {kind} ({model})")
     for text, row in zip(texts, matrix, strict=True):
         table.add_row(text, *(f"{v:.3f}" for v in row))
     Console().print(table)
@@ -213,7 +215,7 @@ def cluster(
 @app.command("map")
 def map_(
     file: FileArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("map.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help=FIGURE_HELP)] = Path("map.png"),
     method: Annotated[str, typer.Option(help="tsne, pca or umap (if installed).")] = "tsne",
     model: EncoderOpt = DEFAULT_ENCODER,
     column: ColumnOpt = None,
@@ -224,10 +226,11 @@ def map_(
     seed: Annotated[int, typer.Option(help="Random seed of the projection.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Draw FILE's texts as a labelled 2-D scatter PNG."""
+    """Draw FILE's texts as a labelled 2-D scatter plot."""
     from lmlab.embed.cluster import cluster as run
-    from lmlab.embed.maps import plot_map, project
+    from lmlab.embed.maps import figure_format, plot_map, project
 
+    figure_format(out)  # a wrong ending fails before the embedding
     label_column = None if color_by == "cluster" else color_by
     texts, vectors, labels = _vectors_of(file, model, column, label_column)
     points = project(vectors, method, seed=seed)
@@ -252,7 +255,7 @@ def map_(
 @app.command()
 def pca(
     file: FileArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="The PNG to write.")] = Path("pca.png"),
+    out: Annotated[Path, typer.Option("--out", "-o", help=FIGURE_HELP)] = Path("pca.png"),
     model: EncoderOpt = DEFAULT_ENCODER,
     column: ColumnOpt = None,
     max_components: Annotated[
@@ -260,9 +263,10 @@ def pca(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reconstruction error of PCA against the number of components (table and PNG)."""
-    from lmlab.embed.maps import pca_curve, plot_pca_curve
+    """Reconstruction error of PCA against the number of components (table and figure)."""
+    from lmlab.embed.maps import figure_format, pca_curve, plot_pca_curve
 
+    figure_format(out)
     _, vectors, _ = _vectors_of(file, model, column)
     curve = pca_curve(vectors, max_components)
     plot_pca_curve(curve, out)

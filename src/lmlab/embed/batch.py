@@ -4,7 +4,8 @@ The input is streamed: read in chunks of a few thousand texts (text files line b
 JSONL record by record, Parquet one row group at a time), each chunk embedded in batches of
 similar length and saved under a hidden `.OUT.partial/` folder beside the output as it
 completes; a run that is interrupted and started again with the same input and options skips
-the chunks already done. The output appears only at the end, in one rename: vectors in OUT.npy
+the chunks already done (each chunk's token counts are kept beside its vectors, so the report
+covers the whole file). The output appears only at the end, in one rename: vectors in OUT.npy
 with their ids in OUT.ids.json, or one Parquet table with the columns id, text and embedding.
 Memory holds one chunk of texts at a time (and the ids, for .npy output).
 """
@@ -27,6 +28,7 @@ from lmlab.embed.base import Encoder
 from lmlab.embed.load import load_encoder
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_file, atomic_write_text
+from lmlab.text.files import open_text
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -69,28 +71,35 @@ def iter_texts(
 
 
 def _lines(path: Path) -> Iterator[tuple[str, str]]:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open_text(path) as f:
         for i, line in enumerate(f, 1):
             if line.strip():
                 yield str(i), line.rstrip("\r\n")
 
 
-def _records(path: Path, suffix: str) -> tuple[Iterator[dict], list[str] | None]:
+# A table's records come with their place in the file ("line 7"; Parquet: "row 7"), so that
+# a bad cell can be pointed at.
+Records = Iterator[tuple[str, dict]]
+
+
+def _records(path: Path, suffix: str) -> tuple[Records, list[str] | None]:
     """The records of a table, lazily, and its column names (None for JSONL: known at the end)."""
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.ParquetFile(path)
 
-        def groups() -> Iterator[dict]:
+        def groups() -> Records:
+            rows = itertools.count(1)
             for g in range(table.num_row_groups):  # one row group in memory at a time
-                yield from table.read_row_group(g).to_pylist()
+                for record in table.read_row_group(g).to_pylist():
+                    yield f"row {next(rows)}", record
 
         return groups(), table.schema_arrow.names
     if suffix == ".jsonl":
 
-        def objects() -> Iterator[dict]:
-            with open(path, encoding="utf-8") as f:
+        def objects() -> Records:
+            with open_text(path) as f:
                 for n, line in enumerate(f, 1):
                     if line.strip():
                         try:
@@ -99,44 +108,73 @@ def _records(path: Path, suffix: str) -> tuple[Iterator[dict], list[str] | None]
                             raise LmlabError(f"{path} line {n} is not valid JSON: {e}") from None
                         if not isinstance(record, dict):
                             raise LmlabError(f"{path} line {n} is not a JSON object", param="file")
-                        yield record
+                        yield f"line {n}", record
 
         return objects(), None
     delimiter = "\t" if suffix == ".tsv" else ","
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+    with open_text(path, newline="") as f:
         names = next(csv.reader(f, delimiter=delimiter), [])
 
-    def dicts() -> Iterator[dict]:
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            yield from csv.DictReader(f, delimiter=delimiter)
+    def dicts() -> Records:
+        with open_text(path, newline="") as f:
+            reader = csv.DictReader(f, delimiter=delimiter)
+            for record in reader:
+                yield f"line {reader.line_num}", record
 
     return dicts(), names
 
 
 def _table_rows(
-    path: Path, records: Iterator[dict], column: str, label_column: str | None
+    path: Path, records: Records, column: str, label_column: str | None
 ) -> Iterator[tuple[str, ...]]:
     seen: set[str] = set()  # JSONL: the keys met, to name a column no record has
-    for i, r in enumerate(records, 1):
+    for i, (place, r) in enumerate(records, 1):
         seen.update(r)
-        text = r.get(column)
-        if text is not None and str(text).strip():
-            key, text = str(r.get("id", i)), str(text)
+        text = text_cell(path, place, column, r.get(column))
+        if text is not None:
+            key = r.get("id")
+            key = str(i) if key is None or str(key).strip() == "" else str(key)
             yield (key, text) if label_column is None else (key, text, str(r.get(label_column)))
     for wanted in (column, label_column):
         if wanted is not None and seen and wanted not in seen:
             raise LmlabError(_no_column(path, wanted, sorted(seen)), param="column")
 
 
+def text_cell(path: Path, place: str, column: str, value: object) -> str | None:
+    """A table cell as a text: None when it is empty (null, or blank); a list or an object
+    (JSON, Parquet) is an error naming its line, rather than its Python repr embedded."""
+    if isinstance(value, list | tuple | dict):
+        kind = "an object" if isinstance(value, dict) else "a list"
+        raise LmlabError(
+            f"{path.name} {place}: the text in column {column!r} is {kind}; it must be a string",
+            param="column",
+        )
+    if value is None or not str(value).strip():
+        return None
+    return str(value)
+
+
 def _no_column(path: Path, wanted: str, names: list[str]) -> str:
     return f"{path.name} has no column {wanted!r} (columns: {', '.join(names) or 'none'})"
 
 
-def read_table(path: Path) -> tuple[list[str], list[dict]]:
-    """(column names, rows as dicts) of a whole .csv, .tsv, .jsonl or .parquet file."""
+@dataclass
+class TableFile:
+    """A whole table read into memory: its columns, its records and where each one is."""
+
+    names: list[str]
+    records: list[dict]
+    places: list[str]  # "line 7" ("row 7" in Parquet), one per record: for error messages
+
+
+def read_table(path: Path) -> TableFile:
+    """The column names, rows (as dicts) and row places of a whole .csv, .tsv, .jsonl or
+    .parquet file."""
     records, names = _records(path, path.suffix.lower())
-    records = list(records)
-    return (names if names is not None else sorted({k for r in records for k in r})), records
+    pairs = list(records)
+    rows = [record for _, record in pairs]
+    names = names if names is not None else sorted({k for r in rows for k in r})
+    return TableFile(names, rows, [place for place, _ in pairs])
 
 
 @dataclass
@@ -206,16 +244,20 @@ def embed_file(
     ):
         for c, part in enumerate(itertools.chain([first], chunks)):
             chunk_path = partial / f"chunk_{c:06d}.npy"
-            if chunk_path.is_file():
+            stats = _chunk_stats(chunk_path)
+            if stats is not None:
                 resumed += 1
             else:
                 result = encoder.encode_with_stats(
                     [row[1] for row in part], batch_size=batch_size, dimensions=dimensions
                 )
+                stats = {"n_tokens": int(result.n_tokens), "n_truncated": int(result.n_truncated)}
                 with atomic_file(chunk_path) as tmp:
                     np.save(tmp, result.vectors.astype(DTYPES[dtype]))
-                n_tokens += result.n_tokens
-                n_truncated += result.n_truncated
+                # written last: a chunk is done when its counts are there
+                atomic_write_text(chunk_path.with_suffix(".json"), json.dumps(stats))
+            n_tokens += stats["n_tokens"]
+            n_truncated += stats["n_truncated"]
             dimension = write(part, chunk_path)
             count += len(part)
             bar.update(len(part))
@@ -223,6 +265,16 @@ def embed_file(
         bar.refresh()
     shutil.rmtree(partial, ignore_errors=True)
     return EmbedReport(str(out), count, dimension, dtype, n_tokens, n_truncated, resumed)
+
+
+def _chunk_stats(chunk_path: Path) -> dict | None:
+    """The token counts of a chunk an earlier run finished (beside its vectors, so a resumed
+    run reports the whole file's), or None if it is not done (or is from an older lmlab)."""
+    try:
+        stats = json.loads(chunk_path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    return stats if chunk_path.is_file() else None
 
 
 def _chunked(rows: Iterator[tuple[str, ...]], size: int) -> Iterator[list[tuple[str, ...]]]:

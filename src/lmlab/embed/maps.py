@@ -17,6 +17,7 @@ import numpy as np
 from lmlab.errors import LmlabError
 
 PROJECTIONS = ("tsne", "pca", "umap")
+FIGURE_FORMATS = ("png", "jpg", "jpeg", "pdf", "svg")
 
 
 def project(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0) -> np.ndarray:
@@ -57,8 +58,8 @@ def plot_map(
     title: str = "",
     max_labels: int = 200,
 ) -> Path:
-    """A scatter PNG of `points` (n, 2), each point labelled (up to `max_labels`), coloured by
-    `colors` (cluster numbers or label strings)."""
+    """A scatter plot of `points` (n, 2), each point labelled (up to `max_labels`), coloured by
+    `colors` (cluster numbers or label strings); PNG, JPEG, PDF or SVG by `out`'s ending."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,7 +81,7 @@ def plot_map(
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 @dataclass
@@ -120,7 +121,8 @@ def pca_curve(vectors: np.ndarray, max_components: int | None = None) -> PCACurv
 
 
 def plot_pca_curve(curve: PCACurve, out: str | Path) -> Path:
-    """A PNG of reconstruction error against the number of components."""
+    """A figure (PNG, JPEG, PDF or SVG) of reconstruction error against the number of
+    components."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,24 +134,38 @@ def plot_pca_curve(curve: PCACurve, out: str | Path) -> Path:
     ax.set_ylabel("mean squared reconstruction error")
     ax.set_title("PCA: the optimal linear autoencoder")
     ax.grid(alpha=0.3)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _short(text: str, n: int = 30) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _save(fig, out: str | Path) -> Path:
-    """Write the figure atomically (never a half-written PNG)."""
+def figure_format(out: str | Path) -> str:
+    """The image format a figure's file name asks for (png, jpg, pdf or svg: matplotlib writes
+    them all); another ending is an error, so that m.jpg never holds PNG bytes. Commands call
+    it before any work."""
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in FIGURE_FORMATS:
+        raise LmlabError(
+            f"{Path(out).name}: a figure must end in .png, .jpg, .pdf or .svg", param="out"
+        )
+    return "jpg" if suffix == "jpeg" else suffix
+
+
+def save_figure(fig, out: str | Path, *, dpi: int = 120) -> Path:
+    """Write the figure atomically (never a half-written file) in the format its name ends in,
+    and close it."""
     import matplotlib.pyplot as plt
 
     from lmlab.home import atomic_file
 
     out = Path(out)
     try:
+        image_format = figure_format(out)
         fig.tight_layout()
         with atomic_file(out) as tmp:
-            fig.savefig(tmp, format="png")
+            fig.savefig(tmp, format=image_format, dpi=dpi)
     finally:
         plt.close(fig)
     return out
