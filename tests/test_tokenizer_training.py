@@ -139,3 +139,15 @@ def test_word_ids_have_no_holes_when_the_corpus_holds_a_special_token(tmp_path):
     assert tok.encode("a zebra") == [tok.encode("a")[0], tok.encode("<unk>")[0]]
     capped = train_tokenizer([path], tmp_path / "w3", kind="word", vocab_size=3)
     assert capped.vocab_size == 3 and capped.tokens("a c") == ["a", "<unk>"]
+
+
+def test_corpus_files_are_strict_utf8_and_a_byte_order_mark_is_skipped(tmp_path):
+    from lmlab.text.tokenizer_training import read_corpus
+
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbflow lower\n")
+    assert read_corpus([bom]) == ["low lower\n"]  # no U+FEFF to learn as a character
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"low\ncaf\xe9\n")
+    with pytest.raises(LmlabError, match=r"latin1.txt is not UTF-8 \(line 2, byte 0xe9\)"):
+        read_corpus([latin1])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir
+from lmlab.text.files import open_text
 
 KINDS = ("bpe", "byte-bpe", "wordpiece", "char", "word")
 END_OF_TEXT = "<|endoftext|>"  # separates documents; ends a generation
@@ -158,8 +159,9 @@ def read_corpus(paths: Iterable[str | Path]) -> list[str]:
     texts = []
     for path in map(Path, paths):
         try:
-            texts.append(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as e:
+            with open_text(path) as f:  # strict UTF-8, a byte-order mark skipped
+                texts.append(f.read())
+        except OSError as e:
             raise LmlabError(f"cannot read corpus file {path}: {e}") from None
     if not texts or not any(t.strip() for t in texts):
         raise LmlabError("the corpus is empty: give one or more non-empty text files")
