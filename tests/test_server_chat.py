@@ -9,6 +9,8 @@ import openai
 import pytest
 from server_process import Server
 
+import lmlab
+
 MODEL = "smollm2-135m-instruct"
 TUTOR = [
     {"role": "system", "content": "You are a terse geography tutor."},
@@ -108,9 +110,84 @@ def test_completions_endpoint(client):
     )
     assert r.choices[0].text.startswith("The capital of France is")
     assert "Paris" in r.choices[0].text
-    assert len(r.choices[0].logprobs.tokens) == 4
+    assert len(r.choices[0].logprobs.tokens) == r.usage.prompt_tokens + 4  # echoed, then new
     two = client.completions.create(model=MODEL, prompt=["One", "Two"], max_tokens=3, n=2)
     assert [c.index for c in two.choices] == [0, 1, 2, 3]
+
+
+def test_echo_with_logprobs_scores_the_prompt_tokens(client, llama_lm):
+    prompt = "The capital of France is"
+    r = client.completions.create(
+        model=MODEL, prompt=prompt, max_tokens=4, temperature=0, echo=True, logprobs=2
+    )
+    text, lp = r.choices[0].text, r.choices[0].logprobs
+    assert "".join(lp.tokens) == text
+    assert len(lp.tokens) == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert lp.token_logprobs[0] is None and lp.top_logprobs[0] is None  # nothing precedes it
+    for token, offset in zip(lp.tokens, lp.text_offset, strict=True):
+        assert text[offset : offset + len(token)] == token
+    expected = lmlab.score(llama_lm, prompt).logprobs  # the library's scores of the same text
+    scored = lp.token_logprobs[1 : r.usage.prompt_tokens]
+    assert scored == pytest.approx(expected, abs=0.05)
+    assert all(len(top) == 2 for top in lp.top_logprobs[1:])
+
+
+def test_streamed_completions_echo_the_prompt_first(client):
+    request = dict(
+        model=MODEL, prompt="The capital of France is", max_tokens=6, temperature=0, echo=True
+    )
+    whole = client.completions.create(**request).choices[0].text
+    chunks = [c.choices[0].text for c in client.completions.create(**request, stream=True)]
+    assert chunks[0] == "The capital of France is"
+    assert "".join(chunks) == whole
+
+
+def test_logprob_bytes_are_the_tokens_own_bytes(client):
+    # each emoji is 3 tokens of this vocabulary, each holding part of its UTF-8 bytes
+    r = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Write three emoji: 🙂🎉🚀"}],
+        temperature=0,
+        max_tokens=30,
+        logprobs=True,
+        top_logprobs=2,
+    )
+    content = r.choices[0].logprobs.content
+    assert any(step.token == "\ufffd" for step in content)  # a partial character was sampled
+    joined = b"".join(bytes(step.bytes) for step in content)
+    assert joined.decode() == r.choices[0].message.content
+
+
+def test_null_means_the_default(server, client):
+    r = client.chat.completions.create(model=MODEL, messages=TUTOR, temperature=None, max_tokens=3)
+    assert r.choices[0].finish_reason == "length"
+    unset = dict.fromkeys(
+        [
+            "temperature",
+            "top_p",
+            "n",
+            "presence_penalty",
+            "frequency_penalty",
+            "stream",
+            "seed",
+            "logprobs",
+            "top_logprobs",
+            "stop",
+            "stream_options",
+            "response_format",
+            "user",
+        ]
+    )
+    body = dict(model=MODEL, messages=TUTOR, max_tokens=3) | unset
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 1 and r.json()["choices"][0]["logprobs"] is None
+    body = dict(model=MODEL, prompt="The capital of France is") | unset
+    body |= dict.fromkeys(["echo", "max_tokens", "suffix"])
+    r = httpx.post(f"{server.url}/v1/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    assert not r.json()["choices"][0]["text"].startswith("The capital")  # echo: false
+    assert r.json()["usage"]["completion_tokens"] <= 16  # max_tokens: 16
 
 
 def test_concurrent_requests_decode_as_if_alone(client):
@@ -166,6 +243,19 @@ def test_a_client_that_disconnects_stops_its_generation(server, client):
     pytest.fail("generation still running after the client left")
 
 
+def test_a_client_that_times_out_stops_its_non_streamed_generation(server):
+    # counting goes on to max_tokens (minutes here); the answer would come only at the end
+    body = dict(model=MODEL, prompt="1, 2, 3, 4, 5,", temperature=0, max_tokens=2000, n=4)
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{server.url}/v1/completions", json=body, timeout=3)
+    deadline = time.time() + 6
+    while time.time() < deadline:
+        if httpx.get(f"{server.url}/health").json()["running"][MODEL] == 0:
+            return
+        time.sleep(0.2)
+    pytest.fail("generation still running after the client left")
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "param"),
     [
@@ -177,6 +267,14 @@ def test_a_client_that_disconnects_stops_its_generation(server, client):
         (dict(temperature=-1), openai.BadRequestError, "temperature"),
         (dict(messages=[{"role": "wizard", "content": "hi"}]), openai.BadRequestError, None),
         (dict(messages=[]), openai.BadRequestError, "messages"),
+        (dict(messages=[{"role": "user"}]), openai.BadRequestError, "messages"),
+        (dict(messages=[{"role": "system", "content": None}]), openai.BadRequestError, "messages"),
+        (dict(top_logprobs=2), openai.BadRequestError, "top_logprobs"),
+        (
+            dict(response_format={"type": "json_object"}, stop=["}"]),
+            openai.BadRequestError,
+            "stop",
+        ),
     ],
 )
 def test_bad_requests_raise_the_openai_errors(client, kwargs, error, param):
@@ -189,6 +287,14 @@ def test_bad_requests_raise_the_openai_errors(client, kwargs, error, param):
         assert body["param"].startswith(param)
     if error is openai.NotFoundError:
         assert MODEL in body["message"]
+
+
+@pytest.mark.parametrize("field", ["stream", "logprobs"])
+def test_booleans_are_strict(server, field):
+    body = {"model": MODEL, "messages": TUTOR, "max_tokens": 2, field: "yes"}
+    r = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == field
 
 
 def test_context_overflow_has_its_code(client):
@@ -227,6 +333,23 @@ def test_malformed_bodies_get_4xx_in_openai_shape(server, content, status):
     assert httpx.get(f"{server.url}/health").status_code == 200  # still serving
 
 
+def test_a_chunked_body_over_the_limit_is_413(server):
+    def body():  # no Content-Length: the size is known only while reading
+        yield b'{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": "'
+        for _ in range(22):
+            yield b"x" * 100_000
+        yield b'"}]}'
+
+    r = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        content=body(),
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
+
+
 def test_langchain_chat_openai_with_history(server):
     from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
     from langchain_openai import ChatOpenAI
@@ -243,14 +366,25 @@ def test_langchain_chat_openai_with_history(server):
     assert "Ada" in reply.content
 
 
-def test_api_key_is_required_when_set():
+@pytest.fixture(scope="module")
+def keyed_server():
     s = Server("--embedding-model", "", "--api-key", "sesame")
-    try:
-        bad = openai.OpenAI(base_url=f"{s.url}/v1", api_key="wrong", max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
-            bad.models.list()
-        good = openai.OpenAI(base_url=f"{s.url}/v1", api_key="sesame", max_retries=0)
-        assert good.models.list().data[0].id == MODEL
-        assert httpx.get(f"{s.url}/health").status_code == 200  # health stays open
-    finally:
-        s.stop()
+    yield s
+    s.stop()
+
+
+def test_api_key_is_required_when_set(keyed_server):
+    s = keyed_server
+    bad = openai.OpenAI(base_url=f"{s.url}/v1", api_key="wrong", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    good = openai.OpenAI(base_url=f"{s.url}/v1", api_key="sesame", max_retries=0)
+    assert good.models.list().data[0].id == MODEL
+    assert httpx.get(f"{s.url}/health").status_code == 200  # health stays open
+
+
+def test_a_non_ascii_api_key_is_refused_not_a_crash(keyed_server):
+    headers = {"Authorization": "Bearer sésame".encode()}  # httpx sends str headers as ASCII
+    r = httpx.get(f"{keyed_server.url}/v1/models", headers=headers)
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "invalid_api_key"

@@ -69,6 +69,18 @@ def test_bad_embedding_requests_are_400(server, kwargs, param):
     assert r.json()["error"]["param"].startswith(param)
 
 
+@pytest.mark.parametrize("inputs", [[[1] * 2000, [2924]], ["bank " * 1000, "bank"]])
+def test_usage_counts_the_tokens_embedded_after_truncation(client, inputs):
+    encoder = lmlab.load_encoder(MODEL)
+    if isinstance(inputs[0], str):
+        read = encoder.encode_with_stats(inputs)
+    else:
+        read = encoder.encode_token_ids(inputs)
+    assert read.n_truncated == 1  # the long input is cut to the window, the short one is not
+    r = client.embeddings.create(model=MODEL, input=inputs)
+    assert r.usage.prompt_tokens == read.n_tokens - 2 * 2  # without each input's [CLS] [SEP]
+
+
 def test_a_chat_model_is_not_an_embedding_model(client):
     with pytest.raises(openai.BadRequestError, match="not served as an embedding model"):
         client.embeddings.create(model="smollm2-135m-instruct", input="x")

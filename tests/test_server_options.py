@@ -1,6 +1,10 @@
-"""What `lmlab serve` asks of each backend: sequences and threads (llama.cpp), dtype (torch)."""
+"""What `lmlab serve` asks of each backend (sequences and threads for llama.cpp, dtype for
+torch), and how it refuses a port it cannot listen on."""
 
 import os
+import socket
+import subprocess
+import sys
 
 from lmlab.models import DEFAULT_LM
 from lmlab.serve.app import ServerConfig, _load_options
@@ -17,3 +21,20 @@ def test_torch_gets_the_dtype_asked_for():
     config = ServerConfig(backend="torch", dtype="bfloat16")
     assert _load_options(DEFAULT_LM, config) == {"dtype": "bfloat16"}
     assert _load_options(DEFAULT_LM, ServerConfig(backend="torch")) == {}
+
+
+def test_a_port_in_use_is_an_error_before_the_models_load():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "lmlab", "serve", "--port", str(port), "--embedding-model", ""],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 2
+    assert "serving" not in run.stdout
+    assert run.stderr.startswith("error: ") and str(port) in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from typing import Annotated
 
@@ -78,7 +79,28 @@ def serve(
         threads=threads or None,
         dtype=dtype.value,
     )
+    listener = _bind(host, port)  # before the models load: a busy port fails at once
     application = create_app(config)
     names = ", ".join(application.state.served.names())
     print(f"lmlab serving {names} at http://{host}:{port}/v1  (Ctrl-C stops)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning"))
+    server.run(sockets=[listener])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The socket the server will listen on, bound now, as uvicorn would bind it.
+
+    Binding before loading the models (which takes seconds) turns a port in use into an
+    immediate one-line error instead of a server that loads, says it serves, then exits.
+    """
+    from lmlab.errors import LmlabError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise LmlabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock

@@ -115,6 +115,16 @@ def _inputs(body: EmbeddingRequest) -> tuple[list[str] | None, list[list[int]] |
     return None, data
 
 
+def _embedded_tokens(encoder, lengths: list[int]) -> int:
+    """Tokens the encoder reads of inputs this long: as the library, it cuts each input to its
+    window, which holds the [CLS]/[SEP] frame too (not counted, as OpenAI counts the input)."""
+    if encoder.max_length is None:
+        return sum(lengths)
+    frame = len(encoder.tokenizer.encode("", add_special_tokens=True))
+    room = encoder.max_length - frame
+    return sum(min(n, room) for n in lengths)
+
+
 @router.post("/v1/embeddings", response_model=EmbeddingList)
 async def embeddings(body: EmbeddingRequest, http: Request):
     encoder, batcher = http.app.state.served.encoder(body.model)
@@ -128,10 +138,8 @@ async def embeddings(body: EmbeddingRequest, http: Request):
         raise APIError(400, f"dimensions must be between 1 and {d}", param="dimensions")
     vectors = await batcher.encode(texts, token_ids)
     vectors = finish(vectors, body.dimensions, normalize=True)  # OpenAI: cut, then re-normalize
-    if texts is not None:
-        prompt_tokens = sum(len(encoder.tokenizer.encode(t)) for t in texts)
-    else:
-        prompt_tokens = sum(map(len, token_ids))
+    lengths = [len(ids) for ids in token_ids or encoder.tokenizer.encode_batch(texts)]
+    prompt_tokens = _embedded_tokens(encoder, lengths)
     data = [
         EmbeddingData(
             index=i,

@@ -22,6 +22,9 @@ vLLM preempts by recomputation: its cells are freed, it goes back to the front o
 with its prompt and the tokens it has generated, and the step is tried again without it. No
 sequence joins until one leaves; the paused one then reads its tokens again (sharing any
 prefix still cached) and goes on sampling where it stopped.
+
+Other work on the model (scoring an echoed prompt) runs on the same thread between steps, as a
+`Job`: the model is not safe to call from two threads.
 """
 
 from __future__ import annotations
@@ -59,6 +62,15 @@ class Request:
 
 
 @dataclass
+class Job:
+    """Work on the model between steps: `run(lm)`, whose result (or exception) goes to `emit`.
+    It holds a row of the model's state while it runs, so it waits for a free one."""
+
+    run: Callable[[LanguageModel], object]
+    emit: Callable[[object], None]  # called from the engine thread
+
+
+@dataclass
 class _Running:
     request: Request
     seq: Sequence
@@ -81,7 +93,8 @@ class Engine:
         self.running = 0  # sequences being generated now (read by /health)
         self.preempted = 0  # sequences paused so far because the KV cache was full
         self._full = False  # the cache filled up: admit nobody until a sequence leaves
-        self._inbox: queue.Queue[Request] = queue.Queue()
+        self._inbox: queue.Queue[Request | Job] = queue.Queue()
+        self._jobs: deque[Job] = deque()
         self._thread = threading.Thread(target=self._loop, name="lmlab-engine", daemon=True)
         self._thread.start()
 
@@ -92,6 +105,10 @@ class Engine:
         request.unfinished = len(request.seqs)
         self._inbox.put(request)
         return request
+
+    def call(self, run: Callable[[LanguageModel], object], emit: Callable[[object], None]) -> None:
+        """Queue `run(lm)` for the engine thread; `emit` receives its result or exception."""
+        self._inbox.put(Job(run, emit))
 
     @staticmethod
     def cancel(request: Request) -> None:
@@ -106,6 +123,7 @@ class Engine:
             try:
                 self._sample(running)
                 running = [r for r in running if not self._retire(r)]
+                self._run_jobs(running)
                 self._admit(waiting, running)
                 self.running = len(running)
                 if running:
@@ -123,12 +141,25 @@ class Engine:
 
     def _collect(self, waiting: deque, block: bool) -> None:
         try:
-            request = self._inbox.get(block=block)
+            item = self._inbox.get(block=block and not self._jobs)
             while True:
-                waiting.extend((request, seq) for seq in request.seqs)
-                request = self._inbox.get_nowait()
+                if isinstance(item, Job):
+                    self._jobs.append(item)
+                else:
+                    waiting.extend((item, seq) for seq in item.seqs)
+                item = self._inbox.get_nowait()
         except queue.Empty:
             pass
+
+    def _run_jobs(self, running: list[_Running]) -> None:
+        """Run the waiting jobs while a row is free (a job's error fails it alone)."""
+        while self._jobs and len(running) < self.max_running:
+            job = self._jobs.popleft()
+            try:
+                result = job.run(self.lm)
+            except Exception as error:
+                result = error
+            job.emit(result)
 
     def _admit(self, waiting: deque, running: list[_Running]) -> None:
         """Start waiting sequences while there is room; the next step reads their prompts."""

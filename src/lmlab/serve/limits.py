@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import secrets
 
+from starlette.exceptions import HTTPException
+
 from lmlab.serve.protocol import ErrorDetail, ErrorResponse
 
 
@@ -16,8 +18,15 @@ async def _send_error(send, status: int, message: str, code: str, type: str) -> 
     await send({"type": "http.response.body", "body": data})
 
 
-class TooLarge(Exception):
-    pass
+class TooLarge(HTTPException):
+    """A body that grew past the limit while being read (sent without Content-Length).
+
+    An HTTPException, because FastAPI turns any other error raised while it reads the body
+    into a 400 "error parsing the body"; this one reaches the error handlers as a 413.
+    """
+
+    def __init__(self, max_body_bytes: int) -> None:
+        super().__init__(413, f"request body larger than {max_body_bytes} bytes")
 
 
 class LimitsMiddleware:
@@ -31,8 +40,9 @@ class LimitsMiddleware:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if self.api_key and scope["path"].startswith("/v1"):
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not secrets.compare_digest(given, f"Bearer {self.api_key}"):
+            # as bytes: compare_digest refuses str with non-ASCII characters (a TypeError)
+            given = headers.get(b"authorization", b"")
+            if not secrets.compare_digest(given, f"Bearer {self.api_key}".encode()):
                 return await _send_error(
                     send,
                     401,
@@ -50,19 +60,14 @@ class LimitsMiddleware:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body_bytes:
-                raise TooLarge
+                raise TooLarge(self.max_body_bytes)
             return message
 
         try:
             await self.app(scope, limited_receive, send)
-        except TooLarge:
+        except TooLarge:  # raised where no error handler catches it
             await self._too_large(send)
 
     async def _too_large(self, send) -> None:
-        await _send_error(
-            send,
-            413,
-            f"request body larger than {self.max_body_bytes} bytes",
-            "request_too_large",
-            "invalid_request_error",
-        )
+        error = TooLarge(self.max_body_bytes)
+        await _send_error(send, 413, error.detail, "request_too_large", "invalid_request_error")

@@ -3,6 +3,8 @@
 Reference: https://platform.openai.com/docs/api-reference (chat, completions, embeddings,
 models). Fields OpenAI defines that lmlab does not act on are accepted and ignored; unknown
 fields are ignored and logged (as vLLM does). lmlab's extensions come after OpenAI's fields.
+A `null` value means the field's default, as with OpenAI (its client sends `temperature: null`
+for `temperature=None`). Booleans are strict: `"stream": "yes"` is an error, not true.
 """
 
 from __future__ import annotations
@@ -10,17 +12,25 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 log = logging.getLogger("lmlab.serve")
 
 
 class OpenAIModel(BaseModel):
-    """Base of every request: unknown fields are ignored and logged, not rejected."""
+    """Base of every request object: unknown fields are ignored and logged, not rejected, and
+    a field sent as null takes its default (OpenAI's nullable optional fields)."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
     @model_validator(mode="after")
     def _log_ignored(self):
@@ -32,7 +42,7 @@ class OpenAIModel(BaseModel):
 # --- chat (https://platform.openai.com/docs/api-reference/chat/create) ---
 
 
-class TextPart(BaseModel):
+class TextPart(OpenAIModel):
     type: Literal["text"]
     text: str
 
@@ -47,13 +57,19 @@ class ChatMessage(OpenAIModel):
             return "".join(part.text for part in self.content)
         return self.content or ""
 
+    @model_validator(mode="after")
+    def _has_content(self):
+        if self.content is None and self.role != "assistant":  # an assistant may call tools
+            raise ValueError(f"a {self.role} message needs content")
+        return self
 
-class ResponseFormat(BaseModel):
+
+class ResponseFormat(OpenAIModel):
     type: Literal["text", "json_object"]
 
 
-class StreamOptions(BaseModel):
-    include_usage: bool = False
+class StreamOptions(OpenAIModel):
+    include_usage: StrictBool = False
 
 
 Stop = str | list[str] | None
@@ -69,7 +85,7 @@ class SamplingFields(OpenAIModel):
     presence_penalty: Penalty = 0.0
     seed: int | None = None
     stop: Stop = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
     top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
@@ -83,7 +99,7 @@ class SamplingFields(OpenAIModel):
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     model: str
-    logprobs: bool = False
+    logprobs: StrictBool = False
     max_completion_tokens: MaxTokens = None
     max_tokens: MaxTokens = None
     response_format: ResponseFormat | None = None
@@ -93,7 +109,7 @@ class ChatCompletionRequest(SamplingFields):
 class CompletionRequest(SamplingFields):
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
-    echo: bool = False
+    echo: StrictBool = False
     logprobs: Annotated[int | None, Field(ge=0, le=5)] = None
     max_tokens: MaxTokens = 16
     suffix: str | None = None
@@ -181,9 +197,11 @@ class ChatCompletionChunk(BaseModel):
 
 
 class CompletionLogprobs(BaseModel):
+    """The legacy shape; an echoed prompt's first token has null log-probabilities."""
+
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]]
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None]
     text_offset: list[int]
 
 
