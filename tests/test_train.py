@@ -88,7 +88,8 @@ def test_resume_after_a_kill_gives_the_uninterrupted_weights(corpus, tmp_path):
 def test_resume_with_other_options_or_kind_is_refused(corpus, tmp_path):
     train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(), progress=False)
     with pytest.raises(LmlabError, match="differ: lr"):
-        train("gpt", [corpus], tmp_path / "r", config=quick(lr=0.5), resume=True)
+        train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(lr=0.5),
+              resume=True)  # fmt: skip
     with pytest.raises(LmlabError, match="already holds a training run"):
         train("gpt", [corpus], tmp_path / "r", config=quick())
     with pytest.raises(LmlabError, match="nothing to resume"):
@@ -333,3 +334,109 @@ def test_sgd_trains_and_its_weight_decay_defaults_to_none(corpus, tmp_path):
     assert result.train_loss < math.log(30) - 0.3
     with pytest.raises(LmlabError, match="--optimizer must be adamw or sgd"):
         train("gpt", [corpus], tmp_path / "x", model_options=TINY, config=quick(optimizer="adam"))
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [
+        ({"model_options": {**TINY, "n_layer": 2}}, "layers (n_layer)"),
+        ({"model_options": {**TINY, "n_embd": 32}}, "dim (n_embd)"),
+        ({"model_options": {**TINY, "context": 8}}, "context (context)"),
+        ({"model_options": {**TINY, "dropout": 0.2}}, "dropout (dropout)"),
+        ({"model_options": {**TINY, "positions": "learned"}}, "positions (positions)"),
+        ({"model_options": {}, "preset": "tiny"}, "context (context), dim (n_embd)"),
+    ],
+)
+def test_resume_with_other_model_options_is_refused(corpus, tmp_path, changed, named):
+    train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(steps=2),
+          progress=False)  # fmt: skip
+    before = (tmp_path / "r" / "lmlab.json").read_text()
+    with pytest.raises(LmlabError, match=re.escape(f"these differ: {named}")):
+        train("gpt", [corpus], tmp_path / "r", config=quick(steps=2), resume=True, **changed)
+    assert (tmp_path / "r" / "lmlab.json").read_text() == before
+    # the same options still resume (a finished run: nothing to do)
+    again = train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(steps=2),
+                  resume=True, progress=False)  # fmt: skip
+    assert again.already_complete
+
+
+def test_fine_tuning_refuses_what_the_source_run_fixes(corpus, tmp_path):
+    train("gpt", [corpus], tmp_path / "base", model_options=TINY, config=quick(steps=2),
+          progress=False)  # fmt: skip
+    for option in ({"tokenizer": "word"}, {"vocab_size": 50}, {"preset": "tiny"}):
+        name = "--" + next(iter(option)).replace("_", "-")
+        with pytest.raises(LmlabError, match=f"uses that run's tokenizer and shape; .*{name}"):
+            train("gpt", [corpus], tmp_path / "x", init_from=tmp_path / "base", config=quick(),
+                  **option)  # fmt: skip
+        assert not (tmp_path / "x").exists()
+    train("gpt", [corpus], tmp_path / "tuned", init_from=tmp_path / "base", config=quick(steps=2),
+          progress=False)  # fmt: skip
+    recorded = json.loads((tmp_path / "tuned" / "lmlab.json").read_text())["train"]
+    assert recorded["tokenizer"] == str(tmp_path / "base")  # the tokenizer it really used
+    assert recorded["vocab_size"] is None
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps", "cuda:7"])
+def test_a_device_this_machine_lacks_is_a_clear_error(corpus, tmp_path, device):
+    from lmlab.training import pick_device
+
+    try:
+        torch.empty(0, device=device)
+        pytest.skip(f"{device} exists here")
+    except (RuntimeError, AssertionError):
+        pass
+    with pytest.raises(LmlabError, match=f"device '{device}' is not available here"):
+        pick_device(device)
+    with pytest.raises(LmlabError, match="not available here"):
+        train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(device=device))
+    assert not (tmp_path / "r").exists()
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    from lmlab.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('dim = "abc"', "dim in c.toml must be an integer, got 'abc'"),
+        ('steps = "ten"', "steps in c.toml must be an integer, got 'ten'"),
+        ('lr = "fast"', "lr in c.toml must be a number, got 'fast'"),
+        ("layers = 1.5", "layers in c.toml must be an integer, got 1.5"),
+        ("tokenizer = 5", "tokenizer in c.toml must be a string, got 5"),
+        ("steps = 2.7", "steps in c.toml must be an integer, got 2.7"),
+        ("batch-size = 2.5", "batch-size in c.toml must be an integer, got 2.5"),
+        ("seed = true", "seed in c.toml must be an integer, got True"),
+        ("nsp = 1", "nsp in c.toml must be true or false, got 1"),
+        ("steps = 0", "--steps must be at least 1"),  # the command line's ranges
+        ("dim = -3", "gpt: --dim (n_embd) must be at least 1, got -3"),
+        ("device = 'tpu'", "unknown device 'tpu'"),
+    ],
+)
+def test_config_file_values_are_checked_as_the_options(corpus, tmp_path, capsys, monkeypatch,
+                                                       line, message):  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(f"{line}\ncontext = 8\n")
+    code, _, err = run_cli(capsys, "train", "gpt", str(corpus), "--out", "r", "--config",
+                           "c.toml", "--no-progress")  # fmt: skip
+    assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_config_file_values_of_the_right_type_are_used(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.toml").write_text(
+        "layers = 1\nheads = 2\ndim = 16\ncontext = 8\nsteps = 2\nbatch-size = 2\nlr = 1\n"
+        'valid-fraction = 0.2\ntokenizer = "char"\ndevice = "cpu"\n'
+    )
+    code, out, err = run_cli(capsys, "train", "gpt", str(corpus), "--out", "r", "--config",
+                             "c.toml", "--no-progress", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 2
+    run = json.loads((tmp_path / "r" / "lmlab.json").read_text())
+    assert run["model"]["n_embd"] == 16 and run["train"]["lr"] == 1 and run["train"]["steps"] == 2

@@ -18,10 +18,12 @@ gradients, so one step sees N x batch_size windows; process 0 writes the run dir
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import json
 import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -88,6 +90,8 @@ class TrainResult:
     tokens_per_second: float
     seconds: float
     stopped_early: bool = False
+    first_step: int = 0  # the step this call started from (> 0 when it resumed a run)
+    already_complete: bool = False  # resumed a run that had finished: nothing was trained
     history: list[dict] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
@@ -96,18 +100,42 @@ class TrainResult:
         return out
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the checkpoint to resume from was written; its message
+    says where and how to continue."""
+
+    def __init__(self, step: int, out: Path) -> None:
+        super().__init__(
+            f"interrupted at step {step}: checkpoint saved in {out}; "
+            "run the same command with --resume to continue"
+        )
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
 def pick_device(name: str) -> torch.device:
-    """auto -> cuda, mps or cpu; otherwise the named device."""
+    """auto -> cuda, mps or cpu; otherwise the named device, which must exist on this machine
+    (a one-line error here rather than an assertion from deep inside torch)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise LmlabError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    count = {
+        "cpu": 1,
+        "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+        "mps": int(_mps_available()),
+    }.get(device.type, 0)
+    if (device.index or 0) >= count:
+        raise LmlabError(f"device {name!r} is not available here; use auto or cpu")
+    return device
 
 
 def pick_dtype(name: str, device: torch.device) -> str:
@@ -346,7 +374,8 @@ def train(
         config: optimisation settings (TrainConfig).
         resume: continue the run in `out` from its checkpoint, exactly.
         init_from: fine-tune: start from the weights, shape and tokenizer of this run directory
-            (of the same kind); only dropout may change.
+            (of the same kind); only dropout may change, and tokenizer, vocab_size and preset
+            must not be given (the source run fixes them).
         freeze: keep the embeddings and the first `freeze` blocks fixed (gpt, bert).
         progress: show a progress bar.
         on_step: called with the step number after every optimizer step.
@@ -362,6 +391,10 @@ def train(
     # Building any torch optimizer imports torch._dynamo (2-3 s); do it while the text is read.
     threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True).start()
     out = Path(out)
+    if init_from is not None:
+        _check_fine_tune_options(init_from, tokenizer=tokenizer, vocab_size=vocab_size,
+                                 preset=preset)  # fmt: skip
+        tokenizer = init_from  # what the run really uses, and records
     tokenizer = tokenizer or ("wordpiece" if kind == "bert" else "char")
     rank, world = start_distributed()
     device = pick_device(config.device)
@@ -373,10 +406,10 @@ def train(
     train_options.update(tokenizer=str(tokenizer), vocab_size=vocab_size, valid=str(valid or ""))
     train_options.update(valid_fraction=valid_fraction, corpus=[str(p) for p in corpus])
     train_options.update(init_from=str(init_from or ""), freeze=freeze)
-    if init_from is not None and not resume:
-        tokenizer, model_options = _fine_tune_setup(Path(init_from), kind, model_options)
+    if init_from is not None:
+        model_options = _fine_tune_setup(Path(init_from), kind, model_options)
     if resume:
-        tok, model_config = _resume_setup(out, kind, train_options)
+        tok, model_config = _resume_setup(out, kind, train_options, preset, model_options)
     else:
         if (out / CHECKPOINT).exists():
             raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
@@ -449,7 +482,12 @@ class _Loop:
         self.best = math.inf  # lowest validation loss so far
         self.bad_evals = 0  # evaluations since the best
         self.cache = None  # recurrent models: the hidden state carried across batches
-        self.step_start = None  # (batch position, random state) while a step is under way
+        # While a step is under way: where it started (batch position, random state, hidden
+        # state), so that an interrupt inside it rolls back there (see run).
+        self.step_start = None
+        # After step N until its bookkeeping (metrics line, validation, checkpoint) is done:
+        # its loss; a run interrupted then redoes that bookkeeping when resumed (see settle).
+        self.pending: dict | None = None
         self.corrupt = None  # masked models: (ids, generator) -> (inputs, labels)
         self.pairs = None  # NSP models: (windows, stream, generator) -> (ids, segments, is_next)
         self.nsp: list[tuple[float, float]] = []  # NSP loss and accuracy since the last log
@@ -471,11 +509,15 @@ class _Loop:
         torch.set_rng_state(mine["torch_rng"])
         self.cache = mine["cache"]
         self.step, self.best, self.bad_evals = state["step"], state["best"], state["bad_evals"]
-        lines = (self.out / "metrics.jsonl").read_text().splitlines()
-        self.history = [r for r in map(json.loads, lines) if r["step"] <= self.step]
-        atomic_write_text(
-            self.out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history)
-        )
+        self.pending, self.nsp = state.get("pending"), state.get("nsp", [])
+        # The metrics up to the checkpoint (none yet when the run stopped before its first
+        # line); a pending step's lines are written again when its bookkeeping is redone.
+        path = self.out / "metrics.jsonl"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        last = self.step - 1 if self.pending is not None else self.step
+        self.history = [r for r in map(json.loads, lines) if r["step"] <= last]
+        if self.rank == 0:
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in self.history))
 
     def checkpoint(self) -> None:
         """Write checkpoint/ as a whole (a crash leaves the previous one intact).
@@ -496,6 +538,8 @@ class _Loop:
                 "step": self.step,
                 "best": self.best,
                 "bad_evals": self.bad_evals,
+                "pending": self.pending,
+                "nsp": self.nsp,
                 "optimizer": self.optimizer.state_dict(),
                 "ranks": ranks,
             }
@@ -513,8 +557,9 @@ class _Loop:
     def train_step(self) -> float:
         """One optimizer step over `accumulate` micro-batches; the mean loss."""
         model, config = self.model, self.config
-        # Where this step starts: an interrupt inside it rolls back here (see run).
-        self.step_start = (self.batches.state_dict(), torch.get_rng_state())
+        # Where this step starts: an interrupt inside it rolls back here (see run). The hidden
+        # state is copied shallowly: a step replaces its tensors, it does not write into them.
+        self.step_start = (self.batches.state_dict(), torch.get_rng_state(), copy.copy(self.cache))
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.step, config, self.total)
         total_loss = 0.0
@@ -534,10 +579,10 @@ class _Loop:
             )
         if config.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        self.optimizer.step()
+        with _ctrl_c_held():  # the update and the step count change together, or neither
+            self.optimizer.step()
+            self.step, self.step_start, self.pending = self.step + 1, None, {"loss": total_loss}
         self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self.step_start = None
         return total_loss
 
     def _micro_step(self, model: nn.Module, config: TrainConfig) -> float:
@@ -593,6 +638,9 @@ class _Loop:
     def run(self, valid_ids, *, progress: bool, on_step) -> TrainResult:
         from tqdm.auto import tqdm
 
+        if self.complete(valid_ids):  # a resumed run that had finished: nothing to do
+            final = next((r for r in reversed(self.history) if r.get("final")), None)
+            return self.result(final, first_step=self.step, already_complete=True)
         config = self.config
         tokens_per_step = (
             config.batch_size * self.model.sequence_length * config.accumulate * self.world
@@ -606,53 +654,94 @@ class _Loop:
             leave=False,
         )
         start, start_step = time.perf_counter(), self.step
-        loss, stopped_early = math.nan, False
+        loss = self.pending["loss"] if self.pending is not None else math.nan
         self.model.train()
         try:
-            while self.step < self.total:
+            if self.pending is not None:  # resumed inside a step's bookkeeping: finish it
+                self.settle(valid_ids, bar)
+            while not self.exhausted():
                 loss = self.train_step()
                 rate = (self.step - start_step) * tokens_per_step / (time.perf_counter() - start)
+                self.pending["tokens_per_s"] = rate
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
-                if self.step % config.log_every == 0 or self.step == self.total:
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    record = {"step": self.step, "loss": loss, "lr": lr, "tokens_per_s": rate}
-                    if self.nsp:  # NSP models: the mean NSP loss and accuracy since the last log
-                        losses, rights = zip(*self.nsp, strict=True)
-                        n = len(self.nsp)
-                        record.update(nsp_loss=sum(losses) / n, nsp_accuracy=sum(rights) / n)
-                        self.nsp = []
-                    self.log(record)
-                if self.step % config.eval_every == 0 or self.step == self.total:
-                    if valid_ids is not None:
-                        record = self.evaluate(valid_ids, full=False)
-                        self.log(record)
-                        if record["valid_loss"] < self.best:
-                            self.best, self.bad_evals = record["valid_loss"], 0
-                            if main:
-                                save_weights(self.model, self.out / "model.safetensors")
-                        else:
-                            self.bad_evals += 1
-                        bar.set_postfix(loss=f"{loss:.4f}", valid=f"{self.best:.4f}")
-                    self.checkpoint()
-                    if config.patience is not None and self.bad_evals >= config.patience:
-                        stopped_early = True
-                        break
+                self.settle(valid_ids, bar)
                 if on_step is not None:
                     on_step(self.step)
         except KeyboardInterrupt:
             if self.step_start is not None:  # interrupted inside a step: forget that step
-                self.batches.load_state_dict(self.step_start[0])
-                torch.set_rng_state(self.step_start[1])
+                batches, rng, self.cache = self.step_start
+                self.batches.load_state_dict(batches)
+                torch.set_rng_state(rng)
                 self.optimizer.zero_grad(set_to_none=True)
+                self.step_start = None
             self.checkpoint()
             bar.close()
             if main:
                 _plot(self.history, self.out / "loss.png")
-            raise
+            raise TrainingInterrupted(self.step, self.out) from None
         bar.close()
         seconds = time.perf_counter() - start
         rate = (self.step - start_step) * tokens_per_step / max(seconds, 1e-9)
+        try:  # the last step's checkpoint is written: an interrupt here leaves it as it is
+            final = self.finish(valid_ids)
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.step, self.out) from None
+        return self.result(final, first_step=start_step, loss=loss, rate=rate, seconds=seconds)
+
+    def settle(self, valid_ids, bar) -> None:
+        """The bookkeeping of the step just taken: its metrics line every log_every steps, and
+        every eval_every steps (and at the last) the validation loss, the best weights and a
+        checkpoint.
+
+        Until it ends, `pending` holds the step's loss, and `best`, `bad_evals` and `nsp` keep
+        their values from before it; a checkpoint written by an interrupt in the meantime
+        therefore makes --resume redo it all, so the resumed run's metrics and early-stopping
+        state are those of a run never interrupted.
+        """
+        config, step = self.config, self.step
+        logged = step % config.log_every == 0 or step == self.total
+        if logged:
+            lr = self.optimizer.param_groups[0]["lr"]
+            record = {"step": step, "loss": self.pending["loss"], "lr": lr,
+                      "tokens_per_s": self.pending.get("tokens_per_s", 0.0)}  # fmt: skip
+            if self.nsp:  # NSP models: the mean NSP loss and accuracy since the last log
+                losses, rights = zip(*self.nsp, strict=True)
+                n = len(self.nsp)
+                record.update(nsp_loss=sum(losses) / n, nsp_accuracy=sum(rights) / n)
+            self.log(record)
+        evaluated = step % config.eval_every == 0 or step == self.total
+        best, bad_evals = self.best, self.bad_evals
+        if evaluated and valid_ids is not None:
+            record = self.evaluate(valid_ids, full=False)
+            self.log(record)
+            if record["valid_loss"] < best:
+                if self.rank == 0:
+                    save_weights(self.model, self.out / "model.safetensors")
+                best, bad_evals = record["valid_loss"], 0
+            else:
+                bad_evals += 1
+            bar.set_postfix(loss=f"{self.pending['loss']:.4f}", valid=f"{best:.4f}")
+        nsp = [] if logged else self.nsp
+        # one statement: an interrupt finds the bookkeeping done entirely or not at all
+        self.best, self.bad_evals, self.nsp, self.pending = best, bad_evals, nsp, None
+        if evaluated:
+            self.checkpoint()
+
+    def exhausted(self) -> bool:
+        """Whether training is over: every step taken, or early stopping's patience used up."""
+        patience = self.config.patience
+        return self.step >= self.total or (patience is not None and self.bad_evals >= patience)
+
+    def complete(self, valid_ids) -> bool:
+        """Whether the run has nothing left to do: training over and, with validation, the
+        final evaluation of the best weights logged."""
+        if self.pending is not None or not self.exhausted():
+            return False
+        return valid_ids is None or any(r.get("final") for r in self.history)
+
+    def finish(self, valid_ids) -> dict | None:
+        """After training: the full validation of the best weights (logged), and loss.png."""
         final = None
         if self.world > 1:
             dist.barrier()  # process 0 has written the weights
@@ -660,8 +749,17 @@ class _Loop:
             load_weights(self.model, self.out / "model.safetensors")  # the best one
             final = self.evaluate(valid_ids, full=True)
             self.log(final)
-        if main:
+        if self.rank == 0:
             _plot(self.history, self.out / "loss.png")
+        return final
+
+    def result(
+        self, final, *, first_step, loss=None, rate=0.0, seconds=0.0, already_complete=False
+    ) -> TrainResult:
+        """The TrainResult of this call; `loss` None: the last logged one (a finished run)."""
+        if loss is None:
+            losses = [r["loss"] for r in self.history if "loss" in r]
+            loss = losses[-1] if losses else math.nan
         return TrainResult(
             str(self.out),
             self.step,
@@ -670,9 +768,28 @@ class _Loop:
             final["valid_perplexity"] if final else None,
             rate,
             seconds,
-            stopped_early,
-            self.history,
+            stopped_early=self.step < self.total,
+            first_step=first_step,
+            already_complete=already_complete,
+            history=self.history,
         )
+
+
+@contextlib.contextmanager
+def _ctrl_c_held():
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it: for the few statements that
+    must run entirely or not at all. Only the main thread gets signals; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda *args: held.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        signal.raise_signal(signal.SIGINT)  # now to the previous handler (KeyboardInterrupt)
 
 
 def _masker(tokenizer, config) -> Callable:
@@ -778,8 +895,19 @@ def _prepare_tokenizer(tokenizer, corpus, out: Path, vocab_size: int | None):
     return HFTokenizer(out)
 
 
-def _fine_tune_setup(source: Path, kind: str, model_options: dict | None):
-    """The tokenizer folder and model options of the run to start from."""
+def _check_fine_tune_options(source, **given) -> None:
+    """Refuse the options --init-from overrides: the source run fixes the tokenizer and the
+    shape, so a --tokenizer, --vocab-size or --preset would be ignored (and misrecorded)."""
+    named = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if named:
+        raise LmlabError(
+            f"--init-from {source} uses that run's tokenizer and shape; "
+            f"do not give {', '.join(named)}"
+        )
+
+
+def _fine_tune_setup(source: Path, kind: str, model_options: dict | None) -> dict:
+    """The model options of the run to start from (its shape, with a new dropout if given)."""
     run = read_run(source)
     if run.get("kind") != kind:
         raise LmlabError(f"{source} holds a {run.get('kind')!r} model, not {kind!r}")
@@ -790,7 +918,7 @@ def _fine_tune_setup(source: Path, kind: str, model_options: dict | None):
         raise LmlabError(
             f"the shape comes from --init-from {source}; do not change {', '.join(sorted(changed))}"
         )
-    return source, {**run["model"], **(model_options or {})}
+    return {**run["model"], **(model_options or {})}
 
 
 def _freeze(model: nn.Module, layers: int) -> None:
@@ -810,8 +938,10 @@ def _freeze(model: nn.Module, layers: int) -> None:
         module.requires_grad_(False)
 
 
-def _resume_setup(out: Path, kind: str, train_options: dict):
-    """The tokenizer and model config of the run to resume; an error if it does not match."""
+def _resume_setup(out: Path, kind: str, train_options: dict, preset, model_options):
+    """The tokenizer and model config of the run to resume; an error naming the options that
+    differ from the run's (training options, or the model's shape: preset and overrides)."""
+    from lmlab.lm.neural import TRAIN_CLI_OPTIONS
     from lmlab.text.hf_tokenizer import HFTokenizer
 
     if not (out / CHECKPOINT / "state.pt").is_file():
@@ -819,7 +949,17 @@ def _resume_setup(out: Path, kind: str, train_options: dict):
     run = read_run(out)
     if run.get("kind") != kind:
         raise LmlabError(f"{out} holds a {run.get('kind')!r} run, not {kind!r}: cannot resume")
-    changed = sorted(k for k, v in train_options.items() if run.get("train", {}).get(k) != v)
+    changed = [k for k, v in train_options.items() if run.get("train", {}).get(k) != v]
+    asked = make_config(
+        kind, preset, **{**(model_options or {}), "vocab_size": run["model"]["vocab_size"]}
+    )
+    cli_name = {field: name for name, field in TRAIN_CLI_OPTIONS.items()}
+    changed += [
+        f"{cli_name[k]} ({k})" if k in cli_name else k
+        for k, v in asdict(asked).items()
+        if run["model"].get(k) != v
+    ]
+    changed.sort()
     if changed:
         raise LmlabError(
             f"--resume needs the options of the run in {out}; these differ: {', '.join(changed)}"

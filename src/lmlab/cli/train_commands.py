@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tomllib
+import typing
 from pathlib import Path
 from typing import Annotated
 
@@ -118,40 +120,37 @@ def _command(kind: str):
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
         as_json: JsonOpt = False,
     ) -> None:
-        from lmlab.training import TrainConfig, train
+        from lmlab.training import TrainConfig, TrainingInterrupted, train
 
         given = {k: v for k, v in locals().items() if v is not None}
-        options = {**_read_toml(config), **given}
+        options = {**_read_toml(config, _option_types(command)), **given}
         model_options = {
             TRAIN_CLI_OPTIONS[k]: options[k] for k in TRAIN_CLI_OPTIONS if k in options
         }
         train_config = TrainConfig(**{k: options[k] for k in TRAIN_OPTIONS if k in options})
         run = {k: options[k] for k in RUN_OPTIONS if k in options}
-        result = train(
-            kind,
-            options["corpus"],
-            options["out"],
-            model_options=model_options,
-            config=train_config,
-            resume=options["resume"],
-            progress=options["progress"] and not options["as_json"],
-            **run,
-        )
-        if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports
+        main = os.environ.get("RANK", "0") == "0"  # under torchrun, process 0 reports
+        try:
+            result = train(
+                kind,
+                options["corpus"],
+                options["out"],
+                model_options=model_options,
+                config=train_config,
+                resume=options["resume"],
+                progress=options["progress"] and not options["as_json"],
+                **run,
+            )
+        except TrainingInterrupted as e:  # Ctrl-C: the checkpoint is saved; say how to go on
+            if main:
+                print(e, file=sys.stderr)
+            raise typer.Exit(130) from None
+        if not main:
             return
         if options["as_json"]:
             emit_json(result.to_dict())
             return
-        valid_text = ""
-        if result.valid_loss is not None:
-            valid_text = (
-                f"  valid loss {result.valid_loss:.4f}  perplexity {result.valid_perplexity:.2f}"
-            )
-        print(
-            f"{kind}: {result.steps} steps in {result.seconds:.1f} s "
-            f"({result.tokens_per_second:,.0f} tokens/s)  train loss {result.train_loss:.4f}"
-            f"{valid_text}{'  (stopped early)' if result.stopped_early else ''}"
-        )
+        print(_summary(kind, result))
         if kind == "bert":
             print(f"saved in {result.out}; in Python: lmlab.load_masked_lm({str(result.out)!r})")
         else:
@@ -161,23 +160,74 @@ def _command(kind: str):
     return command
 
 
-def _read_toml(path: Path | None) -> dict:
-    """Options from a TOML file (keys as the long options, with - or _)."""
+def _summary(kind: str, result) -> str:
+    """The line printed after training: the steps this command ran, time, speed, losses."""
+    if result.already_complete:
+        head = f"{kind}: the run in {result.out} is already complete ({result.steps} steps)"
+    else:
+        resumed = f" (resumed at step {result.first_step}, now at {result.steps})"
+        head = (
+            f"{kind}: {result.steps - result.first_step} steps"
+            f"{resumed if result.first_step else ''} in {result.seconds:.1f} s "
+            f"({result.tokens_per_second:,.0f} tokens/s)"
+        )
+    valid_text = ""
+    if result.valid_loss is not None:
+        valid_text = (
+            f"  valid loss {result.valid_loss:.4f}  perplexity {result.valid_perplexity:.2f}"
+        )
+    return (
+        f"{head}  train loss {result.train_loss:.4f}"
+        f"{valid_text}{'  (stopped early)' if result.stopped_early else ''}"
+    )
+
+
+def _option_types(command) -> dict[str, type]:
+    """The value type of each option of a train command (int, float, str, bool or Path), read
+    from its annotations: what the command line would accept for the same name."""
+    hints = typing.get_type_hints(command)
+    return {
+        name: next(t for t in typing.get_args(hint) or (hint,) if t is not type(None))
+        for name, hint in hints.items()
+        if name != "return"
+    }
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _read_toml(path: Path | None, types: dict[str, type]) -> dict:
+    """Options from a TOML file (keys as the long options, with - or _), each of the type its
+    command-line option takes (`types`); ranges are checked with the command line's."""
     if path is None:
         return {}
     try:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise LmlabError(f"cannot read config {path}: {e}") from None
-    data = {k.replace("-", "_"): v for k, v in data.items()}
     known = set(TRAIN_CLI_OPTIONS) | set(TRAIN_OPTIONS) | set(RUN_OPTIONS)
-    unknown = sorted(set(data) - known)
+    unknown = sorted(k for k in data if k.replace("-", "_") not in known)
     if unknown:
         raise LmlabError(f"unknown option(s) in {path}: {', '.join(unknown)}")
-    for key in ("valid", "init_from"):
-        if key in data:
-            data[key] = Path(data[key])
-    return data
+    options = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        want = types[name]
+        if not _is_a(value, want):
+            raise LmlabError(
+                f"{key} in {path} must be {TYPE_NAMES.get(want, 'a string')}, got {value!r}"
+            )
+        options[name] = Path(value) if want is Path else value
+    return options
+
+
+def _is_a(value, want: type) -> bool:
+    """Whether a TOML value has the type `want` (a bool is no number; an int is a float)."""
+    if isinstance(value, bool) or want is bool:
+        return isinstance(value, bool) and want is bool
+    if want is float:
+        return isinstance(value, int | float)
+    return isinstance(value, int if want is int else str)
 
 
 for _kind in MODELS:
