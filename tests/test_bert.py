@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import lmlab
+from lmlab.errors import LmlabError
 from lmlab.lm.neural.bert import IGNORE, BertConfig, BertMLM, mask_tokens, next_sentence_pairs
 from lmlab.lm.neural.run import load_masked_lm
 from lmlab.training import TrainConfig, train
@@ -73,6 +74,8 @@ def test_bert_learns_to_fill_the_mask(tmp_path):
     assert best[0] == "mat" and best[1] > 0.5
     vectors = mlm.encode(["the cat sat", "the dog lay on the rug"])
     assert vectors.shape == (2, 32)
+    with pytest.raises(LmlabError, match=r"is a masked language model.*fill-mask"):
+        lmlab.load_lm(tmp_path / "bert")  # eval, score and generate: a causal LM only
 
 
 def test_a_masked_lm_needs_a_mask_token(tmp_path):

@@ -222,6 +222,13 @@ def _load_run(ref: ModelRef, **options) -> LanguageModel:
             "`lmlab classify predict` or lmlab.TextClassifier.load",
             param="model",
         )
+    if kind == "bert":  # a masked LM: no next-token distribution to score or sample
+        raise LmlabError(
+            f"{ref.path} is a masked language model (bert); eval, score and generate need a "
+            "causal one; use it with lmlab.pipeline('fill-mask', model=...) or "
+            "lmlab.load_masked_lm",
+            param="model",
+        )
     if kind not in RUN_LOADERS:
         known = ", ".join(sorted(RUN_LOADERS)) or "none"
         raise LmlabError(
