@@ -51,3 +51,23 @@ def test_files_a_writer_creates_0600_are_given_the_usual_permissions(tmp_path, u
         save_file({"w": np.zeros(2)}, str(tmp / "encoder" / "model.safetensors"))
     assert _mode(tmp_path / "w.safetensors") == 0o644  # collaborators can load it
     assert _mode(tmp_path / "clf" / "encoder" / "model.safetensors") == 0o644
+
+
+def test_an_output_replaces_only_an_earlier_output_of_its_kind(tmp_path):
+    from lmlab.errors import LmlabError
+
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("text")
+    for target in (mine, corpus):  # a user's folder or file given as --out
+        refused = pytest.raises(LmlabError, match="not an earlier output to replace")
+        with refused, atomic_dir(target, replaces="lmlab.json") as tmp:
+            (tmp / "lmlab.json").write_text("{}")
+    assert (mine / "notes.txt").read_text() == "precious" and corpus.read_text() == "text"
+    run = tmp_path / "run"
+    for version in ("1", "2"):  # an earlier output is replaced
+        with atomic_dir(run, replaces="lmlab.json") as tmp:
+            (tmp / "lmlab.json").write_text(version)
+    assert (run / "lmlab.json").read_text() == "2"

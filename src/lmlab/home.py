@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from lmlab.errors import LmlabError
+
 
 def lmlab_home() -> Path:
     """The cache folder: `$LMLAB_HOME`, else `~/.cache/lmlab`."""
@@ -41,11 +43,17 @@ def _usual_modes(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
+def atomic_dir(target: Path, *, replaces: str | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success it replaces `target` in one rename.
 
     A crash or an exception leaves `target` as it was (absent or complete), never half-written.
+    With `replaces` (the file every output of this kind holds, e.g. lmlab.json), an existing
+    `target` is replaced only if it is empty or such an output: a user's own folder or file
+    given as --out is an error, not deleted.
     """
+    target = Path(os.path.abspath(target))  # "." has no name to put a sibling beside
+    if replaces is not None:
+        _check_replaceable(target, replaces)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     _usual_mode(tmp, 0o777)
@@ -62,6 +70,18 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_replaceable(target: Path, marker: str) -> None:
+    if not target.exists():
+        return
+    if target.is_dir() and ((target / marker).is_file() or not any(target.iterdir())):
+        return  # an earlier output of the same kind, or an empty folder
+    what = "a file" if not target.is_dir() else f"a folder without {marker}"
+    raise LmlabError(
+        f"{target} is {what}, not an earlier output to replace: choose another --out",
+        param="out",
+    )
 
 
 def atomic_write_text(path: Path, text: str) -> None:

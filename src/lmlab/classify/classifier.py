@@ -147,7 +147,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             "info": self.method_.info,
             "lmlab_version": _version(),
         }
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replaces="lmlab.json") as tmp:
             self.method_.save(tmp)
             (tmp / "lmlab.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return folder

@@ -129,7 +129,7 @@ class VectorIndex:
     def save(self, folder: str | Path) -> Path:
         """Write the index to `folder` in one atomic step."""
         folder = Path(folder)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replaces=INDEX_FILE) as tmp:
             meta = {
                 "model": self.encoder.name,
                 "spec": self.encoder.spec or self.encoder.name,

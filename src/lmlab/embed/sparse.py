@@ -110,7 +110,7 @@ class BagOfWordsEncoder(Encoder):
     def save(self, folder: str | Path) -> Path:
         """Write the encoder to `folder` (atomically); load it with lmlab.load_encoder(folder)."""
         folder = Path(folder)
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replaces="lmlab.json") as tmp:
             meta = {
                 "kind": self.name,
                 "weighting": self.weighting,

@@ -148,7 +148,7 @@ def train_tokenizer(
     if kind == "wordpiece":
         config.update(pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", mask_token="[MASK]")
     out = Path(out)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, replaces="tokenizer.json") as tmp:
         raw.save(str(tmp / "tokenizer.json"))
         (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     return HFTokenizer(out)

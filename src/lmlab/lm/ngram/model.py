@@ -259,7 +259,7 @@ class NgramLM(LanguageModel):
 
         folder = Path(folder)
         arpa_name = "model.arpa.gz" if gzip else "model.arpa"
-        with atomic_dir(folder) as tmp:
+        with atomic_dir(folder, replaces=RUN_FILE) as tmp:
             write_arpa(self.tables, tmp / arpa_name)
             arrays = {"vocab": np.array(self.tables.vocab)}
             for n in range(1, self.order + 1):
