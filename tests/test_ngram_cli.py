@@ -150,23 +150,37 @@ def test_compare_prints_perplexity_by_order(tmp_path):
         (["train", "ngram", "CORPUS", "--order", "0", "--out", "OUT"], "--order must be"),
         (
             ["train", "ngram", "CORPUS", "--smoothing", "add-k", "--k", "0", "--out", "OUT"],
-            "add-k needs --k > 0",
+            "add-k needs a finite --k > 0",
         ),
+        (
+            ["train", "ngram", "CORPUS", "--smoothing", "add-k", "--k", "inf", "--out", "OUT"],
+            "add-k needs a finite --k > 0 (got inf)",
+        ),
+        (["train", "ngram", "CORPUS", "--out", "MINE"], "not an earlier output to replace"),
+        (["eval", "DAMAGED", "CORPUS"], "model.npz is damaged"),
         (["train", "ngram", "MISSING", "--out", "OUT"], "cannot read"),
         (["eval", "BADARPA", "CORPUS"], "not a valid ARPA file"),
-        (["eval", "OUT"], "give either a TEXT_FILE or --split"),
+        (["eval", "OUT"], "give either a TEXT_FILE or --split (neither was given)"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     (tmp_path / "empty.txt").write_text("\n\n")
     (tmp_path / "c.txt").write_text("a b\n")
     (tmp_path / "bad.arpa").write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1 a\n\n\\end\\\n")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("precious")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "lmlab.json").write_text('{"kind": "ngram", "arpa": "model.arpa", "order": 2}')
+    (damaged / "model.npz").write_bytes(b"PK\x03\x04 cut short")
     names = {
         "EMPTY": tmp_path / "empty.txt",
         "CORPUS": tmp_path / "c.txt",
         "MISSING": tmp_path / "nope.txt",
         "BADARPA": tmp_path / "bad.arpa",
         "OUT": tmp_path / "out",
+        "MINE": tmp_path / "mine",
+        "DAMAGED": damaged,
     }
     out = lmlab(*[names.get(a, a) for a in args])
     assert out.returncode == 2
@@ -174,6 +188,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path, args, message):
     assert len(out.stderr.strip().splitlines()) == 1
     if args[0] == "train":
         assert not (tmp_path / "out").exists()  # nothing half-written
+        assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"  # nothing lost
 
 
 def test_eval_split_reads_the_run_directory(run_dir, tmp_path):

@@ -47,7 +47,8 @@ def eval_(
     from lmlab.evaluate import evaluate_file
 
     if (text_file is None) == (split is None):
-        raise LmlabError("give either a TEXT_FILE or --split (not both)", param="text_file")
+        given = "not both" if text_file is not None else "neither was given"
+        raise LmlabError(f"give either a TEXT_FILE or --split ({given})", param="text_file")
     path = text_file if text_file is not None else split_file(model, split)
     result = evaluate_file(model, path, window=window, stride=stride, backend=backend.value)
     if as_json:

@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,8 +72,8 @@ class NgramConfig:
                 f"unknown smoothing {self.smoothing!r}; choose {', '.join(SMOOTHINGS)}",
                 param="smoothing",
             )
-        if self.smoothing == "add-k" and not self.k > 0:
-            raise LmlabError(f"add-k needs --k > 0 (got {self.k})", param="k")
+        if self.smoothing == "add-k" and not 0 < self.k < math.inf:
+            raise LmlabError(f"add-k needs a finite --k > 0 (got {self.k})", param="k")
 
 
 class WordTokenizer(Tokenizer):
@@ -296,7 +297,7 @@ class NgramLM(LanguageModel):
                     [z[f"log10_bow{i}"] for i in range(1, n + 1)],
                 )
                 counts = [z[f"counts{i}"] for i in range(1, n + 1)] if "counts1" in z else None
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             message = f"{folder / NPZ_FILE} is damaged ({e}); train the model again"
             raise LmlabError(message) from None
         return cls(tables, config=config, counts=counts, info=info, name=folder.name)
