@@ -55,6 +55,14 @@ def test_mle(tiny):
     assert train(tiny, order=1, smoothing="mle").prob("b") == pytest.approx(3 / 10)
 
 
+def test_a_lowercased_model_lowercases_what_it_is_asked(tmp_path):
+    path = tmp_path / "case.txt"
+    path.write_text("The cat sat\nthe cat ran\nThe dog sat\n")
+    lm = train(path, order=2, smoothing="mle", lowercase=True)
+    assert lm.prob("cat", ["The"]) == lm.prob("cat", ["the"]) == pytest.approx(2 / 3)
+    assert lm.count("The cat") == lm.count("the cat") == 2
+
+
 def test_add_k(tiny):
     uni = train(tiny, order=1, smoothing="add-k", k=1)
     # Laplace: (c + 1) / (N + V') with N = 10, V' = 5
@@ -261,7 +269,7 @@ def test_generation_starts_a_sentence_and_ends_at_eos(small_corpus):
         ("", {}, "no sentence found"),
         ("\n  \n\n", {}, "no sentence found"),
         ("a b\n", {"order": 0}, "--order must be at least 1"),
-        ("a b\n", {"smoothing": "add-k", "k": 0}, "add-k needs --k > 0"),
+        ("a b\n", {"smoothing": "add-k", "k": 0}, "add-k needs a finite --k > 0"),
         ("a b\n", {"smoothing": "witten-bell"}, "unknown smoothing"),
         ("a b\n", {"min_count": 0}, "--min-count must be at least 1"),
     ],
