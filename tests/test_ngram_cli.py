@@ -87,6 +87,10 @@ def test_table_prints_the_lecture_bigram_tables(run_dir, tmp_path):
     rows = list(csv.reader((tmp_path / "t.csv").open()))
     assert rows[0] == ["table", "previous", *LECTURE_WORDS]
     assert rows[1][:4] == ["count", "i", "0", "4"]
+    prob_row = next(r for r in rows if r[:2] == ["probability", "want"])
+    assert prob_row[2 + LECTURE_WORDS.index("to")] == "0.5"  # not float32's 0.4999999...
+    unknown = lmlab("ngram", "table", run_dir, "--words", "i", "zebra")
+    assert unknown.returncode == 2 and "not in the model's vocabulary: zebra" in unknown.stderr
 
 
 def test_eval_reports_srilm_counts_and_json_keys(run_dir, tmp_path):

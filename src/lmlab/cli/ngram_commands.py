@@ -139,7 +139,8 @@ def _write_csv(result, path: Path) -> None:
     writer.writerow(["table", "previous", *result.words])
     for name, rows in (("count", result.counts), ("probability", result.probs)):
         for w, row in zip(result.words, rows or [], strict=False):
-            writer.writerow([name, w, *row])
+            # probabilities come from float32 tables: 7 significant digits, not 0.79999999679
+            writer.writerow([name, w, *(f"{v:.7g}" if name == "probability" else v for v in row)])
     atomic_write_text(path, buffer.getvalue())
 
 

@@ -305,12 +305,12 @@ class NgramLM(LanguageModel):
     # ---- probabilities -----------------------------------------------------------------
     def prob(self, word: str, context: list[str] | str = ()) -> float:
         """p(word | context) under the model (context words as strings; `<s>` allowed)."""
-        context, (word,) = self._words(context), self._words([word])
+        context, (word,) = self.words_of(context), self.words_of([word])
         ids = self.tokenizer.ids
         history = [ids.get(w, UNK) for w in context][-(self.order - 1) :] if self.order > 1 else []
         return float(10 ** self.tables.next_log10(history)[ids.get(word, UNK)])
 
-    def _words(self, words: list[str] | str) -> list[str]:
+    def words_of(self, words: list[str] | str) -> list[str]:
         """Words as the model read its corpus: lowercased if it was trained with --lowercase."""
         words = words.split() if isinstance(words, str) else list(words)
         return [w.lower() for w in words] if self.config.lowercase else words
@@ -319,7 +319,7 @@ class NgramLM(LanguageModel):
         """Raw training count of an n-gram (0 when unseen); needs counts (not a bare ARPA)."""
         if self.counts is None:
             raise LmlabError("this model was loaded from an ARPA file, which holds no counts")
-        words = self._words(words)
+        words = self.words_of(words)
         if not 1 <= len(words) <= self.order:
             return 0
         ids = self.tokenizer.ids

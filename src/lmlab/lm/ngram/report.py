@@ -57,6 +57,13 @@ def bigram_table(model: str | Path | NgramLM, words: list[str]) -> BigramTable:
     lm = _ngram_model(model)
     if not words:
         raise LmlabError("give the words of the table (--words w1 w2 ...)", param="words")
+    unknown = [w for w in words if lm.words_of([w])[0] not in lm.tokenizer.ids]
+    if unknown:  # it would silently stand for <unk>, with <unk>'s counts and probabilities
+        raise LmlabError(
+            f"not in the model's vocabulary: {', '.join(unknown)} (ask for <unk> to see how "
+            "unknown words fare)",
+            param="words",
+        )
     probs = [[lm.prob(w, [prev]) for w in words] for prev in words]
     counts = unigrams = None
     if lm.counts is not None and lm.order >= 2:
