@@ -187,7 +187,7 @@ class Sequence:
         if not p.logprobs:
             return tid, None
         logp = logits.log_softmax(dim=-1)
-        top = _top(logp, p.top_logprobs, self.tokenizer) if p.top_logprobs else []
+        top = top_logprobs(logp, p.top_logprobs, self.tokenizer) if p.top_logprobs else []
         token = self.tokenizer.decode([tid], skip_special_tokens=False)
         return tid, TokenLogprob(token, tid, float(logp[tid]), top)
 
@@ -299,7 +299,8 @@ def new_sequences(
     return [Sequence(i, lm.tokenizer, p, prompt, budget) for i in range(first, first + count)]
 
 
-def _top(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLogprob]:
+def top_logprobs(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLogprob]:
+    """The k likeliest tokens of a (V,) row of log-probabilities, likeliest first."""
     values, ids = torch.topk(logp, k)
     return [
         TopLogprob(tokenizer.decode([i], skip_special_tokens=False), i, v)

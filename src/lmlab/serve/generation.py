@@ -15,7 +15,7 @@ import torch
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from lmlab.decode import Chunk, Detokenizer, TokenLogprob, _top, encode_prompt, render
+from lmlab.decode import Chunk, Detokenizer, TokenLogprob, encode_prompt, render, top_logprobs
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
 from lmlab.sampling import SamplingParams
@@ -444,7 +444,7 @@ def _prompt_logprobs(lm: LanguageModel, prompt: list[int], top: int) -> list[Tok
             logp = logits[: len(targets)].log_softmax(dim=-1)
             for row, tid in zip(logp, targets, strict=True):
                 token = lm.tokenizer.decode([tid], skip_special_tokens=False)
-                alternatives = _top(row, top, lm.tokenizer) if top else []
+                alternatives = top_logprobs(row, top, lm.tokenizer) if top else []
                 out.append(TokenLogprob(token, tid, float(row[tid]), alternatives))
     finally:
         lm.release(state)
