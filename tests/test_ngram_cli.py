@@ -112,6 +112,16 @@ def test_eval_reports_srilm_counts_and_json_keys(run_dir, tmp_path):
     assert "perplexity:" in plain.stdout and "OOV:           1" in plain.stdout
 
 
+def test_json_of_an_impossible_text_is_strict(run_dir, tmp_path):
+    test = tmp_path / "test.txt"
+    test.write_text("i eat\n")  # mle: p(eat | i) = 0, an infinite perplexity
+    out = lmlab("eval", run_dir, test, "--json")
+    assert out.returncode == 0, out.stderr
+    assert "Infinity" not in out.stdout and "NaN" not in out.stdout
+    data = json.loads(out.stdout, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert data["perplexity"] is None and data["tokens"] == 3
+
+
 def test_generate_samples_a_sentence(run_dir):
     args = ["generate", "--model", run_dir, "", "--max-tokens", "30", "--seed", "1"]
     first, second = lmlab(*args), lmlab(*args)

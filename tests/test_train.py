@@ -13,7 +13,14 @@ from safetensors.torch import load_file
 
 import lmlab
 from lmlab.errors import LmlabError
-from lmlab.training import TrainConfig, evaluate_loss, learning_rate, train
+from lmlab.training import (
+    TrainConfig,
+    clip_in_update,
+    evaluate_loss,
+    learning_rate,
+    optimizer_for,
+    train,
+)
 
 TEXT = "the quick brown fox jumps over the lazy dog. a stitch in time saves nine.\n" * 40
 
@@ -45,6 +52,36 @@ def test_learning_rate_warms_up_then_decays_to_min_lr():
     assert rates[10] == pytest.approx(1.0) and rates[110] == pytest.approx(0.1)
     assert rates[60] == pytest.approx(0.1 + 0.5 * 0.9)  # half way down the cosine
     assert all(a >= b for a, b in itertools.pairwise(rates[10:]))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_clipping_in_the_update_is_clip_grad_norm(optimizer):
+    from lmlab.lm.neural.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    models = [GPT(GPTConfig(vocab_size=20, context=16, n_layer=1, n_embd=16)) for _ in "ab"]
+    models[1].load_state_dict(models[0].state_dict())
+    config = TrainConfig(optimizer=optimizer, lr=0.01)
+    optimizers = [optimizer_for(m, config) for m in models]
+    x = torch.randint(20, (4, 17))
+    for max_norm in (0.05, 1e6):  # clipped, then not
+        norms = []
+        for model in models:
+            loss = torch.nn.functional.cross_entropy(
+                model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten()
+            )
+            loss.backward()
+            norms.append(torch.nn.utils.get_total_norm([p.grad for p in model.parameters()]))
+        assert norms[0] == pytest.approx(norms[1].item()) and (norms[0] > max_norm) == (
+            max_norm < 1
+        )
+        torch.nn.utils.clip_grad_norm_(models[0].parameters(), max_norm)
+        clip_in_update(optimizers[1], models[1].parameters(), max_norm)
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad()
+        for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
 
 
 def test_same_seed_same_weights_other_seed_other_weights(corpus, tmp_path):

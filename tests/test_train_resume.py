@@ -84,7 +84,7 @@ def ctrl_c_at_clipping(n: int):
     """A patch: Ctrl-C at the n-th gradient clipping, after step n's forward and backward and
     before its update."""
     return lambda m: m.setattr(
-        torch.nn.utils, "clip_grad_norm_", on_call(n, torch.nn.utils.clip_grad_norm_)
+        torch.nn.utils, "get_total_norm", on_call(n, torch.nn.utils.get_total_norm)
     )
 
 
@@ -184,7 +184,7 @@ def test_cli_says_where_it_stopped_what_it_ran_and_when_it_is_done(
                "--dim", "16", "--context", "16", "--steps", "12", "--batch-size", "4",
                "--device", "cpu", "--no-progress"]  # fmt: skip
     with monkeypatch.context() as m:
-        m.setattr(torch.nn.utils, "clip_grad_norm_", on_call(4, torch.nn.utils.clip_grad_norm_))
+        m.setattr(torch.nn.utils, "get_total_norm", on_call(4, torch.nn.utils.get_total_norm))
         code, out, err = run_cli(capsys, *command)
     assert code == 130 and out == ""
     assert err.splitlines() == [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from enum import StrEnum
 from typing import Annotated
 
@@ -56,7 +57,20 @@ StopOpt = Annotated[
 
 
 def emit_json(data: object) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
+    """Print `data` as strict JSON: an infinite or undefined number (the perplexity of text an
+    unsmoothed model cannot produce) is null, which every JSON reader accepts."""
+    print(json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+def _finite(data: object) -> object:
+    """`data` with every non-finite float replaced by None, in nested dicts and lists."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 def load(model: str, backend: BackendChoice):

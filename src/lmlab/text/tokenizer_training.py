@@ -10,7 +10,8 @@ Kinds:
   - `char`: one token per character (nanoGPT's Shakespeare), whitespace kept.
   - `word`: one token per whitespace-separated word, for text tokenized already (PTB, the
     n-gram convention): `<unk>` and `<eos>` stay whole.
-The last four are trained by the `tokenizers` library. Every kind is loaded back with
+`byte-bpe` and `wordpiece` are trained by the `tokenizers` library; the `char` and `word`
+vocabularies are counted here. Every kind is loaded back with
 `lmlab.text.hf_tokenizer.HFTokenizer`.
 """
 
@@ -225,14 +226,19 @@ def _build(kind: str, texts: list[str], vocab_size: int):
         trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size, special_tokens=specials, show_progress=False
         )
-    elif kind == "char":
+    elif kind == "char":  # counted here, in a tenth of the library trainer's time, with its
+        # order: ids by falling frequency, ties by character
+        counts = Counter()
+        for text in texts:
+            counts.update(text)
         specials = [END_OF_TEXT, UNKNOWN]
-        raw = Tokenizer(models.WordLevel(unk_token=UNKNOWN))
+        chars = sorted(counts, key=lambda c: (-counts[c], c))
+        vocab = {t: i for i, t in enumerate(specials + chars)}
+        raw = Tokenizer(models.WordLevel(vocab, unk_token=UNKNOWN))
         raw.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), "isolated")
         raw.decoder = decoders.Fuse()  # characters are joined as they are
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=1 << 30, special_tokens=specials, show_progress=False
-        )
+        raw.add_special_tokens(specials)
+        return raw
     else:  # word: counted here; the library's trainer gives a special token that is also a
         # word of the corpus (PTB's `<unk>`) two ids and leaves a hole in the vocabulary.
         raw = Tokenizer(models.WordLevel(word_vocabulary(texts, vocab_size), unk_token=UNKNOWN))

@@ -3,13 +3,21 @@
 Under bfloat16 autocast on a CPU, attention runs in float32 while the projections around it
 stay in bfloat16: the CPU flash-attention kernel's bfloat16 backward is about 3x slower than
 its float32 one (torch 2.13; Tiny Shakespeare GPT, 12 x 4 heads x 64 positions x 32), which
-had cancelled bfloat16's 2x on the matrix products.
+had cancelled bfloat16's 2x on the matrix products. A model that works on the queries and keys
+before attending (rotary positions) takes them to float32 once with `in_attention_dtype`.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+
+def in_attention_dtype(x: torch.Tensor) -> torch.Tensor:
+    """`x` in the dtype `attention` computes in: float32 under CPU autocast, else as it is."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return x.float()
+    return x
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options) -> torch.Tensor:

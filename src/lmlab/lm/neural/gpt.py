@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmlab.lm.neural.attention import attention
+from lmlab.lm.neural.attention import attention, in_attention_dtype
 
 
 @dataclass
@@ -136,7 +136,8 @@ class CausalSelfAttention(nn.Module):
         turns: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head)
+        # one cast for all three (float32 under CPU autocast), and none in rotate or attention
+        qkv = in_attention_dtype(self.qkv(x)).view(B, T, 3, self.n_head, C // self.n_head)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # three (B, H, T, D)
         if turns is not None:  # rotary: turn queries and keys in one go; the cache keeps keys
             q, k = rotate(qkv[:, :, :2], turns).permute(2, 0, 3, 1, 4)  # already turned
