@@ -171,18 +171,20 @@ def test_verbalizers_name_the_labels_of_a_zero_shot_classifier(tmp_path, capsys,
     assert saved == {"pos": "good", "neg": "bad", "mid": "so-so"}
 
 
-def test_predict_keeps_the_id_and_the_gold_labels(tmp_path, capsys, data):
+def test_predict_keeps_every_input_column(tmp_path, capsys, data):
     train, _ = data
     clf = tmp_path / "clf"
     assert run(capsys, "classify", "fit", str(train), "--encoder", "bow", "--out", str(clf))[0] == 0
     new = tmp_path / "new.jsonl"
-    rows = [{"id": 7, "stars": "pos", "text": "a great film"}, {"text": "a bad film"}]
+    rows = [{"id": 7, "stars": "pos", "text": "a great film", "year": 2001}, {"text": "a bad film"}]
     new.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "pred.csv"
     code, _, err = run(capsys, "classify", "predict", str(clf), str(new), "--out", str(out))
     assert code == 0, err
     lines = out.read_text().splitlines()
-    assert lines[0] == "id,text,stars,predicted,p_mid,p_neg,p_pos"
-    assert lines[1].startswith("7,a great film,pos,") and lines[2].startswith(",a bad film,,")
-    code, _, err = run(capsys, "classify", "predict", str(clf), str(new), "--label-col", "gold")
-    assert code == 2 and "new.jsonl has no column 'gold'" in err
+    assert lines[0] == "id,stars,text,year,predicted,p_mid,p_neg,p_pos"
+    assert lines[1].startswith("7,pos,a great film,2001,") and lines[2].startswith(",,a bad film,,")
+    again = tmp_path / "again.csv"  # a prediction file has the columns predict would add
+    code, _, err = run(capsys, "classify", "predict", str(clf), str(out), "--out", str(again))
+    assert code == 2 and "pred.csv has a column 'predicted' already" in err
+    assert not again.exists()

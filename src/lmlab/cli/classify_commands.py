@@ -188,17 +188,11 @@ def predict(
         typer.Option("--out", "-o", help="CSV, TSV, JSONL or Parquet (default: CSV on stdout)."),
     ] = None,
     text_col: TextColOpt = None,
-    label_col: Annotated[
-        str | None,
-        typer.Option(
-            "--label-col", help="Gold labels to keep beside the prediction (default: by name)."
-        ),
-    ] = None,
 ) -> None:
     """Label every text of DATA, with each class's probability.
 
-    The output has the input's id column (if any), the text, the input's label column (if
-    any, unchanged: to compare with), `predicted` and one p_<class> column per class."""
+    The output is the input, every column of it unchanged (ids, gold labels, metadata), then
+    `predicted` and one p_<class> column per class."""
     from lmlab.classify.classifier import TextClassifier
     from lmlab.classify.data import read_unlabelled
 
@@ -207,10 +201,16 @@ def predict(
     clf = TextClassifier.load(folder)
     table = read_unlabelled(data, text_col)
     _say_guessed(table)
-    kept = _kept_columns(data, table, label_col)
+    kept = table.file.names
+    added = ["predicted", *(f"p_{c}" for c in clf.classes_)]
+    if clash := next((c for c in added if c in kept), None):
+        raise LmlabError(
+            f"{data.name} has a column {clash!r} already: predict adds the columns "
+            f"{', '.join(added)}; rename it"
+        )
     proba = clf.predict_proba(table.texts)
     labels = clf.classes_[proba.argmax(axis=1)]
-    columns = [*kept, "predicted", *(f"p_{c}" for c in clf.classes_)]
+    columns = [*kept, *added]
     records = table.file.records
     rows = [
         [*(_cell(record, c, table.text_col, text) for c in kept), str(label)]
@@ -220,22 +220,6 @@ def predict(
     _write_rows(columns, rows, out)
     if out is not None:
         print(f"wrote {len(rows)} predictions to {out}", file=sys.stderr)
-
-
-def _kept_columns(data: Path, table, label_col: str | None) -> list[str]:
-    """The input columns a prediction file repeats: id (if there is one), the text, and the
-    gold labels (--label-col, or a column named like one), so predictions can be compared."""
-    from lmlab.classify.data import LABEL_NAMES, find_column
-
-    names = table.file.names
-    if label_col is not None and label_col not in names:
-        raise LmlabError(
-            f"{data.name} has no column {label_col!r} (columns: {', '.join(names)})",
-            param="label_col",
-        )
-    others = [n for n in names if n not in ("id", table.text_col)]
-    label_col = label_col or find_column(others, LABEL_NAMES)
-    return [c for c in ("id", table.text_col, label_col) if c is not None and c in names]
 
 
 def _cell(record: dict, column: str, text_col: str, text: str) -> str:
