@@ -20,13 +20,15 @@ Soak (`--soak SECONDS`): 16 streaming chat clients for that long against lmlab o
 failed requests and the server's resident memory over time.
 
 `--backend torch` serves the model through transformers instead (continuous batching in one
-torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` sets
-the compute threads of both servers (default: all cores, as `lmlab serve` uses).
+torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` and
+`--threads-batch` set the compute threads of both servers, for one sequence decoding alone and
+for batches (default: `lmlab serve`'s, all cores but one and all cores).
 
 The peer needs its server extras (`make bench` installs them: `pip install -e '.[bench]'`).
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
-       [--backend llama|torch] [--dtype bfloat16] [--threads N] [--concurrency 1 8]
+       [--backend llama|torch] [--dtype bfloat16] [--threads N] [--threads-batch N]
+       [--concurrency 1 8]
        [--embed-requests 0]
 """
 
@@ -49,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import free_port
 
 from lmlab.models import DEFAULT_LM, llama_file, load_lm, resolve
+from lmlab.serve.app import decode_threads
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -157,7 +160,8 @@ async def embed_load(url: str, clients: int, total: int) -> float:
 def decode_ceiling(args: argparse.Namespace, steps: int = 32) -> dict[int, float]:
     """Tokens/s of the model alone, in this process, with n sequences decoding together."""
     if args.backend == "llama":
-        options = {"n_threads": args.threads, "max_batch_size": max(args.concurrency)}
+        options = {"n_threads": args.threads, "n_threads_batch": args.threads_batch,
+                   "max_batch_size": max(args.concurrency)}  # fmt: skip
     else:
         options = {"dtype": args.dtype}
     lm = load_lm(args.model, backend=args.backend, **options)
@@ -244,10 +248,14 @@ def main() -> None:
     parser.add_argument("--embed-requests", type=int, default=320)
     parser.add_argument("--soak", type=float, default=0, help="seconds of 16-client load")
     parser.add_argument("--backend", choices=["llama", "torch"], default="llama")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--threads", type=int, help="for one sequence (default: lmlab's)")
+    parser.add_argument("--threads-batch", type=int, help="for batches (default: lmlab's)")
     parser.add_argument("--dtype", default="auto", help="torch backend weights")
     parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
     args = parser.parse_args()
+    # both servers get lmlab serve's defaults: one sequence on all cores but one, batches on all
+    args.threads_batch = args.threads_batch or args.threads or os.cpu_count() or 1
+    args.threads = decode_threads(args.threads)
     args.model = args.gguf or DEFAULT_LM
     name = Path(args.gguf).stem if args.gguf else DEFAULT_LM  # the id lmlab serves it under
     if args.soak:
@@ -264,10 +272,10 @@ def main() -> None:
         return
     ceiling = decode_ceiling(args)
     gguf = str(llama_file(resolve(args.model)))  # the file lmlab's llama backend runs
-    threads = str(args.threads)
+    threads, threads_batch = str(args.threads), str(args.threads_batch)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
-    lmlab_command += ["--chat-model", args.model]
-    lmlab_command += ["--backend", args.backend, "--threads", threads, "--dtype", args.dtype]
+    lmlab_command += ["--chat-model", args.model, "--backend", args.backend]
+    lmlab_command += ["--threads", threads, "--threads-batch", threads_batch, "--dtype", args.dtype]
     servers = {
         "lmlab": (lmlab_command, name),
         "llama-cpp-python": (
@@ -282,7 +290,7 @@ def main() -> None:
                 "--n_threads",
                 threads,
                 "--n_threads_batch",
-                threads,
+                threads_batch,
                 "--model_alias",
                 name,
                 "--interrupt_requests",  # by default a new request drops the running stream;

@@ -168,6 +168,15 @@ def test_a_shared_prefix_then_the_rest_in_pieces_reads_the_whole_prompt(fresh_ll
     lm.release(running)
 
 
+def test_threads_for_one_token_and_for_batches_are_set_apart(gguf_path):
+    from lmlab.lm.llama_cpp_lm import LlamaCppLM
+
+    lm = LlamaCppLM(gguf_path, context_length=256, n_threads=1, n_threads_batch=2)
+    assert (lm._lib.llama_n_threads(lm._ctx), lm._lib.llama_n_threads_batch(lm._ctx)) == (1, 2)
+    lm = LlamaCppLM(gguf_path, context_length=256, n_threads=2)
+    assert (lm._lib.llama_n_threads(lm._ctx), lm._lib.llama_n_threads_batch(lm._ctx)) == (2, 2)
+
+
 def test_kept_cells_give_way_to_live_sequences(gguf_path):
     from lmlab.lm.llama_cpp_lm import LlamaCppLM
 

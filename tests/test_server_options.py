@@ -10,11 +10,16 @@ from lmlab.models import DEFAULT_LM
 from lmlab.serve.app import ServerConfig, _load_options
 
 
-def test_llama_gets_its_sequences_and_all_cores():
+def test_llama_gets_its_sequences_and_threads():
+    cores = os.cpu_count() or 1
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", parallel=12))
-    assert options == {"max_batch_size": 12, "n_threads": os.cpu_count() or 1}
+    # one sequence alone decodes on all cores but one; batches of them on every core
+    assert options == {"max_batch_size": 12, "n_threads": max(1, cores - 1),
+                       "n_threads_batch": cores}  # fmt: skip
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", threads=3))
-    assert options["n_threads"] == 3
+    assert (options["n_threads"], options["n_threads_batch"]) == (3, 3)  # as llama.cpp's -t
+    options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", threads=3, threads_batch=5))
+    assert (options["n_threads"], options["n_threads_batch"]) == (3, 5)
 
 
 def test_torch_gets_the_dtype_asked_for():

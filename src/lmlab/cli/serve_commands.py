@@ -45,7 +45,21 @@ def serve(
         ),
     ] = 128,
     max_tokens_limit: Annotated[int, typer.Option(help="Most new tokens per request.")] = 4096,
-    threads: Annotated[int, typer.Option(help="Compute threads (0: all cores).")] = 0,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="Compute threads decoding one sequence alone (0: all cores but one, which "
+            "the HTTP side then has to itself)."
+        ),
+    ] = 0,
+    threads_batch: Annotated[
+        int,
+        typer.Option(
+            "--threads-batch",
+            help="Compute threads for prompts and sequences decoding together (0: --threads "
+            "if given, else all cores).",
+        ),
+    ] = 0,
     dtype: Annotated[
         DtypeChoice,
         typer.Option(
@@ -66,8 +80,8 @@ def serve(
         raise LmlabError("--parallel must be at least 1")
     if prefill_chunk < 1:
         raise LmlabError("--prefill-chunk must be at least 1")
-    if threads < 0:
-        raise LmlabError("--threads must be 0 (automatic) or more")
+    if threads < 0 or threads_batch < 0:
+        raise LmlabError("--threads and --threads-batch must be 0 (automatic) or more")
     config = ServerConfig(
         chat_models=[chat_model, *(model or [])],
         embedding_models=[embedding_model] if embedding_model else [],
@@ -77,6 +91,7 @@ def serve(
         parallel=parallel,
         prefill_chunk=prefill_chunk,
         threads=threads or None,
+        threads_batch=threads_batch or None,
         dtype=dtype.value,
     )
     _check_port(host, port)  # before the models load: a busy port fails at once

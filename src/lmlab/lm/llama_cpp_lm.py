@@ -130,7 +130,9 @@ class LlamaCppLM(LanguageModel):
         path: the .gguf file.
         context_length: tokens the KV cache holds, shared by all live rows (default: the model's
             training context, at most 8192).
-        n_threads: CPU threads (default: all cores).
+        n_threads: CPU threads for one token at a time: one row decoding (default: all cores).
+        n_threads_batch: CPU threads for several tokens at once: prompts, rows decoding
+            together (default: n_threads).
         max_batch_size: rows that can decode together (llama.cpp sequences).
     """
 
@@ -140,6 +142,7 @@ class LlamaCppLM(LanguageModel):
         *,
         context_length: int | None = None,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
         max_batch_size: int = 8,
         name: str | None = None,
     ) -> None:
@@ -165,7 +168,7 @@ class LlamaCppLM(LanguageModel):
         cparams.n_batch = cparams.n_ubatch = self.n_batch
         cparams.n_seq_max = max_batch_size + 1  # one more: the released sequence kept
         cparams.kv_unified = True  # rows share the whole cache instead of n_ctx / n_seq_max each
-        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.n_threads, cparams.n_threads_batch = threads, n_threads_batch or threads
         ctx = lib.llama_init_from_model(model, cparams)
         if not ctx:
             raise LmlabError(f"llama.cpp cannot create a context of {self.context_length} tokens")

@@ -31,7 +31,10 @@ class ServerConfig:
     max_tokens_limit: int = 4096  # most new tokens one request may ask for
     parallel: int = 16  # sequences generated together per model
     prefill_chunk: int = 128  # most prompt tokens read per engine step
-    threads: int | None = None  # compute threads; None: all cores
+    # compute threads for one sequence decoding alone (llama backend); None: all cores but one
+    threads: int | None = None
+    # for prompts and batches, and torch; None: `threads` if given (as llama.cpp), else all cores
+    threads_batch: int | None = None
     dtype: str = "auto"  # torch backend weights: float16 is fastest alone, bfloat16 in batches
 
 
@@ -52,7 +55,7 @@ class ServedModels:
         # Compute threads meet at a barrier after every operation: if the event loop takes one
         # of their cores, the others wait, so the models leave it one (encoders, ONNX Runtime's
         # included, take torch's thread count when they load).
-        torch.set_num_threads(_threads(config))
+        torch.set_num_threads(_batch_threads(config))
         on_llama = []
         for spec in config.chat_models:
             options = _load_options(spec, config)
@@ -113,14 +116,27 @@ def _load_options(spec: str, config: ServerConfig) -> dict:
         config.backend == "llama" or (config.backend == "auto" and _has_llama_cpp())
     )
     if uses_llama:
-        return {"max_batch_size": config.parallel, "n_threads": _threads(config)}
+        return {"max_batch_size": config.parallel, "n_threads": decode_threads(config.threads),
+                "n_threads_batch": _batch_threads(config)}  # fmt: skip
     if ref.kind in ("gguf", "hf") and config.dtype != "auto":
         return {"dtype": config.dtype}
     return {}
 
 
-def _threads(config: ServerConfig) -> int:
-    return config.threads or os.cpu_count() or 1
+def decode_threads(threads: int | None) -> int:
+    """llama.cpp's threads for one token at a time (`threads`, or all cores but one).
+
+    Decoding one sequence is bound by memory, not arithmetic: on 2 cores, 103 tokens/s on one
+    thread and 109 on two, alone. In the server the second thread waits for the core the event
+    loop and the clients use: the bundled model streamed 91 tokens/s to one client with one
+    thread, 86 with two, and 216 against 191 to eight (benchmarks/serve.py, runs alternated).
+    Batches of several sequences are bound by arithmetic and take every core.
+    """
+    return threads or max(1, (os.cpu_count() or 1) - 1)
+
+
+def _batch_threads(config: ServerConfig) -> int:
+    return config.threads_batch or config.threads or os.cpu_count() or 1
 
 
 def create_app(config: ServerConfig, served: ServedModels | None = None) -> FastAPI:
