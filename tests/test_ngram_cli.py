@@ -112,6 +112,22 @@ def test_eval_reports_srilm_counts_and_json_keys(run_dir, tmp_path):
     assert "perplexity:" in plain.stdout and "OOV:           1" in plain.stdout
 
 
+def test_score_of_a_file_reads_its_sentences_as_eval_does(run_dir, tmp_path):
+    test = tmp_path / "test.txt"
+    test.write_text("i want chinese food\n\ni want lunch\n")  # a blank line is no sentence
+    evaluated = json.loads(lmlab("eval", run_dir, test, "--json").stdout)
+    out = lmlab("score", test, "--model", run_dir, "--json", "--per-token")
+    assert out.returncode == 0, out.stderr
+    scored = json.loads(out.stdout)
+    assert scored["tokens"] == evaluated["tokens"] == 9  # 7 words and two </s>
+    assert scored["perplexity"] == pytest.approx(evaluated["perplexity"], rel=1e-6)
+    # after the first sentence's </s>, "i" is scored as a sentence start again: p(i | <s>)
+    tokens = [t["token"] for t in scored["per_token"]]
+    assert tokens[:5] == ["i", "want", "chinese", "food", "</s>"]
+    first, second = scored["per_token"][0], scored["per_token"][5]
+    assert second["token"] == "i" and second["logprob"] == pytest.approx(first["logprob"])
+
+
 def test_json_of_an_impossible_text_is_strict(run_dir, tmp_path):
     test = tmp_path / "test.txt"
     test.write_text("i eat\n")  # mle: p(eat | i) = 0, an infinite perplexity

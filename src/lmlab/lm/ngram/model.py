@@ -4,8 +4,10 @@ Design choices:
 - The Markov assumption: p(w_i | w_1 .. w_{i-1}) ~ p(w_i | w_{i-N+1} .. w_{i-1}); the state of a
   row is just its last N-1 word ids, so decoding, scoring and chat work unchanged.
 - Words are whitespace-separated tokens, one sentence per line, framed by `<s>` and `</s>`;
-  `encode(text, add_special_tokens=True)` prepends `<s>` only (as Llama tokenizers add BOS), so
-  an empty prompt starts a sentence and generation ends at `</s>`.
+  `encode(text, add_special_tokens=True)` prepends `<s>` (as Llama tokenizers add BOS), so an
+  empty prompt starts a sentence and generation ends at `</s>`; a line break encodes as `</s>`,
+  after which the next sentence starts (so `lmlab score FILE` reads the file's sentences as
+  `lmlab eval` does).
 - Smoothing (estimate.py): mle, add-k, interpolated Kneser–Ney, interpolated modified
   Kneser–Ney (Chen & Goodman 1998, the default). Every estimator is stored as a backoff model,
   so the ARPA file (arpa.py) is the model: it loads in SRILM and KenLM, and theirs load here.
@@ -112,9 +114,17 @@ class WordTokenizer(Tokenizer):
         return frozenset({EOS})
 
     def encode(self, text: str, *, add_special_tokens: bool = False) -> list[int]:
-        words = self.split(text.lower() if self.lowercase else text)
-        ids = [self.ids.get(w, UNK) for w in words]
-        return [BOS, *ids] if add_special_tokens else ids
+        """Word ids; a line break after a sentence is its `</s>` (one sentence per line, as
+        the model was trained), so a text of several lines is scored as `lmlab eval` does."""
+        ids = [BOS] if add_special_tokens else []
+        lines = (text.lower() if self.lowercase else text).split("\n")
+        for i, line in enumerate(lines):
+            ended = i < len(lines) - 1  # lines are cut at "\n" only, as the corpus was read
+            words = self.split(line + "\n" if ended else line)
+            ids.extend(self.ids.get(w, UNK) for w in words)
+            if words and ended:
+                ids.append(EOS)
+        return ids
 
     def decode(self, ids: list[int], *, skip_special_tokens: bool = True) -> str:
         skip = self.special_ids if skip_special_tokens else frozenset()
@@ -345,7 +355,7 @@ class NgramLM(LanguageModel):
             history = state.history[b]
             for t, token in enumerate(row):
                 history.append(token)
-                if token == BOS:  # a new sentence: nothing before it counts
+                if token in (BOS, EOS):  # a new sentence: nothing before it counts
                     history[:] = [BOS]
                 if all_positions or t == steps - 1:
                     context = history[-keep:] if keep else []
