@@ -134,11 +134,9 @@ def test_echo_with_logprobs_scores_the_prompt_tokens(client, llama_lm):
 
 def test_streamed_completions_echo_the_prompt_first(client):
     # Few tokens: on an AVX-512 CPU, after the earlier tests, the two greedy continuations
-    # parted at the 5th token, a near-tie (" answer" / " United"): the server's results are not
-    # bit-identical across the cache states earlier requests leave (as vLLM's are not
-    # batch-invariant). Which step rounds differently is not found yet: a prompt read alone,
-    # in a batch, after other cells or in two pieces gives the same logits. This test is about
-    # the echo, not about that.
+    # parted at the 5th token, a near-tie (" answer" / " United"): a sequence's logits depend on
+    # which cells of llama.cpp's shared float16 KV cache it gets (README, Concurrency). This
+    # test is about the echo, not about that.
     request = dict(
         model=MODEL, prompt="The capital of France is", max_tokens=3, temperature=0, echo=True
     )
