@@ -156,7 +156,8 @@ def _command(kind: str):
         else:
             print(f'saved in {result.out}; try: lmlab generate --model {result.out} "..."')
 
-    command.__doc__ = f"Train a {kind} language model on CORPUS files; write the run to --out."
+    name = {"mlp": "an MLP", "rnn": "an RNN", "lstm": "an LSTM"}.get(kind, f"a {kind.upper()}")
+    command.__doc__ = f"Train {name} language model on CORPUS files; write the run to --out."
     return command
 
 
