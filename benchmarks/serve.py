@@ -28,8 +28,7 @@ The peer needs its server extras (`make bench` installs them: `pip install -e '.
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
        [--backend llama|torch] [--dtype bfloat16] [--threads N] [--threads-batch N]
-       [--concurrency 1 8]
-       [--embed-requests 0]
+       [--concurrency 1 8] [--embed-requests 0]
 """
 
 from __future__ import annotations
@@ -37,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -51,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import free_port
 
 from lmlab.models import DEFAULT_LM, llama_file, load_lm, resolve
-from lmlab.serve.app import decode_threads
+from lmlab.serve.app import batch_threads, decode_threads
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -254,7 +252,7 @@ def main() -> None:
     parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
     args = parser.parse_args()
     # both servers get lmlab serve's defaults: one sequence on all cores but one, batches on all
-    args.threads_batch = args.threads_batch or args.threads or os.cpu_count() or 1
+    args.threads_batch = batch_threads(args.threads, args.threads_batch)
     args.threads = decode_threads(args.threads)
     args.model = args.gguf or DEFAULT_LM
     name = Path(args.gguf).stem if args.gguf else DEFAULT_LM  # the id lmlab serves it under

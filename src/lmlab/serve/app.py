@@ -55,7 +55,7 @@ class ServedModels:
         # Compute threads meet at a barrier after every operation: if the event loop takes one
         # of their cores, the others wait, so the models leave it one (encoders, ONNX Runtime's
         # included, take torch's thread count when they load).
-        torch.set_num_threads(_batch_threads(config))
+        torch.set_num_threads(batch_threads(config.threads, config.threads_batch))
         on_llama = []
         for spec in config.chat_models:
             options = _load_options(spec, config)
@@ -116,8 +116,9 @@ def _load_options(spec: str, config: ServerConfig) -> dict:
         config.backend == "llama" or (config.backend == "auto" and _has_llama_cpp())
     )
     if uses_llama:
-        return {"max_batch_size": config.parallel, "n_threads": decode_threads(config.threads),
-                "n_threads_batch": _batch_threads(config)}  # fmt: skip
+        threads, threads_batch = config.threads, config.threads_batch
+        return {"max_batch_size": config.parallel, "n_threads": decode_threads(threads),
+                "n_threads_batch": batch_threads(threads, threads_batch)}  # fmt: skip
     if ref.kind in ("gguf", "hf") and config.dtype != "auto":
         return {"dtype": config.dtype}
     return {}
@@ -135,8 +136,10 @@ def decode_threads(threads: int | None) -> int:
     return threads or max(1, (os.cpu_count() or 1) - 1)
 
 
-def _batch_threads(config: ServerConfig) -> int:
-    return config.threads_batch or config.threads or os.cpu_count() or 1
+def batch_threads(threads: int | None, threads_batch: int | None) -> int:
+    """Threads for prompts, batches and torch: `threads_batch`, else `threads` (as llama.cpp's
+    -tb follows -t), else all cores."""
+    return threads_batch or threads or os.cpu_count() or 1
 
 
 def create_app(config: ServerConfig, served: ServedModels | None = None) -> FastAPI:

@@ -13,16 +13,18 @@ import torch
 import torch.nn.functional as F
 
 
+def _under_cpu_autocast(x: torch.Tensor) -> bool:
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+
+
 def in_attention_dtype(x: torch.Tensor) -> torch.Tensor:
     """`x` in the dtype `attention` computes in: float32 under CPU autocast, else as it is."""
-    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        return x.float()
-    return x
+    return x.float() if _under_cpu_autocast(x) else x
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **options) -> torch.Tensor:
     """`F.scaled_dot_product_attention(q, k, v, **options)`, in float32 under CPU autocast."""
-    if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+    if _under_cpu_autocast(q):
         with torch.autocast("cpu", enabled=False):
             return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), **options)
     return F.scaled_dot_product_attention(q, k, v, **options)
