@@ -22,7 +22,7 @@ failed requests and the server's resident memory over time.
 `--backend torch` serves the model through transformers instead (continuous batching in one
 torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` and
 `--threads-batch` set the compute threads of both servers, for one sequence decoding alone and
-for batches (default: `lmlab serve`'s, all cores but one and all cores).
+for batches (default: what `lmlab serve` picks, measured in this process, and all cores).
 
 The peer needs its server extras (`make bench` installs them: `pip install -e '.[bench]'`).
 
@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from server_process import free_port
 
 from lmlab.models import DEFAULT_LM, llama_file, load_lm, resolve
-from lmlab.serve.app import batch_threads, decode_threads
+from lmlab.serve.app import batch_threads, decode_threads, pick_decode_threads
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -158,11 +158,14 @@ async def embed_load(url: str, clients: int, total: int) -> float:
 def decode_ceiling(args: argparse.Namespace, steps: int = 32) -> dict[int, float]:
     """Tokens/s of the model alone, in this process, with n sequences decoding together."""
     if args.backend == "llama":
-        options = {"n_threads": args.threads, "n_threads_batch": args.threads_batch,
+        options = {"n_threads": decode_threads(args.threads), "n_threads_batch": args.threads_batch,
                    "max_batch_size": max(args.concurrency)}  # fmt: skip
     else:
         options = {"dtype": args.dtype}
     lm = load_lm(args.model, backend=args.backend, **options)
+    if args.backend == "llama" and args.threads is None:  # as lmlab serve picks them
+        args.threads = pick_decode_threads(lm, args.threads_batch)
+        print(f"one sequence decodes on {args.threads} threads (as lmlab serve measures)")
     prompt = lm.tokenizer.encode(QUESTIONS[0])
     rates = {}
     for n in sorted(set(args.concurrency)):
@@ -251,9 +254,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="torch backend weights")
     parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
     args = parser.parse_args()
-    # both servers get lmlab serve's defaults: one sequence on all cores but one, batches on all
+    # both servers get lmlab serve's defaults: batches on all cores, one sequence as it measures
     args.threads_batch = batch_threads(args.threads, args.threads_batch)
-    args.threads = decode_threads(args.threads)
     args.model = args.gguf or DEFAULT_LM
     name = Path(args.gguf).stem if args.gguf else DEFAULT_LM  # the id lmlab serves it under
     if args.soak:
@@ -270,7 +272,7 @@ def main() -> None:
         return
     ceiling = decode_ceiling(args)
     gguf = str(llama_file(resolve(args.model)))  # the file lmlab's llama backend runs
-    threads, threads_batch = str(args.threads), str(args.threads_batch)
+    threads, threads_batch = str(decode_threads(args.threads)), str(args.threads_batch)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
     lmlab_command += ["--chat-model", args.model, "--backend", args.backend]
     lmlab_command += ["--threads", threads, "--threads-batch", threads_batch, "--dtype", args.dtype]

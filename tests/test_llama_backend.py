@@ -1,5 +1,7 @@
 """The llama.cpp backend: its tokenizer, batched rows, and agreement with the torch backend."""
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -175,6 +177,17 @@ def test_threads_for_one_token_and_for_batches_are_set_apart(gguf_path):
     assert (lm._lib.llama_n_threads(lm._ctx), lm._lib.llama_n_threads_batch(lm._ctx)) == (1, 2)
     lm = LlamaCppLM(gguf_path, context_length=256, n_threads=2)
     assert (lm._lib.llama_n_threads(lm._ctx), lm._lib.llama_n_threads_batch(lm._ctx)) == (2, 2)
+
+
+def test_the_server_sets_the_threads_it_measured_for_one_sequence(gguf_path):
+    from lmlab.lm.llama_cpp_lm import LlamaCppLM
+    from lmlab.serve.app import pick_decode_threads
+
+    lm = LlamaCppLM(gguf_path, context_length=256, n_threads=1, n_threads_batch=2)
+    chosen = pick_decode_threads(lm, threads_batch=2)
+    assert chosen in {max(1, (os.cpu_count() or 1) - 1), os.cpu_count()}
+    assert (lm._lib.llama_n_threads(lm._ctx), lm._lib.llama_n_threads_batch(lm._ctx)) == (chosen, 2)
+    assert lm.live_sequences == 0 and lm._kept is None  # nothing left in the cache
 
 
 def test_kept_cells_give_way_to_live_sequences(gguf_path):

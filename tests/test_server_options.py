@@ -6,8 +6,11 @@ import socket
 import subprocess
 import sys
 
+import pytest
+from mock_lm import ByteTokenizer
+
 from lmlab.models import DEFAULT_LM
-from lmlab.serve.app import ServerConfig, _load_options
+from lmlab.serve.app import ServerConfig, _load_options, pick_decode_threads
 
 
 def test_llama_gets_its_sequences_and_threads():
@@ -20,6 +23,56 @@ def test_llama_gets_its_sequences_and_threads():
     assert (options["n_threads"], options["n_threads_batch"]) == (3, 3)  # as llama.cpp's -t
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", threads=3, threads_batch=5))
     assert (options["n_threads"], options["n_threads_batch"]) == (3, 5)
+
+
+class _ClockedLM:
+    """A stand-in llama model on a fake clock: one decoding step of one sequence takes
+    `step[threads]` seconds; records the threads it was last given and its live states."""
+
+    def __init__(self, clock: list[float], step: dict[int, float]) -> None:
+        self.name, self.tokenizer, self.clock, self.step = "clocked", ByteTokenizer(), clock, step
+        self.threads, self.live = None, 0
+
+    def set_threads(self, n: int, n_batch: int) -> None:
+        self.threads = (n, n_batch)
+
+    def new_state(self, batch_size: int = 1):
+        self.live += 1
+        return object()
+
+    def forward_each(self, states, token_ids):
+        if len(token_ids[0]) == 1:  # prompts are not timed
+            self.clock[0] += self.step[self.threads[0]]
+
+    def release(self, state, keep: bool = True) -> None:
+        self.live -= 1
+        self.kept = keep
+
+
+@pytest.mark.parametrize(
+    "two_cores_speed, expected",
+    [(1.6, 2), (1.05, 1)],  # measured: an Intel Xeon VM (53 vs 33 tokens/s), an AMD EPYC
+)
+def test_one_sequence_gets_every_core_only_where_it_decodes_clearly_faster(
+    monkeypatch, two_cores_speed, expected
+):
+    import lmlab.serve.app as app
+
+    clock = [0.0]
+    monkeypatch.setattr(app.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(app.os, "cpu_count", lambda: 2)
+    lm = _ClockedLM(clock, {1: 0.03, 2: 0.03 / two_cores_speed})
+    assert pick_decode_threads(lm, threads_batch=2) == expected
+    assert lm.threads == (expected, 2)
+    assert lm.live == 0 and not lm.kept  # the probe's state released, its cells not kept
+
+
+def test_one_core_is_not_measured(monkeypatch):
+    import lmlab.serve.app as app
+
+    monkeypatch.setattr(app.os, "cpu_count", lambda: 1)
+    lm = _ClockedLM([0.0], {})
+    assert pick_decode_threads(lm, threads_batch=1) == 1 and lm.threads is None
 
 
 def test_torch_gets_the_dtype_asked_for():

@@ -48,8 +48,9 @@ def serve(
     threads: Annotated[
         int,
         typer.Option(
-            help="Compute threads decoding one sequence alone (0: all cores but one, which "
-            "the HTTP side then has to itself)."
+            help="Compute threads decoding one sequence alone (0: measured at start: all "
+            "cores but one, which the HTTP side then has to itself, unless all cores decode "
+            "over 1.1x faster)."
         ),
     ] = 0,
     threads_batch: Annotated[

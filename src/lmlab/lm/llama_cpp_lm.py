@@ -190,6 +190,10 @@ class LlamaCppLM(LanguageModel):
         self._vocab_size = self.tokenizer.vocab_size
         weakref.finalize(self, _free, lib, ctx, self._batch)
 
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        """Compute threads for one token at a time and for several (llama.cpp's -t and -tb)."""
+        self._lib.llama_set_n_threads(self._ctx, n_threads, n_threads_batch)
+
     def _meta(self, key: str) -> str:
         buf = ctypes.create_string_buffer(256)
         n = self._lib.llama_model_meta_val_str(self._model, key.encode(), buf, 256)
@@ -214,11 +218,12 @@ class LlamaCppLM(LanguageModel):
         """Rows of states not yet released."""
         return self.max_batch_size + 1 - len(self._free_seqs) - (self._kept is not None)
 
-    def release(self, state: SeqState) -> None:
-        """Free the state's sequences; the last one's cells stay for prefix reuse."""
+    def release(self, state: SeqState, keep: bool = True) -> None:
+        """Free the state's sequences; the last one's cells stay for prefix reuse unless
+        `keep` is False (work that should leave the cache as it found it)."""
         for seq in state.seq_ids:
             self._drop_kept()
-            if self.reuses_prefixes:
+            if self.reuses_prefixes and keep:
                 self._kept = seq
             else:
                 self._forget(seq)

@@ -8,6 +8,7 @@ EmbeddingBatcher (requests arriving together share one forward pass).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 from lmlab.serve.errors import APIError, install_error_handlers
 from lmlab.serve.limits import LimitsMiddleware
 from lmlab.serve.protocol import ModelCard, ModelList
+
+log = logging.getLogger("lmlab.serve")
 
 
 @dataclass
@@ -60,6 +63,8 @@ class ServedModels:
         for spec in config.chat_models:
             options = _load_options(spec, config)
             lm = load_lm(spec, backend=config.backend, **options)
+            if "n_threads" in options and config.threads is None:
+                pick_decode_threads(lm, options["n_threads_batch"])
             self.lms[lm.name] = lm
             self.engines[lm.name] = Engine(lm, config.parallel, config.prefill_chunk)
             on_llama.append("n_threads" in options)
@@ -125,15 +130,43 @@ def _load_options(spec: str, config: ServerConfig) -> dict:
 
 
 def decode_threads(threads: int | None) -> int:
-    """llama.cpp's threads for one token at a time (`threads`, or all cores but one).
-
-    Decoding one sequence is bound by memory, not arithmetic: on 2 cores, 103 tokens/s on one
-    thread and 109 on two, alone. In the server the second thread waits for the core the event
-    loop and the clients use: the bundled model streamed 91 tokens/s to one client with one
-    thread, 86 with two, and 216 against 191 to eight (benchmarks/serve.py, runs alternated).
-    Batches of several sequences are bound by arithmetic and take every core.
-    """
+    """llama.cpp's threads for one token at a time: `threads`, or all cores but one (the
+    server then measures whether every core is worth it: `pick_decode_threads`)."""
     return threads or max(1, (os.cpu_count() or 1) - 1)
+
+
+def pick_decode_threads(lm, threads_batch: int, margin: float = 1.1, steps: int = 12) -> int:
+    """Set and return the threads a llama.cpp model decodes one sequence with, measured: all
+    cores but one, unless all cores decode it more than `margin` times faster.
+
+    Decoding one sequence is bound by memory. Where one core reads memory about as fast as two
+    (an AMD EPYC, 2 cores: 103 vs 109 tokens/s in process), the second thread only waits for the
+    core the event loop and the clients use: one client got 91 tokens/s with one thread, 86 with
+    two. Where one core cannot (an Intel Xeon VM: 33 vs 53 tokens/s in process), one client got
+    31.6 tokens/s with one thread, 45.7 with two. Takes ~0.5 s, at start.
+    """
+    few, every = decode_threads(None), os.cpu_count() or 1
+    if few == every:
+        return every
+    prompt = lm.tokenizer.encode("The history of the city begins with")
+    state = lm.new_state(1)
+    best = {few: float("inf"), every: float("inf")}
+    try:
+        lm.forward_each([state], [prompt])
+        for _ in range(2):  # alternated, best of two: a moment of other work counts less
+            for n in best:
+                lm.set_threads(n, threads_batch)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    lm.forward_each([state], [prompt[-1:]])
+                best[n] = min(best[n], time.perf_counter() - start)
+    finally:  # its cells freed: the first request finds the cache as it would without it
+        lm.release(state, keep=False)
+    chosen = every if best[few] > margin * best[every] else few
+    lm.set_threads(chosen, threads_batch)
+    log.info("%s decodes one sequence on %d threads (%.1f vs %.1f tokens/s)", lm.name, chosen,
+             steps / best[few], steps / best[every])  # fmt: skip
+    return chosen
 
 
 def batch_threads(threads: int | None, threads_batch: int | None) -> int:
