@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 from mock_lm import ByteTokenizer
@@ -65,6 +66,37 @@ def test_one_sequence_gets_every_core_only_where_it_decodes_clearly_faster(
     assert pick_decode_threads(lm, threads_batch=2) == expected
     assert lm.threads == (expected, 2)
     assert lm.live == 0 and not lm.kept  # the probe's state released, its cells not kept
+
+
+def test_the_server_measures_threads_on_the_engine_thread(monkeypatch):
+    """llama.cpp's OpenMP threads belong to the thread that first computes: a probe on another
+    thread leaves a second team behind, which slowed every later step (one client 43 instead of
+    55 tokens/s on a 2-core Xeon VM), so the probe runs where the steps run."""
+    import torch
+
+    import lmlab.models
+    import lmlab.serve.app as app
+
+    computed_on = []
+
+    class _Recorded(_ClockedLM):
+        max_batch_size = 4
+
+        def forward_each(self, states, token_ids):
+            computed_on.append(threading.current_thread().name)
+            super().forward_each(states, token_ids)
+
+    clock = [0.0]
+    monkeypatch.setattr(app.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(app.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(lmlab.models, "load_lm", lambda spec, **_: _Recorded(clock, {1: 3, 2: 1}))
+    torch_threads = torch.get_num_threads()
+    try:
+        served = app.ServedModels(ServerConfig(chat_models=[DEFAULT_LM], backend="llama"))
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert computed_on and set(computed_on) == {"lmlab-engine"}
+    assert served.lms["clocked"].threads == (2, 2)
 
 
 def test_one_core_is_not_measured(monkeypatch):

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -63,10 +64,15 @@ class ServedModels:
         for spec in config.chat_models:
             options = _load_options(spec, config)
             lm = load_lm(spec, backend=config.backend, **options)
+            engine = Engine(lm, config.parallel, config.prefill_chunk)
             if "n_threads" in options and config.threads is None:
-                pick_decode_threads(lm, options["n_threads_batch"])
+                # on the engine's thread, as all of the model's work: llama.cpp's OpenMP
+                # threads belong to the thread that first computes, and a second team (the
+                # probe's, here) left one client 43 tokens/s instead of 55 (Xeon VM, 2 cores)
+                batch = options["n_threads_batch"]
+                engine.run_now(partial(pick_decode_threads, threads_batch=batch))
             self.lms[lm.name] = lm
-            self.engines[lm.name] = Engine(lm, config.parallel, config.prefill_chunk)
+            self.engines[lm.name] = engine
             on_llama.append("n_threads" in options)
         for spec in config.embedding_models:
             from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
@@ -143,7 +149,8 @@ def pick_decode_threads(lm, threads_batch: int, margin: float = 1.1, steps: int 
     (an AMD EPYC, 2 cores: 103 vs 109 tokens/s in process), the second thread only waits for the
     core the event loop and the clients use: one client got 91 tokens/s with one thread, 86 with
     two. Where one core cannot (an Intel Xeon VM: 33 vs 53 tokens/s in process), one client got
-    31.6 tokens/s with one thread, 45.7 with two. Takes ~0.5 s, at start.
+    31.6 tokens/s with one thread, 45.7 with two. Takes ~0.5 s, at start, on the thread that
+    will decode (`Engine.run_now`).
     """
     few, every = decode_threads(None), os.cpu_count() or 1
     if few == every:

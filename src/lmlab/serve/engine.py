@@ -110,6 +110,15 @@ class Engine:
         """Queue `run(lm)` for the engine thread; `emit` receives its result or exception."""
         self._inbox.put(Job(run, emit))
 
+    def run_now(self, run: Callable[[LanguageModel], object]) -> object:
+        """`run(lm)` on the engine thread, waiting for its result: set-up before requests."""
+        done: queue.Queue = queue.Queue(maxsize=1)
+        self.call(run, done.put)
+        result = done.get()
+        if isinstance(result, Exception):
+            raise result
+        return result
+
     @staticmethod
     def cancel(request: Request) -> None:
         """Stop a request's sequences at the next step (its client went away)."""
