@@ -29,7 +29,9 @@ def test_vectors_equal_the_library_encoder(client, reference):
 
 def test_float_and_base64_encodings_agree(server, reference):
     body = {"model": MODEL, "input": "bank"}
-    floats = httpx.post(f"{server.url}/v1/embeddings", json=body).json()["data"][0]["embedding"]
+    answer = httpx.post(f"{server.url}/v1/embeddings", json=body).json()
+    floats = answer["data"][0]["embedding"]
+    assert answer["usage"] == {"prompt_tokens": 1, "total_tokens": 1}  # as OpenAI's, no more
     raw = httpx.post(
         f"{server.url}/v1/embeddings", json=body | {"encoding_format": "base64"}
     ).json()["data"][0]["embedding"]

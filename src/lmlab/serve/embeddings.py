@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 
 from lmlab.embed.base import finish
 from lmlab.serve.errors import APIError
-from lmlab.serve.protocol import EmbeddingData, EmbeddingList, EmbeddingRequest, Usage
+from lmlab.serve.protocol import EmbeddingData, EmbeddingList, EmbeddingRequest, EmbeddingUsage
 
 router = APIRouter()
 
@@ -149,7 +149,7 @@ async def embeddings(body: EmbeddingRequest, http: Request):
         )
         for i, v in enumerate(vectors)
     ]
-    usage = Usage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
+    usage = EmbeddingUsage(prompt_tokens=prompt_tokens, total_tokens=prompt_tokens)
     # serialized by pydantic's Rust core: FastAPI would check the model again and write its
     # hundreds of floats through Python's json, a good part of a one-sentence request's time
     body_json = EmbeddingList(data=data, model=body.model, usage=usage).model_dump_json()

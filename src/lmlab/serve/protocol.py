@@ -227,11 +227,18 @@ class EmbeddingData(BaseModel):
     embedding: list[float] | str
 
 
+class EmbeddingUsage(BaseModel):
+    """An embedding request's usage: OpenAI sends no completion_tokens here."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
 class EmbeddingList(BaseModel):
     object: Literal["list"] = "list"
     data: list[EmbeddingData]
     model: str
-    usage: Usage
+    usage: EmbeddingUsage
 
 
 class ModelCard(BaseModel):
