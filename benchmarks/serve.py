@@ -1,4 +1,4 @@
-"""Serving under concurrent load: lmlab serve against llama-cpp-python's own server, one run.
+"""Serving under concurrent load: lmlab serve against llama-cpp-python's own server.
 
 Both servers get the same GGUF file (the one lmlab runs for the bundled model: its Q8_0 copy),
 the same threads and the same load: N concurrent streaming chat clients (N = 1, 4, 8, 16), each
@@ -16,6 +16,11 @@ Ceiling: before the servers start, the model alone steps 1 and N sequences toget
 process (`forward_each`, what the server's engine calls): no server can stream faster than
 that, so the ratio it gives bounds the goal ratio of N clients over one.
 
+Repeats (`--repeats K`): K rounds, each starting both servers afresh and running every load
+again; the summary gives each figure's median over the rounds, then the ratios of the medians.
+On a machine whose speed drifts between runs (a VM measured 50 and 81 tokens/s for one
+sequence ten minutes apart), one round's ratio says little.
+
 Soak (`--soak SECONDS`): 16 streaming chat clients for that long against lmlab only; reports
 failed requests and the server's resident memory over time.
 
@@ -28,7 +33,7 @@ The peer needs its server extras (`make bench` installs them: `pip install -e '.
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
        [--backend llama|torch] [--dtype bfloat16] [--threads N] [--threads-batch N]
-       [--concurrency 1 8] [--embed-requests 0]
+       [--concurrency 1 8] [--embed-requests 0] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -248,6 +253,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8, 16])
     parser.add_argument("--embed-requests", type=int, default=320)
     parser.add_argument("--soak", type=float, default=0, help="seconds of 16-client load")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds; medians are reported")
     parser.add_argument("--backend", choices=["llama", "torch"], default="llama")
     parser.add_argument("--threads", type=int, help="for one sequence (default: lmlab's)")
     parser.add_argument("--threads-batch", type=int, help="for batches (default: lmlab's)")
@@ -301,44 +307,66 @@ def main() -> None:
     }
     if args.backend == "torch":
         del servers["llama-cpp-python"]
-    table = {}
-    for name, (command, model) in servers.items():
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        process = start([*command, "--port", str(port)], url)
-        try:
-            asyncio.run(load(url, model, 1, 1, 8))  # warm-up
-            if name == "lmlab" and args.embed_requests:
-                asyncio.run(embed_load(url, 4, 32))  # warm-up
-                one = asyncio.run(embed_load(url, 1, args.embed_requests))
-                many = asyncio.run(embed_load(url, 16, args.embed_requests))
-                print(
-                    f"embeddings: one by one {one:.1f} req/s, 16 concurrent {many:.1f} req/s: "
-                    f"{many / one:.2f}x (goal >= 3x); the encoder alone, 16 sentences in one "
-                    f"batch vs one by one: {encode_ceiling():.2f}x",
-                    flush=True,
-                )
-            for n in args.concurrency:
-                table[name, n] = asyncio.run(
-                    load(url, model, n, args.requests_per_client, args.max_tokens)
-                )
-                row = table[name, n]
-                print(
-                    f"{name:>16}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
-                    f"TTFT {row['ttft_s']:.2f}s  p50 {row['p50_s']:.2f}s  p99 {row['p99_s']:.2f}s  "
-                    f"failed {row['failed']}",
-                    flush=True,
-                )
-        finally:
-            process.terminate()
-            process.wait()
-    if ("lmlab", 8) in table and ("lmlab", 1) in table:
-        scale = table["lmlab", 8]["tokens_per_s"] / table["lmlab", 1]["tokens_per_s"]
+    runs: dict[tuple[str, int], list[dict]] = {}
+    embeds: list[tuple[float, float]] = []
+    for _ in range(args.repeats):
+        for name, (command, model) in servers.items():
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            process = start([*command, "--port", str(port)], url)
+            try:
+                asyncio.run(load(url, model, 1, 1, 8))  # warm-up
+                if name == "lmlab" and args.embed_requests:
+                    embeds.append(measure_embeddings(url, args.embed_requests))
+                for n in args.concurrency:
+                    row = asyncio.run(
+                        load(url, model, n, args.requests_per_client, args.max_tokens)
+                    )
+                    runs.setdefault((name, n), []).append(row)
+                    print(
+                        f"{name:>16}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
+                        f"TTFT {row['ttft_s']:.2f}s  p50 {row['p50_s']:.2f}s  "
+                        f"p99 {row['p99_s']:.2f}s  failed {row['failed']}",
+                        flush=True,
+                    )
+            finally:
+                process.terminate()
+                process.wait()
+    summarize(runs, embeds, ceiling, args.repeats)
+
+
+def measure_embeddings(url: str, requests: int) -> tuple[float, float]:
+    """Embedding requests per second one by one, then from 16 concurrent clients."""
+    asyncio.run(embed_load(url, 4, 32))  # warm-up
+    one = asyncio.run(embed_load(url, 1, requests))
+    many = asyncio.run(embed_load(url, 16, requests))
+    print(
+        f"embeddings: one by one {one:.1f} req/s, 16 concurrent {many:.1f} req/s: "
+        f"{many / one:.2f}x (goal >= 3x); the encoder alone, 16 sentences in one "
+        f"batch vs one by one: {encode_ceiling():.2f}x",
+        flush=True,
+    )
+    return one, many
+
+
+def summarize(runs: dict, embeds: list, ceiling: dict[int, float], repeats: int) -> None:
+    """The goal ratios, of medians over the rounds when there were several."""
+    rate = {key: statistics.median(r["tokens_per_s"] for r in rows) for key, rows in runs.items()}
+    if repeats > 1:
+        print(f"\nmedians of {repeats} rounds:")
+        for (name, n), tokens_per_s in rate.items():
+            print(f"{name:>16}  clients {n:>2}: {tokens_per_s:6.1f} tokens/s")
+        if embeds:
+            one, many = (statistics.median(e[i] for e in embeds) for i in (0, 1))
+            print(f"embeddings: one by one {one:.1f}, 16 concurrent {many:.1f} req/s: "
+                  f"{many / one:.2f}x (goal >= 3x)")  # fmt: skip
+    if ("lmlab", 8) in rate and ("lmlab", 1) in rate:
+        scale = rate["lmlab", 8] / rate["lmlab", 1]
         print(f"\nlmlab 8 clients / 1 client: {scale:.2f}x (goal >= 3x)")
     if 1 in ceiling and 8 in ceiling:
         print(f"the model alone, 8 sequences / 1: {ceiling[8] / ceiling[1]:.2f}x (the bound)")
-    if ("lmlab", 8) in table and ("llama-cpp-python", 8) in table:
-        ratio = table["lmlab", 8]["tokens_per_s"] / table["llama-cpp-python", 8]["tokens_per_s"]
+    if ("lmlab", 8) in rate and ("llama-cpp-python", 8) in rate:
+        ratio = rate["lmlab", 8] / rate["llama-cpp-python", 8]
         print(f"lmlab / llama-cpp-python at 8 clients: {ratio:.2f}x (goal >= 2x)")
 
 
