@@ -260,6 +260,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="torch backend weights")
     parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be 1 or more")
     # both servers get lmlab serve's defaults: batches on all cores, one sequence as it measures
     args.threads_batch = batch_threads(args.threads, args.threads_batch)
     args.model = args.gguf or DEFAULT_LM
