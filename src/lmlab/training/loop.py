@@ -99,6 +99,10 @@ class Loop:
         self.pending: dict | None = None
         if resume:
             self.restore()
+        elif self.checkpointer.exists():
+            raise LmlabError(f"{out} already holds a training run: resume it, or use another folder")
+        elif rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
 
     # -- checkpoints ----------------------------------------------------------------------
 
