@@ -90,8 +90,9 @@ def mlp_probe(corpus, out, resume):
 
 OBJECTIVES = {
     "causal-gpt": language_model("gpt", model_options=TINY),
-    "causal-lstm": language_model("lstm", model_options={"n_embd": 16, "context": 8,
-                                                         "dropout": 0.1}),  # fmt: skip
+    "causal-lstm": language_model(
+        "lstm", model_options={"n_embd": 16, "context": 8, "dropout": 0.1}
+    ),
     "masked-bert-nsp": language_model("bert", model_options={**TINY, "nsp": True}),
     "lora-lm": lora_lm,
     "classify-finetune": pytest.param(

@@ -393,20 +393,30 @@ def _train(model, ids, y, opts, device, progress, *, workdir, resume) -> dict[st
         if folder is None:
             folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmlab-finetune-"))
         cpu_start = time.process_time()
-        loop = Loop(model, objective, optimizer, config, total=total, out=Path(folder),
-                    device=device, weights=ModelWeights(model), resume=resume, budget=budget,
-                    progress=progress_callback(progress, "texts_s"),
-                    ylabel="cross-entropy (nats/text)",
-                    # a temporary folder: no checkpoints but the last, no loss.png
-                    checkpoint_every=None if workdir else config.steps, plot=workdir is not None)  # fmt: skip
+        loop = Loop(
+            model,
+            objective,
+            optimizer,
+            config,
+            total=total,
+            out=Path(folder),
+            device=device,
+            weights=ModelWeights(model),
+            resume=resume,
+            budget=budget,
+            progress=progress_callback(progress, "texts_s"),
+            ylabel="cross-entropy (nats/text)",
+            # a temporary folder: no checkpoints but the last, no loss.png
+            checkpoint_every=None if workdir else config.steps,
+            plot=workdir is not None,
+        )
         try:
             result = loop.run()
         except TrainingInterrupted as e:
             if workdir is not None:
                 raise
             raise KeyboardInterrupt(
-                f"training interrupted at step {e.step}; "
-                "fit with a workdir to be able to resume"
+                f"training interrupted at step {e.step}; fit with a workdir to be able to resume"
             ) from None
     loss_avg = math.nan
     for record in result.history:  # a smoothed training loss, as the bar showed it

@@ -421,12 +421,22 @@ class MLP(_Probe):
             folder = workdir
             if folder is None:
                 folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmlab-mlp-"))
-            loop = Loop(head, objective, opt, config, total=config.steps, out=Path(folder),
-                        device=torch.device("cpu"), weights=ModelWeights(head), resume=resume,
-                        progress=progress_callback(progress, "texts_s"),
-                        ylabel="cross-entropy (nats/text)",
-                        # a temporary folder: no checkpoints but the last, no loss.png
-                        checkpoint_every=None if workdir else config.steps, plot=workdir is not None)  # fmt: skip
+            loop = Loop(
+                head,
+                objective,
+                opt,
+                config,
+                total=config.steps,
+                out=Path(folder),
+                device=torch.device("cpu"),
+                weights=ModelWeights(head),
+                resume=resume,
+                progress=progress_callback(progress, "texts_s"),
+                ylabel="cross-entropy (nats/text)",
+                # a temporary folder: no checkpoints but the last, no loss.png
+                checkpoint_every=None if workdir else config.steps,
+                plot=workdir is not None,
+            )
             try:
                 result = loop.run()
             except TrainingInterrupted as e:

@@ -71,7 +71,9 @@ def train_lora_command(
     if result.already_complete:
         print(f"lora on {base}: the run in {out} is already complete ({result.steps} steps)")
     else:
-        valid_text = f", valid loss {result.valid_loss:.4f}" if result.valid_loss is not None else ""
+        valid_text = (
+            f", valid loss {result.valid_loss:.4f}" if result.valid_loss is not None else ""
+        )
         print(f"lora on {base}: {result.steps - result.first_step} steps in "
               f"{result.seconds:.1f} s, loss {first:.4f} -> {result.train_loss:.4f}"
               f"{valid_text}")  # fmt: skip

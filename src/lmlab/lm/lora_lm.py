@@ -125,9 +125,18 @@ def train_lora(
         lm = TransformersLM(_base_folder(str(base)), dtype="float32")
         model = add_adapters(lm.model, r, alpha, dropout).to(device)
         context = min(context, lm.context_length)
-        run = {"kind": KIND, "base": _spec(base), "lora": lora,
-               "train": {**asdict(config), "context": context, "valid": str(valid or ""),
-                         "valid_fraction": valid_fraction, "corpus": [str(p) for p in corpus]}}  # fmt: skip
+        run = {
+            "kind": KIND,
+            "base": _spec(base),
+            "lora": lora,
+            "train": {
+                **asdict(config),
+                "context": context,
+                "valid": str(valid or ""),
+                "valid_fraction": valid_fraction,
+                "corpus": [str(p) for p in corpus],
+            },
+        }
         if resume:
             _check_resume(out, run)
         texts, valid_text = setup.split_corpus(corpus, valid, valid_fraction)
@@ -140,17 +149,31 @@ def train_lora(
             )
         batches = Batches(ids, config.batch_size, context, streams=False, seed=config.seed)
         per_step = config.batch_size * context * config.accumulate
-        total = config.steps or (math.ceil(config.epochs * len(ids) / per_step) if config.epochs else 100)
+        total = config.steps or (
+            math.ceil(config.epochs * len(ids) / per_step) if config.epochs else 100
+        )
         optimizer = optimizer_for(model, config)
         if not resume:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
             (out / "metrics.jsonl").unlink(missing_ok=True)
-        objective = AdapterCausalLM(model, batches, valid_ids, device,
-                                    eval_windows=config.eval_batches * config.batch_size)  # fmt: skip
-        loop = Loop(model, objective, optimizer, config, total=total, out=out, device=device,
-                    weights=TrainableWeights(model), best_file="adapter.safetensors",
-                    resume=resume, progress=progress_callback(progress), on_step=on_step)  # fmt: skip
+        objective = AdapterCausalLM(
+            model, batches, valid_ids, device, eval_windows=config.eval_batches * config.batch_size
+        )
+        loop = Loop(
+            model,
+            objective,
+            optimizer,
+            config,
+            total=total,
+            out=out,
+            device=device,
+            weights=TrainableWeights(model),
+            best_file="adapter.safetensors",
+            resume=resume,
+            progress=progress_callback(progress),
+            on_step=on_step,
+        )
         return loop.run()
     except BaseException:
         if not resume and not (out / CHECKPOINT).exists():

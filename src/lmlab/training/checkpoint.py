@@ -77,7 +77,7 @@ class TrainableWeights:
             missing = set(self.names) - set(state)
             if missing or set(state) - set(self.names):
                 raise ValueError(f"{len(missing)} weights missing, or others than this model's")
-            _, unexpected = self.model.load_state_dict(state, strict=False)
+            self.model.load_state_dict(state, strict=False)
         except Exception as e:  # a truncated file, or another model's weights
             raise LmlabError(f"cannot load weights {path}: {str(e).splitlines()[0]}") from None
 
@@ -114,10 +114,10 @@ class Checkpointer:
             raise LmlabError(f"cannot read the checkpoint in {self.folder}: {first}") from None
         missing = [k for k in REQUIRED if k not in state]
         if missing or state.get("format", 1) > FORMAT:
+            lacking = f", lacking {', '.join(missing)}" if missing else ""
             raise LmlabError(
                 f"the checkpoint in {self.folder} was written by another version of lmlab "
-                f"(format {state.get('format', 1)}{', lacking ' + ', '.join(missing) if missing else ''}); "
-                "train again without --resume"
+                f"(format {state.get('format', 1)}{lacking}): train again without --resume"
             )
         if len(state["ranks"]) != self.world:
             raise LmlabError(

@@ -107,9 +107,26 @@ def train(
     return result
 
 
-def _setup(kind, corpus, out: Path, *, tokenizer, vocab_size, valid, valid_fraction, preset,
-           model_options, config: TrainConfig, resume, init_from, freeze, progress, on_step,
-           rank: int, world: int) -> Loop:  # fmt: skip
+def _setup(
+    kind,
+    corpus,
+    out: Path,
+    *,
+    tokenizer,
+    vocab_size,
+    valid,
+    valid_fraction,
+    preset,
+    model_options,
+    config: TrainConfig,
+    resume,
+    init_from,
+    freeze,
+    progress,
+    on_step,
+    rank: int,
+    world: int,
+) -> Loop:
     """The run directory, tokenizer, model, objective and optimizer: the loop, ready to run."""
     if init_from is not None:
         setup.check_fine_tune_options(init_from, tokenizer=tokenizer, vocab_size=vocab_size,

@@ -69,13 +69,29 @@ class Loop:
         ylabel: the loss axis of loss.png.
     """
 
-    def __init__(self, model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
-                 config: TrainConfig, *, total: int, out: Path, device: torch.device,
-                 weights: Weights, best_file: str = "model.safetensors", net: nn.Module | None = None,
-                 rank: int = 0, world: int = 1, resume: bool = False, budget: float | None = None,
-                 progress: Progress | None = None, on_step: Callable[[int], None] | None = None,
-                 checkpoint_every: int | None = None, plot: bool = True,
-                 ylabel: str = "") -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        objective: Objective,
+        optimizer: torch.optim.Optimizer,
+        config: TrainConfig,
+        *,
+        total: int,
+        out: Path,
+        device: torch.device,
+        weights: Weights,
+        best_file: str = "model.safetensors",
+        net: nn.Module | None = None,
+        rank: int = 0,
+        world: int = 1,
+        resume: bool = False,
+        budget: float | None = None,
+        progress: Progress | None = None,
+        on_step: Callable[[int], None] | None = None,
+        checkpoint_every: int | None = None,
+        plot: bool = True,
+        ylabel: str = "",
+    ) -> None:
         self.model, self.objective, self.optimizer = model, objective, optimizer
         self.config, self.total, self.out, self.device = config, total, Path(out), device
         self.weights, self.best_path = weights, self.out / best_file
@@ -100,7 +116,9 @@ class Loop:
         if resume:
             self.restore()
         elif self.checkpointer.exists():
-            raise LmlabError(f"{out} already holds a training run: resume it, or use another folder")
+            raise LmlabError(
+                f"{out} already holds a training run: resume it, or use another folder"
+            )
         elif rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
 
@@ -168,7 +186,9 @@ class Loop:
         """Where the schedule is: the step, or with a time budget the larger share spent."""
         if self.budget is None:
             return self.step
-        return round(min(1.0, max(self.step / self.total, self.seconds() / self.budget)) * self.total)
+        return round(
+            min(1.0, max(self.step / self.total, self.seconds() / self.budget)) * self.total
+        )
 
     def seconds(self) -> float:
         """Seconds of training in this run, earlier sessions included."""

@@ -64,8 +64,15 @@ class Batches:
 class CausalLM(NoLogMetrics):
     """Next-token cross-entropy of one of our models on windows (or streams) of a text."""
 
-    def __init__(self, model: nn.Module, batches: Batches, valid_ids: torch.Tensor | None,
-                 device: torch.device, *, eval_windows: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        batches: Batches,
+        valid_ids: torch.Tensor | None,
+        device: torch.device,
+        *,
+        eval_windows: int,
+    ) -> None:
         self.batches, self.valid_ids, self.device = batches, valid_ids, device
         self.model = model  # for its shape and new_cache (the net called may be a DDP wrapper)
         self.carries_state = bool(getattr(model, "carries_state", False))

@@ -18,8 +18,12 @@ from lmlab.training.objective import NoLogMetrics
 POOL_BATCHES = 50  # batches per pool in which texts are sorted by length
 
 
-def length_sorted_epoch(ids: Sequence[Sequence[int]], batch_size: int,
-                        rng: random.Random, pool_batches: int = POOL_BATCHES) -> list[list[int]]:  # fmt: skip
+def length_sorted_epoch(
+    ids: Sequence[Sequence[int]],
+    batch_size: int,
+    rng: random.Random,
+    pool_batches: int = POOL_BATCHES,
+) -> list[list[int]]:
     """One epoch of batches (row numbers): shuffled, sorted by length within pools of
     `pool_batches` batches (little padding), the batches in random order."""
     pool = batch_size * pool_batches
@@ -47,8 +51,9 @@ def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]
 class LengthBatches:
     """Epoch after epoch, padded batches of token ids of similar length: ((ids, mask), labels)."""
 
-    def __init__(self, ids: list[list[int]], labels: torch.Tensor, batch_size: int, pad_id: int,
-                 seed: int) -> None:  # fmt: skip
+    def __init__(
+        self, ids: list[list[int]], labels: torch.Tensor, batch_size: int, pad_id: int, seed: int
+    ) -> None:
         self.ids, self.labels, self.batch_size, self.pad_id = ids, labels, batch_size, pad_id
         self.rng = random.Random(seed)
         self.epoch: list[list[int]] = []  # this epoch's batches (replaced, never changed)
@@ -75,8 +80,14 @@ class ShuffledRows:
     """Epoch after epoch, `rows` of (X, Y) in a new random order, cut into batches (the last
     one smaller): ((X[batch],), Y[batch])."""
 
-    def __init__(self, X: torch.Tensor, Y: torch.Tensor, rows: torch.Tensor, batch_size: int,
-                 generator: torch.Generator) -> None:  # fmt: skip
+    def __init__(
+        self,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        rows: torch.Tensor,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> None:
         self.X, self.Y, self.rows, self.batch_size = X, Y, rows, batch_size
         self.generator = generator
         self.epoch: tuple[torch.Tensor, ...] = ()
@@ -111,8 +122,14 @@ class SequenceClassification(NoLogMetrics):
         valid: held-out batches [(inputs, labels)], or None.
     """
 
-    def __init__(self, source, device: torch.device, *, units_per_batch: int,
-                 valid: list[tuple[tuple[torch.Tensor, ...], torch.Tensor]] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        source,
+        device: torch.device,
+        *,
+        units_per_batch: int,
+        valid: list[tuple[tuple[torch.Tensor, ...], torch.Tensor]] | None = None,
+    ) -> None:
         self.source, self.device, self.valid = source, device, valid
         self.units_per_batch = units_per_batch
         self.validates = bool(valid)

@@ -18,8 +18,16 @@ from lmlab.training.objectives.causal import Batches
 class MaskedLM:
     """MLM (+ NSP) loss on random windows of a text."""
 
-    def __init__(self, batches: Batches, valid_ids: torch.Tensor | None, device: torch.device,
-                 *, corrupt: Callable, pairs: Callable | None, eval_windows: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        batches: Batches,
+        valid_ids: torch.Tensor | None,
+        device: torch.device,
+        *,
+        corrupt: Callable,
+        pairs: Callable | None,
+        eval_windows: int,
+    ) -> None:
         self.batches, self.valid_ids, self.device = batches, valid_ids, device
         self.corrupt, self.pairs, self.eval_windows = corrupt, pairs, eval_windows
         self.validates = valid_ids is not None
