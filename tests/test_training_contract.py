@@ -134,3 +134,38 @@ def test_ctrl_c_then_resume_gives_the_uninterrupted_weights(run, tmp_path, monke
     assert any(not torch.equal(first[k], resumed[k]) for k in first)  # step 2 was trained
     assert torch.load(tmp_path / "killed" / "checkpoint" / "state.pt",
                       weights_only=False)["step"] == 2  # fmt: skip
+
+
+def test_classify_fit_resumes_an_interrupted_fit_to_the_same_classifier(
+    tmp_path, monkeypatch, capsys
+):
+    from lmlab.classify.classifier import TextClassifier
+    from lmlab.cli import main
+
+    data = tmp_path / "reviews.csv"
+    data.write_text(
+        "text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(REVIEWS, LABELS, strict=True))
+    )
+    command = ["classify", "fit", str(data), "--method", "mlp", "--encoder", "bow", "--epochs",
+               "3", "--batch-size", "32", "--seed", "0"]  # fmt: skip
+
+    def cli(*args):
+        with pytest.raises(SystemExit) as e:
+            main([*command, *args])
+        return e.value.code, capsys.readouterr()
+
+    assert cli("--out", str(tmp_path / "whole"))[0] == 0
+    with monkeypatch.context() as m:
+        ctrl_c_after_the_first_step(m)
+        code, out = cli("--out", str(tmp_path / "clf"))
+    assert code == 130 and "run the same command with --resume" in out.err
+    assert not (tmp_path / "clf").exists()
+    code, out = cli("--out", str(tmp_path / "clf"), "--resume")
+    assert code == 0, out.err
+    assert not (tmp_path / ".clf.training").exists()  # gone once the classifier is saved
+    assert (tmp_path / "clf" / "metrics.jsonl").is_file()
+    a, b = (TextClassifier.load(tmp_path / name) for name in ("whole", "clf"))
+    assert np.array_equal(a.predict_proba(REVIEWS), b.predict_proba(REVIEWS))
+    assert a.method_.info == b.method_.info
+    code, out = cli("--out", str(tmp_path / "again"), "--resume")
+    assert code == 2 and "nothing to resume" in out.err
