@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -61,8 +62,11 @@ def train_lora_command(
                             config=config, valid=valid, valid_fraction=valid_fraction,
                             resume=resume, progress=progress and not as_json)  # fmt: skip
     except TrainingInterrupted as e:  # Ctrl-C: the checkpoint is saved; say how to go on
-        print(e, file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":
+            print(e, file=sys.stderr)
         raise typer.Exit(130) from None
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, process 0 reports
+        return
     losses = [r["loss"] for r in result.history if "loss" in r]
     first = losses[0] if losses else result.train_loss
     if as_json:

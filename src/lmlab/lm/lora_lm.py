@@ -100,7 +100,7 @@ def train_lora(
     from lmlab.lm.neural.scoring import encode_corpus
     from lmlab.training import lm_setup as setup
     from lmlab.training.checkpoint import CHECKPOINT, TrainableWeights
-    from lmlab.training.devices import pick_device, pick_dtype
+    from lmlab.training.devices import device_for_rank, pick_device, pick_dtype, start_distributed
     from lmlab.training.loop import Loop
     from lmlab.training.objectives.causal import AdapterCausalLM, Batches
     from lmlab.training.optim import optimizer_for
@@ -108,7 +108,8 @@ def train_lora(
 
     config = config or TrainConfig(lr=2e-4, steps=100, warmup=10, weight_decay=0.0)
     out = Path(out)
-    device = pick_device(config.device)
+    rank, world = start_distributed()  # under torchrun: one shard of the text per process
+    device = device_for_rank(pick_device(config.device), rank, world)
     config = replace(config, dtype=pick_dtype(config.dtype, device))
     setup.check_config(config, valid, valid_fraction)
     lora = {"r": r, "alpha": alpha, "dropout": dropout}
@@ -147,19 +148,25 @@ def train_lora(
                 f"the validation text has {len(valid_ids)} tokens, fewer than one window of "
                 f"{context + 1}: hold out more (--valid-fraction) or lower --context"
             )
-        batches = Batches(ids, config.batch_size, context, streams=False, seed=config.seed)
+        shard = ids[rank * len(ids) // world : (rank + 1) * len(ids) // world]
+        batches = Batches(shard, config.batch_size, context, streams=False, seed=config.seed + rank)
         per_step = config.batch_size * context * config.accumulate
         total = config.steps or (
             math.ceil(config.epochs * len(ids) / per_step) if config.epochs else 100
         )
         optimizer = optimizer_for(model, config)
-        if not resume:
+        if not resume and rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
             (out / "metrics.jsonl").unlink(missing_ok=True)
         objective = AdapterCausalLM(
             model, batches, valid_ids, device, eval_windows=config.eval_batches * config.batch_size
         )
+        net = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(model)
         loop = Loop(
             model,
             objective,
@@ -170,15 +177,21 @@ def train_lora(
             device=device,
             weights=TrainableWeights(model),
             best_file="adapter.safetensors",
+            net=net,
+            rank=rank,
+            world=world,
             resume=resume,
             progress=progress_callback(progress),
             on_step=on_step,
         )
         return loop.run()
     except BaseException:
-        if not resume and not (out / CHECKPOINT).exists():
+        if rank == 0 and not resume and not (out / CHECKPOINT).exists():
             created.remove()  # failed before its first checkpoint: nothing to resume
         raise
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def _spec(base) -> str:
