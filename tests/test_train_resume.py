@@ -199,3 +199,18 @@ def test_cli_says_where_it_stopped_what_it_ran_and_when_it_is_done(
     assert code == 0, err
     assert out.startswith(f"gpt: the run in {run} is already complete (12 steps)")
     assert "nan" not in out and (run / "metrics.jsonl").read_text() == before
+
+
+def test_a_checkpoint_this_version_cannot_read_is_a_one_line_error(corpus, tmp_path):
+    from lmlab.errors import LmlabError
+
+    options = dict(model_options=TINY, config=quick(steps=2), progress=False)
+    train("gpt", [corpus], tmp_path / "r", **options)
+    path = tmp_path / "r" / "checkpoint" / "state.pt"
+    old = state(tmp_path / "r")
+    torch.save({k: v for k, v in old.items() if k != "ranks"}, path)
+    with pytest.raises(LmlabError, match=r"another version of lmlab .*lacking ranks"):
+        train("gpt", [corpus], tmp_path / "r", resume=True, **options)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(LmlabError, match="cannot read the checkpoint in"):
+        train("gpt", [corpus], tmp_path / "r", resume=True, **options)
