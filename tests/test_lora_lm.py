@@ -26,7 +26,16 @@ def test_lora_steps_lower_the_loss_and_the_run_loads(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["train_loss"] < 0.7 * result["first_loss"]
-    assert {p.name for p in (tmp_path / "run").iterdir()} == {"lmlab.json", "adapter.safetensors"}
+    assert result["steps"] == 6 and result["valid_loss"] is None
+    # The adapter alone (no copy of the base model), and the files of every run trained here.
+    assert {p.name for p in (tmp_path / "run").iterdir()} == {
+        "lmlab.json",
+        "adapter.safetensors",
+        "checkpoint",
+        "metrics.jsonl",
+        "loss.png",
+    }
+    assert (tmp_path / "run" / "adapter.safetensors").stat().st_size < 10e6
 
     tuned = lmlab.load_lm(tmp_path / "run")
     base = lmlab.load_lm(DEFAULT_LM, backend="torch", dtype="float32")
@@ -51,3 +60,4 @@ def test_lora_run_exists_already(tmp_path):
     (tmp_path / "lmlab.json").write_text("{}")
     done = lmlab_cli("train", "lora", str(tmp_path / "lmlab.json"), "--out", str(tmp_path))
     assert done.returncode == 2 and "already holds a run" in done.stderr
+    assert (tmp_path / "lmlab.json").read_text() == "{}"  # the user's folder is left as it was

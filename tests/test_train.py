@@ -230,6 +230,35 @@ def test_bad_input_is_a_clear_error(tmp_path, corpus):
         train("gpt", [corpus], tmp_path / "c", valid_fraction=1.5, config=quick())
 
 
+def test_a_run_that_fails_before_its_first_checkpoint_removes_what_it_made(tmp_path, corpus):
+    small = tmp_path / "small.txt"
+    small.write_text("too short")
+    out = tmp_path / "runs" / "new"  # neither folder exists yet
+    with pytest.raises(LmlabError, match="too few for one batch"):
+        train("gpt", [small], out, model_options=TINY, config=quick(), progress=False)
+    assert not (tmp_path / "runs").exists()  # the tokenizer it had written went with them
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(LmlabError):
+        train("gpt", [empty], out, model_options=TINY, config=quick(), progress=False)
+    assert not (tmp_path / "runs").exists()
+    # A folder the user had keeps what it held, and only that.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(LmlabError, match="fewer than one window"):
+        train("gpt", [corpus], mine, model_options=TINY, valid_fraction=0.001, config=quick(),
+              progress=False)  # fmt: skip
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    # A rerun with good options starts afresh; a run killed after its first checkpoint stays.
+    train("gpt", [corpus], mine, model_options=TINY, config=quick(steps=2), progress=False)
+    assert (mine / "checkpoint").is_dir() and (mine / "notes.txt").read_text() == "mine"
+    with pytest.raises(LmlabError, match="the loss became"):
+        train("gpt", [corpus], tmp_path / "nan", model_options=TINY, progress=False,
+              config=quick(lr=1e30, grad_clip=0, warmup=0, eval_every=1))  # fmt: skip
+    assert (tmp_path / "nan" / "checkpoint").is_dir()  # the steps before it can be resumed
+
+
 @pytest.mark.parametrize(
     ("kind", "model", "train_options", "message"),
     [
@@ -341,9 +370,9 @@ def test_bfloat16_autocast_trains_float32_weights_to_nearly_the_float32_loss(
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_dtype_is_bfloat16_only_where_the_cpu_has_it(native, corpus, tmp_path, monkeypatch):
-    from lmlab import training
+    from lmlab.training import devices
 
-    monkeypatch.setattr(training, "cpu_has_bfloat16", lambda: native)
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: native)
     train("gpt", [corpus], tmp_path / "r", model_options=TINY, config=quick(steps=2),
           progress=False)  # fmt: skip
     recorded = json.loads((tmp_path / "r" / "lmlab.json").read_text())["train"]["dtype"]

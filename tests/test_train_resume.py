@@ -9,9 +9,9 @@ import pytest
 import torch
 from test_train import TEXT, TINY, quick, weights
 
-from lmlab import training
 from lmlab.cli import main
-from lmlab.training import TrainingInterrupted, train
+from lmlab.training import Loop, TrainingInterrupted, train
+from lmlab.training.objectives import causal
 
 SHAPES = {"gpt": {**TINY, "dropout": 0.1}, "lstm": {"n_embd": 16, "context": 8, "dropout": 0.1}}
 
@@ -130,7 +130,7 @@ def test_ctrl_c_during_a_validation_keeps_that_validation(kind, corpus, tmp_path
     config = quick(steps=12, eval_every=2, log_every=1, lr=0.05, patience=100)
 
     def periodic(m):
-        m.setattr(training, "evaluate_loss", on_call(3, training.evaluate_loss))
+        m.setattr(causal, "evaluate_loss", on_call(3, causal.evaluate_loss))
 
     def check(run):
         stopped_at(6)(run)
@@ -147,7 +147,7 @@ def test_resume_after_early_stopping_does_not_train_on(corpus, tmp_path, monkeyp
     assert whole.stopped_early
 
     def final(m):  # Ctrl-C during the final evaluation, after the early stop
-        m.setattr(training._Loop, "finish", on_call(1, training._Loop.finish))
+        m.setattr(Loop, "finish", on_call(1, Loop.finish))
 
     with monkeypatch.context() as m:
         final(m)
@@ -199,3 +199,18 @@ def test_cli_says_where_it_stopped_what_it_ran_and_when_it_is_done(
     assert code == 0, err
     assert out.startswith(f"gpt: the run in {run} is already complete (12 steps)")
     assert "nan" not in out and (run / "metrics.jsonl").read_text() == before
+
+
+def test_a_checkpoint_this_version_cannot_read_is_a_one_line_error(corpus, tmp_path):
+    from lmlab.errors import LmlabError
+
+    options = dict(model_options=TINY, config=quick(steps=2), progress=False)
+    train("gpt", [corpus], tmp_path / "r", **options)
+    path = tmp_path / "r" / "checkpoint" / "state.pt"
+    old = state(tmp_path / "r")
+    torch.save({k: v for k, v in old.items() if k != "ranks"}, path)
+    with pytest.raises(LmlabError, match=r"another version of lmlab .*lacking ranks"):
+        train("gpt", [corpus], tmp_path / "r", resume=True, **options)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(LmlabError, match="cannot read the checkpoint in"):
+        train("gpt", [corpus], tmp_path / "r", resume=True, **options)

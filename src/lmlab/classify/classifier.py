@@ -66,9 +66,20 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def fit(
-        self, texts: Sequence[str], labels: Sequence, *, progress: bool = True
+        self,
+        texts: Sequence[str],
+        labels: Sequence,
+        *,
+        progress: bool = True,
+        workdir: str | Path | None = None,
+        resume: bool = False,
     ) -> TextClassifier:
-        """Learn from texts and their labels (two or more distinct values); returns self."""
+        """Learn from texts and their labels (two or more distinct values); returns self.
+
+        The methods trained by gradient steps (finetune, lora, mlp) keep their checkpoint/,
+        metrics.jsonl and loss.png in `workdir` when given (else a temporary folder, removed
+        after); `resume` continues an interrupted fit from there, exactly.
+        """
         texts = _texts(texts)
         labels = [label_text(v) if v is not None else None for v in labels]
         if len(labels) != len(texts):
@@ -89,8 +100,15 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
         index = {c: i for i, c in enumerate(classes)}
         y = np.array([index[v] for v in labels], dtype=np.int64)
         method = method_class(self.method)(**self.options)
+        loop = {"workdir": workdir, "resume": resume} if workdir is not None or resume else {}
+        if loop and "workdir" not in inspect.signature(method.fit).parameters:
+            raise LmlabError(
+                f"the {self.method} method does not train in steps: workdir and resume apply "
+                "to finetune, lora and mlp",
+                param="workdir",
+            )
         start = time.perf_counter()
-        method.fit(texts, y, classes, progress=progress)
+        method.fit(texts, y, classes, progress=progress, **loop)
         self.fit_seconds_ = time.perf_counter() - start
         self.method_, self.classes_ = method, np.array(classes, dtype=object)
         return self

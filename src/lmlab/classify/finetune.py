@@ -2,9 +2,10 @@
 
 The model is the encoder's pooled sentence vector (mean over real tokens for MiniLM, as when it
 embeds) followed by a new head, dropout then one linear layer: logits = W · dropout(pool(h)) + b.
-It is trained end to end by cross-entropy with the pieces of the language-model trainer
-(`lmlab.training`): AdamW with weight decay on matrices only, linear warm-up then cosine decay,
-gradient clipping, seeding, device choice.
+It is trained end to end by cross-entropy in the one training loop (`lmlab.training`, the
+sequence-classification objective): AdamW with weight decay on matrices only, linear warm-up then
+cosine decay, gradient clipping, seeding, device choice, checkpoints and exact resume (`fit`'s
+`workdir`; without one, a temporary folder that is removed afterwards).
 
   finetune  every weight moves; `freeze=K` keeps the embeddings and the first K layers fixed,
             `freeze="all"` the whole encoder (the head alone learns: a logit on fixed vectors,
@@ -23,9 +24,11 @@ run of ours (`lmlab train bert`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +42,8 @@ from lmlab.classify.method import Method
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir, atomic_file
 from lmlab.models import DEFAULT_ENCODER, resolve
+from lmlab.training.objectives.classify import length_sorted_epoch
+from lmlab.training.objectives.classify import pad as _pad
 
 # Options and their defaults, found with short runs on SST-2 (see README: fine-tuning).
 DEFAULTS: dict[str, Any] = {
@@ -54,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "warmup": 0.06,  # the share of the steps spent warming up (as RoBERTa's fine-tuning)
     "weight_decay": 0.01,
     "device": "auto",
+    "dtype": "float32",  # or bfloat16: autocast, the weights stay float32; auto: where native
 }
 LORA_DEFAULTS: dict[str, Any] = {
     **DEFAULTS,
@@ -62,7 +68,6 @@ LORA_DEFAULTS: dict[str, Any] = {
     "lora_alpha": 16,
     "lora_dropout": 0.1,
 }
-POOL_BATCHES = 50  # batches per pool in which texts are sorted by length
 # Besides the weights, what a saved encoder folder keeps of the original.
 ENCODER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                  "vocab.txt", "lmlab.json", "config.json", "sentence_bert_config.json")  # fmt: skip
@@ -207,10 +212,21 @@ class FineTune(Method):
     # -- the Method interface -------------------------------------------------------------
 
     def fit(
-        self, texts: list[str], y: np.ndarray, classes: list[str], *, progress: bool = True
+        self,
+        texts: list[str],
+        y: np.ndarray,
+        classes: list[str],
+        *,
+        progress: bool = True,
+        workdir: str | Path | None = None,
+        resume: bool = False,
     ) -> FineTune:
-        """Train the encoder and head on `texts` with class indices `y`."""
-        from lmlab.training import pick_device
+        """Train the encoder and head on `texts` with class indices `y`.
+
+        `workdir` keeps the training's checkpoint/, metrics.jsonl and loss.png (none given: a
+        temporary folder, removed after); `resume` continues the run in it, exactly.
+        """
+        from lmlab.training.devices import pick_device
 
         opts = self.options
         torch.manual_seed(opts["seed"])  # the head's start and the LoRA matrices
@@ -220,7 +236,8 @@ class FineTune(Method):
         ids = self._setup(texts)
         device = pick_device(opts["device"])
         self.model_.to(device)
-        self.info = _train(self.model_, ids, np.asarray(y), opts, device, progress)
+        self.info = _train(self.model_, ids, np.asarray(y), opts, device, progress,
+                           workdir=workdir, resume=resume)  # fmt: skip
         self.info["trainable_parameters"] = sum(
             p.numel() for p in self.model_.parameters() if p.requires_grad
         )
@@ -335,72 +352,86 @@ class LoRA(FineTune):
 # -- training ---------------------------------------------------------------------------------
 
 
-def _train(model, ids, y, opts, device, progress) -> dict[str, Any]:
-    """Cross-entropy training over length-bucketed batches; what happened, for `info`."""
-    from tqdm.auto import tqdm
+def _train(model, ids, y, opts, device, progress, *, workdir, resume) -> dict[str, Any]:
+    """Cross-entropy training over length-bucketed batches, in the training loop; what
+    happened, for `info`. `max_minutes` is a time budget: the cosine schedule is laid over
+    whichever ends first, the epochs or the budget."""
+    from dataclasses import replace
 
-    from lmlab.training import TrainConfig, learning_rate, optimizer_for
+    from lmlab.training.checkpoint import ModelWeights
+    from lmlab.training.devices import pick_dtype
+    from lmlab.training.loop import Loop
+    from lmlab.training.objectives.classify import LengthBatches, SequenceClassification
+    from lmlab.training.optim import optimizer_for
+    from lmlab.training.progress import progress_callback
+    from lmlab.training.results import TrainConfig, TrainingInterrupted
 
     batch_size = opts["batch_size"]
     per_epoch = math.ceil(len(ids) / batch_size)
     total = max(1, math.ceil(opts["epochs"] * per_epoch))
     config = TrainConfig(
+        steps=total,
+        batch_size=batch_size,
         lr=opts["lr"],
         min_lr=0.0,
         warmup=round(opts["warmup"] * total),
         weight_decay=opts["weight_decay"],
         beta2=0.999,  # Adam's usual: fine-tuning takes many steps of little data each
+        eval_every=per_epoch,  # a checkpoint every epoch (and at the end)
+        log_every=1,
         seed=opts["seed"],
+        dtype=opts["dtype"],
     )
+    config = replace(config, dtype=pick_dtype(config.dtype, device))
     optimizer = optimizer_for(model, config)
-    budget = opts["max_minutes"] * 60 if opts["max_minutes"] else math.inf
-    rng = random.Random(opts["seed"])
-    labels = torch.as_tensor(y, dtype=torch.long)
-    bar = tqdm(total=total, disable=not progress, unit="step", leave=False)
-    start, cpu_start = time.perf_counter(), time.process_time()
-    step, loss_avg, seen = 0, math.nan, 0
-    model.train()
-    for rows in _batches(ids, batch_size, rng):
-        # Progress is the larger of the share of steps and of the time budget spent: the
-        # cosine ends when either the epochs or the budget do.
-        elapsed = time.perf_counter() - start
-        done = max(step / total, elapsed / budget)
-        if done >= 1:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(round(done * total), config, total)
-        batch, mask = _pad([ids[i] for i in rows], model.encoder.pad_id)
-        logits = model(batch.to(device), mask.to(device))
-        loss = nn.functional.cross_entropy(logits.float(), labels[rows].to(device))
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step, seen, value = step + 1, seen + len(rows), loss.item()
-        if not math.isfinite(value):
-            raise LmlabError(f"the loss became {value} at step {step}: lower lr and retry")
-        loss_avg = value if math.isnan(loss_avg) else 0.98 * loss_avg + 0.02 * value
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_avg:.4f}", texts_s=f"{seen / max(elapsed, 1e-9):,.0f}")
-    bar.close()
-    seconds = time.perf_counter() - start
-    return {"steps": step, "epochs": round(seen / len(ids), 3), "train_loss": loss_avg,
-            "train_seconds": round(seconds, 1),
+    source = LengthBatches(ids, torch.as_tensor(y, dtype=torch.long), batch_size,
+                           model.encoder.pad_id, opts["seed"])  # fmt: skip
+    objective = SequenceClassification(source, device, units_per_batch=batch_size)
+    budget = opts["max_minutes"] * 60 if opts["max_minutes"] else None
+    with contextlib.ExitStack() as stack:
+        folder = workdir
+        if folder is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmlab-finetune-"))
+        cpu_start = time.process_time()
+        loop = Loop(
+            model,
+            objective,
+            optimizer,
+            config,
+            total=total,
+            out=Path(folder),
+            device=device,
+            weights=ModelWeights(model),
+            resume=resume,
+            budget=budget,
+            progress=progress_callback(progress, "texts_s"),
+            ylabel="cross-entropy (nats/text)",
+            # a temporary folder: no checkpoints but the last, no loss.png
+            checkpoint_every=None if workdir else config.steps,
+            plot=workdir is not None,
+        )
+        try:
+            result = loop.run()
+        except TrainingInterrupted as e:
+            if workdir is not None:
+                raise
+            raise KeyboardInterrupt(
+                f"training interrupted at step {e.step}; fit with a workdir to be able to resume"
+            ) from None
+    loss_avg = math.nan
+    for record in result.history:  # a smoothed training loss, as the bar showed it
+        if "loss" in record:
+            value = record["loss"]
+            loss_avg = value if math.isnan(loss_avg) else 0.98 * loss_avg + 0.02 * value
+    return {"steps": result.steps, "epochs": round(source.seen / len(ids), 3),
+            "train_loss": loss_avg, "train_seconds": round(result.seconds, 1),
             "train_cpu_seconds": round(time.process_time() - cpu_start, 1)}  # fmt: skip
 
 
 def _batches(ids: list[list[int]], batch_size: int, rng: random.Random) -> Iterator[list[int]]:
     """Epoch after epoch, batches (row numbers) of texts of similar length, in random order."""
-    pool = batch_size * POOL_BATCHES
     while True:
-        order = list(range(len(ids)))
-        rng.shuffle(order)
-        batches = []
-        for first in range(0, len(order), pool):
-            chunk = sorted(order[first : first + pool], key=lambda i: len(ids[i]))
-            batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-        rng.shuffle(batches)
-        yield from batches
+        yield from length_sorted_epoch(ids, batch_size, rng)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -425,17 +456,6 @@ def _copy_encoder_files(source: Path, target: Path) -> None:
             shutil.copyfile(source / name, target / name)
     if (source / "1_Pooling").is_dir():
         shutil.copytree(source / "1_Pooling", target / "1_Pooling")
-
-
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ids (B, T) and the attention mask (B, T)."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
 
 
 def _is_adapter_or_head(name: str) -> bool:

@@ -11,8 +11,9 @@ probabilities:
                                       words left are the "selected features")
            none  plain maximum likelihood
   lasso  logit with the l1 penalty.
-  mlp    one hidden ReLU layer (torch), trained with AdamW on cross-entropy; a held-out slice
-         of the training texts stops it early and picks the best epoch. Same seed, same head.
+  mlp    one hidden ReLU layer (torch), trained with AdamW on cross-entropy in the one training
+         loop (lmlab.training); a held-out slice of the training texts stops it early and picks
+         the best epoch. Same seed, same head.
 
 A probe saves its head (head.safetensors), probe.json (the encoder spec and its dimension) and,
 for bow/tfidf, the fitted vectorizer (encoder/); never the encoder's weights.
@@ -356,8 +357,18 @@ class MLP(_Probe):
         )
 
     def fit(
-        self, texts: list[str], y: np.ndarray, classes: list[str], *, progress: bool = True
+        self,
+        texts: list[str],
+        y: np.ndarray,
+        classes: list[str],
+        *,
+        progress: bool = True,
+        workdir: str | Path | None = None,
+        resume: bool = False,
     ) -> MLP:
+        """Fit the head on the encoder's vectors of `texts`. `workdir` keeps the training's
+        checkpoint/, metrics.jsonl and loss.png (none given: a temporary folder, removed
+        after); `resume` continues the run in it, exactly."""
         import torch
 
         self._fit_encoder(texts)
@@ -368,50 +379,80 @@ class MLP(_Probe):
         # made steps ~10x slower; one thread while training, the caller's setting after.
         torch.set_num_threads(1)
         try:
-            self._train(X, Y, len(classes), progress)
+            self._train(X, Y, len(classes), progress, workdir, resume)
         finally:
             torch.set_num_threads(threads)
         return self
 
-    def _train(self, X, Y, k: int, progress: bool) -> None:
-        import torch
-        import torch.nn.functional as F
+    def _train(self, X, Y, k: int, progress: bool, workdir, resume: bool) -> None:
+        """Epochs of shuffled batches in the training loop, validated after each epoch on the
+        held-out slice (early stopping with `patience`; the best epoch's head is kept)."""
+        import contextlib
+        import math
+        import tempfile
 
-        with torch.random.fork_rng(devices=[]):  # seed here without touching the caller's RNG
-            torch.manual_seed(self.seed)
+        import torch
+
+        from lmlab.training.checkpoint import ModelWeights
+        from lmlab.training.loop import Loop
+        from lmlab.training.objectives.classify import SequenceClassification, ShuffledRows
+        from lmlab.training.progress import progress_callback
+        from lmlab.training.results import TrainConfig, TrainingInterrupted
+
+        with torch.random.fork_rng(devices=[]), contextlib.ExitStack() as stack:
+            torch.manual_seed(self.seed)  # here without touching the caller's generator
             g = torch.Generator().manual_seed(self.seed)
             order = torch.randperm(len(X), generator=g)
             n_valid = int(len(X) * self.valid_fraction) if len(X) >= 20 else 0
             valid, train = order[:n_valid], order[n_valid:]
             self.head_ = head = self._build(X.shape[1], k)
             opt = torch.optim.AdamW(head.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-            best, best_epoch, best_state = float("inf"), 0, None
-            bar = tqdm(range(1, self.epochs + 1), unit="epoch", desc="mlp", disable=not progress)
-            for epoch in bar:
-                head.train()
-                for batch in train[torch.randperm(len(train), generator=g)].split(self.batch_size):
-                    loss = F.cross_entropy(head(X[batch]), Y[batch])
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                if not n_valid:
-                    continue
-                head.eval()
-                with torch.no_grad():
-                    valid_loss = F.cross_entropy(head(X[valid]), Y[valid]).item()
-                bar.set_postfix(valid_loss=f"{valid_loss:.4f}")
-                if valid_loss < best:
-                    best, best_epoch = valid_loss, epoch
-                    best_state = {k: v.clone() for k, v in head.state_dict().items()}
-                elif epoch - best_epoch >= self.patience:
-                    break
-            bar.close()
-        if best_state is not None:
-            head.load_state_dict(best_state)
+            per_epoch = math.ceil(len(train) / self.batch_size)
+            config = TrainConfig(
+                steps=self.epochs * per_epoch, batch_size=self.batch_size, lr=self.lr,
+                min_lr=self.lr, warmup=0, grad_clip=0.0, eval_every=per_epoch,
+                log_every=per_epoch, patience=self.patience if n_valid else None,
+                seed=self.seed, device="cpu", dtype="float32",
+            )  # fmt: skip
+            source = ShuffledRows(X, Y, train, self.batch_size, g)
+            held_out = [((X[valid],), Y[valid])] if n_valid else None
+            objective = SequenceClassification(source, torch.device("cpu"), valid=held_out,
+                                               units_per_batch=self.batch_size)  # fmt: skip
+            folder = workdir
+            if folder is None:
+                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmlab-mlp-"))
+            loop = Loop(
+                head,
+                objective,
+                opt,
+                config,
+                total=config.steps,
+                out=Path(folder),
+                device=torch.device("cpu"),
+                weights=ModelWeights(head),
+                resume=resume,
+                progress=progress_callback(progress, "texts_s"),
+                ylabel="cross-entropy (nats/text)",
+                # a temporary folder: no checkpoints but the last, no loss.png
+                checkpoint_every=None if workdir else config.steps,
+                plot=workdir is not None,
+            )
+            try:
+                result = loop.run()
+            except TrainingInterrupted as e:
+                if workdir is not None:
+                    raise
+                raise KeyboardInterrupt(
+                    f"training interrupted at step {e.step}; fit with a workdir to be able to "
+                    "resume"
+                ) from None
         head.eval()
-        self.info = {"epochs_run": epoch, "held_out": n_valid}
-        if n_valid:
-            self.info.update(best_epoch=best_epoch, valid_loss=round(best, 6))
+        self.info = {"epochs_run": math.ceil(result.steps / per_epoch), "held_out": n_valid}
+        checks = [r for r in result.history if "valid_loss" in r and not r.get("final")]
+        if checks:
+            best = min(checks, key=lambda r: r["valid_loss"])  # the first of equals, as kept
+            self.info.update(best_epoch=best["step"] // per_epoch,
+                             valid_loss=round(best["valid_loss"], 6))  # fmt: skip
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         import torch

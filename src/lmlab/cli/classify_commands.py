@@ -124,11 +124,17 @@ def fit(
     shots: ShotsOpt = None,
     verbalizers: VerbalizersOpt = None,
     seed: SeedOpt = None,
+    resume: Annotated[
+        bool, typer.Option(help="finetune, lora, mlp: continue a fit that was interrupted.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fit a classifier on DATA's texts and labels and save it to --out."""
+    import shutil
+
     from lmlab.classify.classifier import TextClassifier
     from lmlab.classify.data import read_labelled
+    from lmlab.training.results import TrainingInterrupted
 
     given = dict(
         encoder=encoder,
@@ -152,8 +158,29 @@ def fit(
     _check_options(method, options, list(given))
     table = read_labelled(data, text_col, label_col)
     _say_guessed(table)
-    clf = TextClassifier(method, **options).fit(table.texts, table.labels, progress=not as_json)
+    clf = TextClassifier(method, **options)
+    # Methods trained in steps checkpoint beside --out, so that Ctrl-C can be resumed; the
+    # folder goes once the classifier is saved (a new fit without --resume starts afresh).
+    steps = method in ("finetune", "lora", "mlp")
+    workdir = out.parent / f".{out.name}.training"
+    if resume and not steps:
+        raise LmlabError(f"--resume applies to finetune, lora and mlp, not {method}")
+    if resume and not workdir.is_dir():
+        raise LmlabError(f"nothing to resume for {out}: no interrupted fit was found")
+    if steps and not resume:
+        shutil.rmtree(workdir, ignore_errors=True)
+    loop = {"workdir": workdir, "resume": resume} if steps else {}
+    try:
+        clf.fit(table.texts, table.labels, progress=not as_json, **loop)
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        raise typer.Exit(130) from None
     clf.save(out)
+    if steps:  # the training curve stays with the classifier
+        for name in ("metrics.jsonl", "loss.png"):
+            if (workdir / name).is_file():
+                shutil.move(workdir / name, out / name)
+        shutil.rmtree(workdir, ignore_errors=True)
     info = clf.method_.info
     summary = {
         "out": str(out),

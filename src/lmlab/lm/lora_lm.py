@@ -2,39 +2,32 @@
 
 Every linear layer of the base model except its output layer gets a low-rank update
 W + (alpha / r) · B A (Hu et al. 2021, via peft); only A and B learn, by the next-token
-cross-entropy on random windows of the text, with the language-model trainer's pieces (AdamW,
-warm-up then cosine, gradient clipping, seeding). The run directory keeps the adapter alone (a few
+cross-entropy on random windows of the text, in the one training loop (lmlab.training): AdamW,
+warm-up then cosine, accumulation, clipping, dtype, early stopping on a validation text,
+checkpoints, Ctrl-C and exact --resume. The run directory keeps the adapter alone (a few
 megabytes for a 135M model) and names its base model; `lmlab.load_lm(RUN)` puts them together.
 
   lmlab.json           {"kind": "lora-lm", "base": SPEC, "lora": {r, alpha, dropout}, "train": ...}
-  adapter.safetensors  the A and B matrices
+  adapter.safetensors  the A and B matrices (with validation: those of the best evaluation)
+  checkpoint/, metrics.jsonl, loss.png   as for every run trained here
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from lmlab.errors import LmlabError
-from lmlab.home import atomic_file, atomic_write_text
+from lmlab.home import atomic_write_text
 from lmlab.lm.transformers_lm import TransformersLM
 from lmlab.models import RUN_FILE, resolve
-from lmlab.training import (
-    Batches,
-    TrainConfig,
-    encode_corpus,
-    learning_rate,
-    optimizer_for,
-    pick_device,
-)
+from lmlab.training.results import TrainConfig, TrainResult
 
 KIND = "lora-lm"
 
@@ -74,80 +67,150 @@ def train_lora(
     alpha: float = 16,
     dropout: float = 0.05,
     config: TrainConfig | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
+    valid: str | Path | None = None,
+    valid_fraction: float | None = None,
+    resume: bool = False,
+    progress: bool | Callable[[dict], None] = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
     """Train LoRA adapters of the causal LM `base` on text files; write a run directory.
 
     Args:
         base: a bundled name (smollm2-135m-instruct), a .gguf file or a transformers folder.
         corpus: UTF-8 text files.
-        out: the run directory (lmlab.json, adapter.safetensors).
+        out: the run directory (lmlab.json, adapter.safetensors, checkpoint/, metrics.jsonl).
         context: tokens per training window.
         r, alpha, dropout: the LoRA rank, scale (alpha / r) and dropout.
-        config: steps, batch_size, lr, warmup, seed, ... (TrainConfig; default lr 2e-4).
+        config: steps or epochs, batch_size, accumulate, lr, warmup, patience, dtype, seed, ...
+            (TrainConfig; default 100 steps at lr 2e-4).
+        valid: a validation text file; or `valid_fraction`, the last fraction of the corpus
+            (validation every eval_every steps, early stopping with patience, best adapters).
+        resume: continue the run in `out` from its checkpoint, exactly.
+        progress: a progress bar (True), none (False), or a callback of the loop's events.
+        on_step: called with the step number after every optimizer step.
 
     Returns:
-        {"out", "steps", "first_loss", "train_loss", "seconds"}.
+        A TrainResult; its history holds the logged losses (metrics.jsonl).
 
     Example:
         >>> train_lora("smollm2-135m-instruct", ["letters.txt"], "runs/letters",
         ...            config=TrainConfig(steps=200, lr=2e-4, batch_size=4))
         >>> lmlab.generate(lmlab.load_lm("runs/letters"), "Dear Sir,").text
     """
-    from tqdm.auto import tqdm
-
-    from lmlab.text.tokenizer_training import read_corpus
+    from lmlab.lm.neural.scoring import encode_corpus
+    from lmlab.training import lm_setup as setup
+    from lmlab.training.checkpoint import CHECKPOINT, TrainableWeights
+    from lmlab.training.devices import device_for_rank, pick_device, pick_dtype, start_distributed
+    from lmlab.training.loop import Loop
+    from lmlab.training.objectives.causal import AdapterCausalLM, Batches
+    from lmlab.training.optim import optimizer_for
+    from lmlab.training.progress import progress_callback
 
     config = config or TrainConfig(lr=2e-4, steps=100, warmup=10, weight_decay=0.0)
     out = Path(out)
-    if (out / RUN_FILE).exists():
-        raise LmlabError(f"{out} already holds a run: give another --out")
-    torch.manual_seed(config.seed)
-    lm = TransformersLM(_base_folder(str(base)), dtype="float32")
-    model = add_adapters(lm.model, r, alpha, dropout).to(pick_device(config.device))
-    device = next(model.parameters()).device
-    context = min(context, lm.context_length)
-    ids = encode_corpus(lm.tokenizer, read_corpus(corpus))
-    batches = Batches(ids, config.batch_size, context, streams=False, seed=config.seed)
-    total = config.steps or 100
-    optimizer = optimizer_for(model, config)
-    bar = tqdm(total=total, disable=not progress, unit="step", leave=False)
-    model.train()
-    start, losses = time.perf_counter(), []
-    for step in range(total):
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, config, total)
-        window, _ = batches.next()  # (B, T+1): read 0..T-1, predict 1..T
-        window = window.to(device)
-        logits = model(input_ids=window[:, :-1]).logits
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), window[:, 1:].flatten())
-        loss.backward()
-        if config.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if not math.isfinite(losses[-1]):
-            raise LmlabError(f"the loss became {losses[-1]} at step {step + 1}: lower --lr")
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    bar.close()
-    _save(model, out, base, {"r": r, "alpha": alpha, "dropout": dropout}, config, context)
-    return {"out": str(out), "steps": total, "first_loss": losses[0], "train_loss": losses[-1],
-            "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    rank, world = start_distributed()  # under torchrun: one shard of the text per process
+    device = device_for_rank(pick_device(config.device), rank, world)
+    config = replace(config, dtype=pick_dtype(config.dtype, device))
+    setup.check_config(config, valid, valid_fraction)
+    lora = {"r": r, "alpha": alpha, "dropout": dropout}
+    if r < 1 or context < 2:
+        raise LmlabError("the LoRA rank must be at least 1 and the context at least 2 tokens")
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
+    elif (out / RUN_FILE).exists() or (out / CHECKPOINT).exists():
+        raise LmlabError(f"{out} already holds a run: give another --out, or --resume")
+    created = setup.CreatedFiles(out)
+    try:
+        torch.manual_seed(config.seed)
+        lm = TransformersLM(_base_folder(str(base)), dtype="float32")
+        model = add_adapters(lm.model, r, alpha, dropout).to(device)
+        context = min(context, lm.context_length)
+        run = {
+            "kind": KIND,
+            "base": _spec(base),
+            "lora": lora,
+            "train": {
+                **asdict(config),
+                "context": context,
+                "valid": str(valid or ""),
+                "valid_fraction": valid_fraction,
+                "corpus": [str(p) for p in corpus],
+            },
+        }
+        if resume:
+            _check_resume(out, run)
+        texts, valid_text = setup.split_corpus(corpus, valid, valid_fraction)
+        ids = encode_corpus(lm.tokenizer, texts)
+        valid_ids = encode_corpus(lm.tokenizer, [valid_text]) if valid_text is not None else None
+        if valid_ids is not None and len(valid_ids) < context + 1:
+            raise LmlabError(
+                f"the validation text has {len(valid_ids)} tokens, fewer than one window of "
+                f"{context + 1}: hold out more (--valid-fraction) or lower --context"
+            )
+        shard = ids[rank * len(ids) // world : (rank + 1) * len(ids) // world]
+        batches = Batches(shard, config.batch_size, context, streams=False, seed=config.seed + rank)
+        per_step = config.batch_size * context * config.accumulate
+        total = config.steps or (
+            math.ceil(config.epochs * len(ids) / per_step) if config.epochs else 100
+        )
+        optimizer = optimizer_for(model, config)
+        if not resume and rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
+            (out / "metrics.jsonl").unlink(missing_ok=True)
+        objective = AdapterCausalLM(
+            model, batches, valid_ids, device, eval_windows=config.eval_batches * config.batch_size
+        )
+        net = model
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(model)
+        loop = Loop(
+            model,
+            objective,
+            optimizer,
+            config,
+            total=total,
+            out=out,
+            device=device,
+            weights=TrainableWeights(model),
+            best_file="adapter.safetensors",
+            net=net,
+            rank=rank,
+            world=world,
+            resume=resume,
+            progress=progress_callback(progress),
+            on_step=on_step,
+        )
+        return loop.run()
+    except BaseException:
+        if rank == 0 and not resume and not (out / CHECKPOINT).exists():
+            created.remove()  # failed before its first checkpoint: nothing to resume
+        raise
+    finally:
+        if world > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
-def _save(model, out: Path, base, lora: dict, config: TrainConfig, context: int) -> None:
-    from safetensors.torch import save_file
-
+def _spec(base) -> str:
+    """How the run names its base model: a bundled name as given, else an absolute path."""
     ref = resolve(base)
-    spec = str(base) if str(base) == ref.name else str(ref.path.resolve())
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items() if "lora_" in k}
-    with atomic_file(out / "adapter.safetensors") as tmp:
-        save_file(state, str(tmp))
-    train = {**asdict(config), "context": context}
-    run = {"kind": KIND, "base": spec, "lora": lora, "train": train}
-    atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
+    return str(base) if str(base) == ref.name else str(ref.path.resolve())
+
+
+def _check_resume(out: Path, run: dict) -> None:
+    """--resume needs the run's own base model, adapter shape and training options."""
+    try:
+        before = json.loads((out / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        raise LmlabError(f"{out} has no readable {RUN_FILE}: cannot resume") from None
+    changed = [k for k in ("kind", "base", "lora") if before.get(k) != run[k]]
+    changed += sorted(k for k, v in run["train"].items() if before.get("train", {}).get(k) != v)
+    if changed:
+        raise LmlabError(f"--resume needs the options of the run in {out}; these differ: "
+                         f"{', '.join(changed)}")  # fmt: skip
 
 
 def load_run(folder: str | Path, **options) -> TransformersLM:

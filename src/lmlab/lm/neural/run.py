@@ -196,8 +196,8 @@ class NeuralLM(LanguageModel):
         import math
 
         from lmlab.evaluate import Evaluation
+        from lmlab.lm.neural.scoring import encode_corpus, evaluate_loss
         from lmlab.text.tokenizer_training import read_corpus
-        from lmlab.training import encode_corpus, evaluate_loss
 
         (text,) = read_corpus([path])
         ids = encode_corpus(self.tokenizer, [text])
