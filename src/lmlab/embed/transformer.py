@@ -166,29 +166,6 @@ class TokenEmbeddings:
     vectors: np.ndarray  # float32 (n_tokens, d)
 
 
-def embed_tokens(text: str, model: str | Path | Encoder = "all-minilm-l6-v2") -> TokenEmbeddings:
-    """Contextual token embeddings of `text` from a transformer encoder's last layer.
-
-    Args:
-        text: the text; its special tokens ([CLS], [SEP]) are read by the model but not returned.
-        model: an encoder spec or a loaded TransformerEncoder.
-
-    Returns:
-        TokenEmbeddings(tokens, ids, vectors) with vectors of shape (n_tokens, d).
-
-    Example:
-        >>> t = lmlab.embed_tokens("bank")
-        >>> t.tokens, t.vectors.shape
-        (['bank'], (1, 384))
-    """
-    from lmlab.embed.load import load_encoder
-
-    encoder = load_encoder(model)
-    if not isinstance(encoder, TransformerEncoder):
-        raise LmlabError(f"{encoder.name} has no contextual token vectors", param="model")
-    return encoder.token_vectors(text)
-
-
 def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad rows of token ids: ids (B, T) and attention mask (B, T)."""
     width = max(len(r) for r in rows)
