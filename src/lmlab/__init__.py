@@ -11,10 +11,6 @@ The public API, imported lazily so that `import lmlab` (and `lmlab --help`) stay
 
 from importlib import import_module
 
-from lmlab._offline import enforce_offline
-
-enforce_offline()
-
 __version__ = "0.1.0"
 
 _EXPORTS = {

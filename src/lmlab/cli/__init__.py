@@ -10,6 +10,8 @@ import sys
 
 import typer
 
+from lmlab._offline import enforce_offline
+
 # Each import registers its module's commands on `app`.
 from lmlab.cli import (  # noqa: F401
     classify_commands,
@@ -28,6 +30,7 @@ from lmlab.errors import LmlabError
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command; user mistakes exit 2 with a one-line message."""
+    enforce_offline()  # the command owns its process: no hub, no telemetry, quiet libraries
     try:
         code = _run(argv)
     except BrokenPipeError:  # output piped into `head` and closed early

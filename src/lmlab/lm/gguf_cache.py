@@ -67,11 +67,14 @@ def _convert(gguf_path: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmlab._offline import quiet_transformers
+
     dtype = storage_dtype(gguf_path)
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, **kwargs)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, **kwargs)
     except Exception as e:  # transformers raises many types for unreadable or unsupported files
         raise LmlabError(f"cannot convert {gguf_path} with transformers: {e}") from None
     # The de-quantized model still carries its GGUF quantization config, which blocks saving.
