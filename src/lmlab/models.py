@@ -174,13 +174,13 @@ def llama_file(ref: ModelRef) -> Path:
     try:
         return requantized(ref.path, bundled.llama_type)
     except (OSError, LmlabError) as e:
-        from rich.console import Console
+        import logging
 
-        Console(stderr=True).print(
-            f"[yellow]warning:[/yellow] running {ref.path.name} as it is (slower): its "
-            f"{bundled.llama_type} copy could not be made ({e})",
-            highlight=False,
-            soft_wrap=True,
+        logging.getLogger(__name__).warning(
+            "running %s as it is (slower): its %s copy could not be made (%s)",
+            ref.path.name,
+            bundled.llama_type,
+            e,
         )
         return ref.path
 

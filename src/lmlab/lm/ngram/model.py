@@ -200,7 +200,7 @@ class NgramLM(LanguageModel):
 
         Args:
             corpus: a path or a list of paths.
-            show_progress: a progress bar while reading, then a summary line (the CLI does).
+            show_progress: report the reading's progress (lmlab.progress shows it).
             **options: the fields of NgramConfig (order, smoothing, k, min_count, max_vocab,
                 lowercase, tokenizer).
         """
@@ -228,11 +228,6 @@ class NgramLM(LanguageModel):
             "discounts": model.info["discounts"],
             "seconds": round(time.perf_counter() - start, 3),
         }
-        if show_progress:
-            print(
-                f"read {text.n_words:,} words in {text.n_sentences:,} sentences; "
-                f"vocabulary {len(text.vocab):,}; n-grams {model.tables.sizes}"
-            )
         return model
 
     @classmethod
