@@ -2,7 +2,9 @@
 
 Each command runs once to warm up (the ONNX export and the file cache), then `--runs` more
 times in fresh processes; the median wall time of those, start to finish, is printed next to
-the goal (issue 28: both within 1.5 s), with the modules the command did not need but loaded.
+the goal (issue 28: both within 1.5 s), with the median CPU time (user + system, all threads:
+what the command costs when the machine is shared and wall time waits for a core) and the
+modules the command did not need but loaded. The load average is printed with them.
 
 Usage: python benchmarks/startup.py [--runs 5]
 (set LMLAB_HOME to time a fresh cache; the command is `python -m lmlab` of this interpreter)
@@ -11,6 +13,8 @@ Usage: python benchmarks/startup.py [--runs 5]
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,11 +38,15 @@ print("loaded:", " ".join(m for m in {heavy!r} if m in sys.modules) or "none", f
 """
 
 
-def seconds(args: list[str]) -> float:
-    """Wall time of one `python -m lmlab ARGS` process, start to finish."""
+def seconds(args: list[str]) -> tuple[float, float]:
+    """Wall and CPU time of one `python -m lmlab ARGS` process, start to finish."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "lmlab", *args], check=True, capture_output=True)
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu
 
 
 def heavy_modules(args: list[str]) -> str:
@@ -53,16 +61,23 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    print(f"{'command':<30} {'median s':>9} {'min s':>7} {'max s':>7}  goal   heavy modules")
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs")
+    print(
+        f"{'command':<30} {'median s':>9} {'min s':>7} {'max s':>7} {'cpu s':>6}  goal   "
+        "heavy modules"
+    )
     for label, argv in COMMANDS.items():
         seconds(argv)  # warm-up: caches made, files in the page cache
-        times = [seconds(argv) for _ in range(args.runs)]
+        runs = [seconds(argv) for _ in range(args.runs)]
+        times = [wall for wall, _ in runs]
         median = statistics.median(times)
+        cpu = statistics.median(cpu for _, cpu in runs)
         verdict = "ok" if median <= GOAL_SECONDS else "over"
         print(
-            f"{label:<30} {median:>9.2f} {min(times):>7.2f} {max(times):>7.2f}  {verdict:<5}  "
-            f"{heavy_modules(argv)}"
+            f"{label:<30} {median:>9.2f} {min(times):>7.2f} {max(times):>7.2f} {cpu:>6.2f}  "
+            f"{verdict:<5}  {heavy_modules(argv)}"
         )
+    print(f"load average {os.getloadavg()[0]:.1f} after the runs")
 
 
 if __name__ == "__main__":
