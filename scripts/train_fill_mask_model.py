@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from lmlab.home import atomic_dir, atomic_write_text
 from lmlab.lm.neural.run import load_masked_lm
+from lmlab.runs import RUN_FILE
 from lmlab.training import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def clean(text: str) -> str:
     return "\n".join(lines)
 
 
-KEEP = ("config.json", "lmlab.json", "tokenizer.json", "tokenizer_config.json")
+KEEP = ("config.json", RUN_FILE, "tokenizer.json", "tokenizer_config.json")
 
 
 def main() -> None:
@@ -84,7 +85,7 @@ def main() -> None:
             half = {k: v.to(torch.float16) for k, v in weights.items()}
             save_file(half, folder / "model.safetensors")
             # Record the data as paths relative to the repository, not this machine's.
-            meta = json.loads((folder / "lmlab.json").read_text())
+            meta = json.loads((folder / RUN_FILE).read_text())
             meta["train"].update(corpus=["../shared/data/" + name for name in CORPUS],
                                  cleaned=MARKUP, dropped=DROPPED)  # fmt: skip
             meta["train"]["result"] = {
@@ -92,7 +93,7 @@ def main() -> None:
                 "valid_loss": result.valid_loss,
                 "valid_perplexity": result.valid_perplexity,
             }
-            atomic_write_text(folder / "lmlab.json", json.dumps(meta, indent=2) + "\n")
+            atomic_write_text(folder / RUN_FILE, json.dumps(meta, indent=2) + "\n")
     print(f"validation perplexity (masked tokens): {result.valid_perplexity:.2f}")
     mlm = load_masked_lm(args.out)
     print("This is a simple [MASK]. ->", mlm.fill_mask("This is a simple [MASK].", top_k=5))

@@ -69,5 +69,5 @@ class BigramLM(LanguageModel):
 
 
 def load_run(folder) -> BigramLM:
-    """A RUN_LOADERS entry for tests of run directories."""
+    """A run loader (lmlab.runs.RUN_KINDS) for tests of run directories."""
     return BigramLM()

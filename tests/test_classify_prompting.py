@@ -25,7 +25,7 @@ from lmlab.classify.prompting import (
     verbalizer_logprobs,
 )
 from lmlab.errors import LmlabError
-from lmlab.models import RUN_LOADERS
+from lmlab.runs import RUN_KINDS, RunKind
 
 TEMPLATE = "Review: {text}\nSentiment:"
 TEXTS = ["a gripping, funny film", "dull and far too long", "ok"]
@@ -34,7 +34,7 @@ TEXTS = ["a gripping, funny film", "dull and far too long", "ok"]
 @pytest.fixture
 def mock_run(tmp_path, monkeypatch):
     """A run directory that loads the mock bigram LM (by path, as a user names a model)."""
-    monkeypatch.setitem(RUN_LOADERS, "mock", "mock_lm:load_run")
+    monkeypatch.setitem(RUN_KINDS, "mock", RunKind(lm="mock_lm:load_run"))
     folder = tmp_path / "mock-run"
     folder.mkdir()
     (folder / "lmlab.json").write_text(json.dumps({"kind": "mock"}))
@@ -52,7 +52,7 @@ def forced_lm_run(tmp_path, monkeypatch, chain: str):
         table[a, b] = 10.0
     lm = BigramLM(table)
     monkeypatch.setattr("mock_lm.load_run", lambda folder: lm)
-    monkeypatch.setitem(RUN_LOADERS, "forced", "mock_lm:load_run")
+    monkeypatch.setitem(RUN_KINDS, "forced", RunKind(lm="mock_lm:load_run"))
     folder = tmp_path / f"forced-{chain}"
     folder.mkdir()
     (folder / "lmlab.json").write_text(json.dumps({"kind": "forced"}))

@@ -71,3 +71,22 @@ def test_an_output_replaces_only_an_earlier_output_of_its_kind(tmp_path):
         with atomic_dir(run, replaces="lmlab.json") as tmp:
             (tmp / "lmlab.json").write_text(version)
     assert (run / "lmlab.json").read_text() == "2"
+
+
+def test_remembered_sha256_follows_the_file(tmp_path, monkeypatch):
+    import hashlib
+
+    from lmlab.home import remembered_sha256
+
+    monkeypatch.setenv("LMLAB_HOME", str(tmp_path / "home"))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"one")
+    assert remembered_sha256(path) == hashlib.sha256(b"one").hexdigest()
+    assert remembered_sha256(path) == hashlib.sha256(b"one").hexdigest()  # from the cache
+    before = path.stat().st_mtime_ns
+    path.write_bytes(b"two")  # same size and inode: the modification time tells (set apart
+    os.utime(path, ns=(before + 10**9, before + 10**9))  # here: clock ticks are coarse)
+    assert remembered_sha256(path) == hashlib.sha256(b"two").hexdigest()
+    (tmp_path / "moved.bin").write_bytes(b"one")
+    os.replace(tmp_path / "moved.bin", path)  # another file under the same name
+    assert remembered_sha256(path) == hashlib.sha256(b"one").hexdigest()

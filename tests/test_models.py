@@ -68,14 +68,14 @@ def test_unknown_backend_is_an_error():
 
 
 def test_run_directories_load_by_their_kind(tmp_path, monkeypatch):
-    import lmlab.models as models
+    from lmlab.runs import RUN_KINDS, RunKind
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "lmlab.json").write_text('{"kind": "bigram-mock"}')
     with pytest.raises(LmlabError, match="'bigram-mock' model, which this lmlab cannot load"):
         load_lm(run)
-    monkeypatch.setitem(models.RUN_LOADERS, "bigram-mock", "mock_lm:load_run")
+    monkeypatch.setitem(RUN_KINDS, "bigram-mock", RunKind(lm="mock_lm:load_run"))
     assert load_lm(run).name == "bigram-mock"
     (run / "lmlab.json").write_text("not json")
     with pytest.raises(LmlabError, match="not a valid lmlab run file"):

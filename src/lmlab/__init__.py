@@ -11,10 +11,6 @@ The public API, imported lazily so that `import lmlab` (and `lmlab --help`) stay
 
 from importlib import import_module
 
-from lmlab._offline import enforce_offline
-
-enforce_offline()
-
 __version__ = "0.1.0"
 
 _EXPORTS = {
@@ -32,16 +28,16 @@ _EXPORTS = {
     "chat": "lmlab.decode",
     "score": "lmlab.evaluate",
     "perplexity": "lmlab.evaluate",
-    "Score": "lmlab.evaluate",
+    "Score": "lmlab.results",
     "evaluate_file": "lmlab.evaluate",
-    "Evaluation": "lmlab.evaluate",
+    "Evaluation": "lmlab.results",
     "NgramLM": "lmlab.lm.ngram.model",
     "bigram_table": "lmlab.lm.ngram.report",
     "compare_orders": "lmlab.lm.ngram.report",
     "Encoder": "lmlab.embed.base",
     "load_encoder": "lmlab.embed.load",
     "encode": "lmlab.embed.load",
-    "embed_tokens": "lmlab.embed.transformer",
+    "embed_tokens": "lmlab.embed.load",
     "BagOfWordsEncoder": "lmlab.embed.sparse",
     "similarity": "lmlab.embed.similarity",
     "VectorIndex": "lmlab.embed.index",
@@ -65,4 +61,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
+    if name == "progress":  # the module: lmlab.progress.set_display(...)
+        return import_module("lmlab.progress")
     raise AttributeError(f"module 'lmlab' has no attribute {name!r}")

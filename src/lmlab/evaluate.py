@@ -9,73 +9,13 @@ tokens the previous window did not, with up to `window - stride` tokens of conte
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
+from lmlab.results import Evaluation, Score
 
-LN2 = math.log(2)
-
-
-@dataclass
-class Score:
-    """Per-token log-probabilities of a text and the totals derived from them."""
-
-    token_ids: list[int]  # the scored tokens (all but the first)
-    tokens: list[str]
-    logprobs: list[float]  # natural log of each token's probability given its prefix
-
-    @property
-    def total_logprob(self) -> float:
-        return float(sum(self.logprobs))
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.logprobs)
-
-    @property
-    def surprisal_nats(self) -> list[float]:
-        return [-lp for lp in self.logprobs]
-
-    @property
-    def surprisal_bits(self) -> list[float]:
-        return [-lp / LN2 for lp in self.logprobs]
-
-    @property
-    def nll(self) -> float:
-        """Mean negative log-likelihood per token, in nats."""
-        return -self.total_logprob / self.n_tokens
-
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.nll)
-
-    @property
-    def bits_per_token(self) -> float:
-        return self.nll / LN2
-
-    def to_dict(self, per_token: bool = True) -> dict:
-        out = {
-            "total_logprob": self.total_logprob,
-            "tokens": self.n_tokens,
-            "nll": self.nll,
-            "bits_per_token": self.bits_per_token,
-            "perplexity": self.perplexity,
-        }
-        if per_token:
-            out["per_token"] = [
-                {
-                    "token": t,
-                    "id": i,
-                    "logprob": lp,
-                    "surprisal_nats": -lp,
-                    "surprisal_bits": -lp / LN2,
-                }
-                for t, i, lp in zip(self.tokens, self.token_ids, self.logprobs, strict=True)
-            ]
-        return out
+__all__ = ["Evaluation", "Score", "evaluate_file", "perplexity", "score", "token_logprobs"]
 
 
 def token_logprobs(
@@ -166,28 +106,6 @@ def perplexity(
 
 def _looks_like_file(text: str) -> bool:
     return "\n" not in text and len(text) < 4096 and Path(text).is_file()
-
-
-@dataclass
-class Evaluation:
-    """Perplexity of a text file and the counts behind it (what `lmlab eval` prints)."""
-
-    perplexity: float
-    loss: float  # mean negative log-likelihood, nats per scored token
-    tokens: int  # tokens scored
-    sentences: int  # non-empty lines
-    oov: int  # words outside the vocabulary, left out of the score (n-gram models)
-    words: int  # whitespace-separated words in the file (n-gram models: the words scored)
-    # "srilm": per sentence, </s> counted, OOV excluded; "window": see score; runs of lmlab
-    # train: "windows of N" (non-overlapping, as the trainer validates) or "stream" (RNNs)
-    convention: str
-
-    @property
-    def oov_rate(self) -> float:
-        return self.oov / self.words if self.words else 0.0
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "oov_rate": self.oov_rate}
 
 
 def evaluate_file(

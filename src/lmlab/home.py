@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -25,6 +26,25 @@ def file_sha256(path: Path, chunk: int = 1 << 22) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def remembered_sha256(path: Path) -> str:
+    """`file_sha256`, remembered in the cache by the file's identity (device, inode, size,
+    modification and change times): a model's weights are read once, not on every start
+    (90 MB for the bundled encoder: about 0.3 s saved per command)."""
+    info = os.stat(path)
+    identity = [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    where = lmlab_home() / "sha256" / hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()
+    try:
+        known = json.loads(where.read_text())
+        if known["identity"] == identity:
+            return known["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    digest = file_sha256(path)
+    with contextlib.suppress(OSError):  # a read-only cache: hash again next time
+        atomic_write_text(where, json.dumps({"identity": identity, "sha256": digest}))
+    return digest
 
 
 def _usual_mode(path: str | Path, mode: int) -> None:

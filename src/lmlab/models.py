@@ -6,7 +6,7 @@ A model spec is one of:
   - an ARPA n-gram file (`.arpa` or `.arpa.gz`, from lmlab, SRILM or KenLM);
   - a Hugging Face model folder (config.json + weights + tokenizer.json);
   - an lmlab run directory (written by `lmlab train ...`): a folder with `lmlab.json`, whose
-    "kind" picks the loader in RUN_LOADERS.
+    "kind" picks the loader in lmlab.runs.RUN_KINDS.
 Nothing is ever downloaded: a spec that is neither is a one-line error listing what is available.
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lmlab.errors import LmlabError
+from lmlab.runs import RUN_FILE, call_loader, load_run
 
 if TYPE_CHECKING:
     from lmlab.lm.base import LanguageModel
@@ -61,18 +62,9 @@ BUNDLED = {
         ),
     )
 }
-# Loaders of lmlab run directories, by the "kind" field of their lmlab.json:
-# kind -> "module:function", the function taking the folder and returning a LanguageModel.
-RUN_LOADERS: dict[str, str] = {
-    "ngram": "lmlab.lm.ngram.model:load_run",
-    "mlp": "lmlab.lm.neural.run:load_run",
-    "rnn": "lmlab.lm.neural.run:load_run",
-    "lstm": "lmlab.lm.neural.run:load_run",
-    "gru": "lmlab.lm.neural.run:load_run",
-    "gpt": "lmlab.lm.neural.run:load_run",
-    "lora-lm": "lmlab.lm.lora_lm:load_run",
-}
-RUN_FILE = "lmlab.json"
+# ARPA files are read by the n-gram package, which loads tokenizers by name through this module:
+# reached by name, as the run loaders in lmlab.runs are, so neither imports the other.
+ARPA_LOADER = "lmlab.lm.ngram.model:load_arpa"
 
 DEFAULT_LM = "smollm2-135m-instruct"
 DEFAULT_ENCODER = "all-minilm-l6-v2"
@@ -158,11 +150,9 @@ def load_lm(
             return LlamaCppLM(llama_file(ref), name=ref.name, **options)
         return _load_gguf_with_torch(ref, **options)
     if ref.kind == "run":
-        return _load_run(ref, **options)
+        return load_run(ref.path, "lm", **options)
     if ref.kind == "arpa":
-        from lmlab.lm.ngram.model import NgramLM
-
-        return NgramLM.from_arpa(ref.path)
+        return call_loader(ARPA_LOADER, ref.path, **options)
     if backend == "llama":
         raise LmlabError(f"{ref.path} is not a .gguf file; the llama backend reads only GGUF")
     from lmlab.lm.transformers_lm import TransformersLM, is_causal_lm_folder
@@ -184,13 +174,13 @@ def llama_file(ref: ModelRef) -> Path:
     try:
         return requantized(ref.path, bundled.llama_type)
     except (OSError, LmlabError) as e:
-        from rich.console import Console
+        import logging
 
-        Console(stderr=True).print(
-            f"[yellow]warning:[/yellow] running {ref.path.name} as it is (slower): its "
-            f"{bundled.llama_type} copy could not be made ({e})",
-            highlight=False,
-            soft_wrap=True,
+        logging.getLogger(__name__).warning(
+            "running %s as it is (slower): its %s copy could not be made (%s)",
+            ref.path.name,
+            bundled.llama_type,
+            e,
         )
         return ref.path
 
@@ -205,37 +195,6 @@ def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
         return TransformersLM(folder, name=ref.name, **options)
     except UnreadableModel:  # not a bad option: those are the user's to fix
         return TransformersLM(converted_folder(ref.path, rebuild=True), name=ref.name, **options)
-
-
-def _load_run(ref: ModelRef, **options) -> LanguageModel:
-    """Load an lmlab run directory with the loader its lmlab.json names."""
-    import json
-    from importlib import import_module
-
-    try:
-        kind = json.loads((ref.path / RUN_FILE).read_text())["kind"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise LmlabError(f"{ref.path / RUN_FILE} is not a valid lmlab run file") from None
-    if kind == "classifier":  # lmlab.classify: not a language model
-        raise LmlabError(
-            f"{ref.path} is a text classifier, not a language model; use it with "
-            "`lmlab classify predict` or lmlab.TextClassifier.load",
-            param="model",
-        )
-    if kind == "bert":  # a masked LM: no next-token distribution to score or sample
-        raise LmlabError(
-            f"{ref.path} is a masked language model (bert); eval, score and generate need a "
-            "causal one; use it with lmlab.pipeline('fill-mask', model=...) or "
-            "lmlab.load_masked_lm",
-            param="model",
-        )
-    if kind not in RUN_LOADERS:
-        known = ", ".join(sorted(RUN_LOADERS)) or "none"
-        raise LmlabError(
-            f"{ref.path} holds a {kind!r} model, which this lmlab cannot load ({known})"
-        )
-    module, function = RUN_LOADERS[kind].split(":")
-    return getattr(import_module(module), function)(ref.path, **options)
 
 
 def load_tokenizer(spec: str | Path, *, backend: Backend = "auto") -> Tokenizer:

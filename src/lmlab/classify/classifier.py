@@ -28,6 +28,7 @@ from lmlab.classify.method import method_class
 from lmlab.classify.metrics import Report, classification_report
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir
+from lmlab.runs import RUN_FILE
 
 KIND = "classifier"
 FORMAT = 1
@@ -165,9 +166,9 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
             "info": self.method_.info,
             "lmlab_version": _version(),
         }
-        with atomic_dir(folder, replaces="lmlab.json") as tmp:
+        with atomic_dir(folder, replaces=RUN_FILE) as tmp:
             self.method_.save(tmp)
-            (tmp / "lmlab.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+            (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
         return folder
 
     @classmethod
@@ -195,7 +196,7 @@ class TextClassifier(ClassifierMixin, BaseEstimator):
 def read_meta(folder: Path) -> dict[str, Any]:
     """The lmlab.json of a saved classifier, or a one-line error saying what the folder is."""
     try:
-        meta = json.loads((folder / "lmlab.json").read_text())
+        meta = json.loads((folder / RUN_FILE).read_text())
     except (OSError, ValueError):
         raise LmlabError(
             f"{folder} is not a saved classifier (no readable lmlab.json); "

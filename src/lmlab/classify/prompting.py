@@ -467,13 +467,13 @@ def _progress(items: list, show: bool):
 
 
 def _with_bar(items: list):
-    from tqdm import tqdm
+    from lmlab.progress import task
 
     count = (lambda item: len(item)) if items and isinstance(items[0], list) else (lambda _: 1)
-    with tqdm(total=sum(map(count, items)), unit="text", leave=False) as bar:
+    with task(sum(map(count, items)), unit="texts", desc="prompting") as advance:
         for item in items:
             yield item
-            bar.update(count(item))
+            advance(count(item))
 
 
 def _read_state(folder: Path) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmlab.errors import LmlabError
+from lmlab.runs import RUN_FILE
 
 
 def default_sentiment_folder() -> Path:
@@ -16,6 +17,6 @@ def default_sentiment_folder() -> Path:
         array(['POSITIVE'], dtype=object)
     """
     folder = Path(__file__).resolve().parents[1] / "resources" / "sentiment-sst2"
-    if not (folder / "lmlab.json").is_file():
+    if not (folder / RUN_FILE).is_file():
         raise LmlabError(f"the default sentiment model is missing from {folder}; reinstall lmlab")
     return folder

@@ -10,6 +10,8 @@ import sys
 
 import typer
 
+from lmlab._offline import enforce_offline
+
 # Each import registers its module's commands on `app`.
 from lmlab.cli import (  # noqa: F401
     classify_commands,
@@ -23,11 +25,14 @@ from lmlab.cli import (  # noqa: F401
     train_commands,
 )
 from lmlab.cli.app import app
+from lmlab.cli.display import install_display
 from lmlab.errors import LmlabError
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command; user mistakes exit 2 with a one-line message."""
+    enforce_offline()  # the command owns its process: no hub, no telemetry, quiet libraries
+    install_display()  # the library's progress and log messages, drawn on stderr
     try:
         code = _run(argv)
     except BrokenPipeError:  # output piped into `head` and closed early

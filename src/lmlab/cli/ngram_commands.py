@@ -80,6 +80,12 @@ def train_ngram(
         tokenizer=tokenizer,
         show_progress=not as_json,
     )
+    if not as_json:
+        i = lm.info
+        print(
+            f"read {i['words']:,} words in {i['sentences']:,} sentences; "
+            f"vocabulary {i['vocab_size']:,}; n-grams {i['ngrams']}"
+        )
     lm.save(out, gzip=gzip)
     info = {"out": str(out), **lm.info, "total_seconds": round(time.perf_counter() - start, 3)}
     if as_json:

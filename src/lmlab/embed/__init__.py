@@ -2,6 +2,6 @@
 clustering, maps and batch embedding of files."""
 
 from lmlab.embed.base import Encoded, Encoder
-from lmlab.embed.load import ENCODER_LOADERS, encode, load_encoder
+from lmlab.embed.load import encode, load_encoder
 
-__all__ = ["ENCODER_LOADERS", "Encoded", "Encoder", "encode", "load_encoder"]
+__all__ = ["Encoded", "Encoder", "encode", "load_encoder"]

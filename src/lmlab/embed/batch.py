@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from lmlab import progress as progress_report
 from lmlab.embed.base import Encoder
 from lmlab.embed.load import load_encoder
 from lmlab.errors import LmlabError
@@ -216,6 +216,7 @@ def embed_file(
         dimensions: keep the first k components (re-normalized).
         dtype: float32, or float16 for half the disk space.
         chunk_size: texts per saved chunk (the unit of reading and of resuming).
+        progress: report progress to the display lmlab.progress has installed (the CLI's bar).
 
     Example:
         >>> embed_file("speeches.csv", "speeches.parquet", column="text")
@@ -239,7 +240,7 @@ def embed_file(
     count = resumed = n_tokens = n_truncated = 0
     total = _estimated_rows(Path(path))
     with (
-        tqdm(total=total, unit="text", desc="embedding", disable=not progress) as bar,
+        progress_report.task(total, unit="texts", desc="embedding", progress=progress) as advance,
         _output(out) as write,
     ):
         for c, part in enumerate(itertools.chain([first], chunks)):
@@ -260,9 +261,7 @@ def embed_file(
             n_truncated += stats["n_truncated"]
             dimension = write(part, chunk_path)
             count += len(part)
-            bar.update(len(part))
-        bar.total = count  # the estimate counted blank lines too
-        bar.refresh()
+            advance(len(part))
     shutil.rmtree(partial, ignore_errors=True)
     return EmbedReport(str(out), count, dimension, dtype, n_tokens, n_truncated, resumed)
 

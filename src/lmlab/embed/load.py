@@ -3,32 +3,25 @@
 - the bundled `all-minilm-l6-v2` (the default) or any transformers folder: pooled states;
 - `static=True`: the mean of the input-embedding rows of any model, a causal LM or a .gguf
   file included (GGUF files are converted once into the cache, as for the torch backend);
-- a folder with `lmlab.json`: its "kind" picks the loader in ENCODER_LOADERS (bow, tfidf, and
-  the runs of `lmlab train`: mean-pooled hidden states, see trained.py).
+- a folder with `lmlab.json`: its "kind" picks the loader in lmlab.runs.RUN_KINDS (bow, tfidf,
+  and the runs of `lmlab train`: mean-pooled hidden states, see trained.py).
 """
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib import import_module
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lmlab.embed.base import Encoder
 from lmlab.errors import LmlabError
-from lmlab.models import BUNDLED, DEFAULT_ENCODER, RUN_FILE, ModelRef, resolve
+from lmlab.models import BUNDLED, DEFAULT_ENCODER, ModelRef, resolve
+from lmlab.runs import load_run
 
-# lmlab.json kind -> "module:function", the function taking (folder, **options) -> Encoder.
-ENCODER_LOADERS: dict[str, str] = {
-    "bow": "lmlab.embed.sparse:load_bag_of_words",
-    "tfidf": "lmlab.embed.sparse:load_bag_of_words",
-    **{
-        kind: "lmlab.embed.trained:load_run_encoder"
-        for kind in ("bert", "gpt", "rnn", "lstm", "gru", "mlp")
-    },
-}
+if TYPE_CHECKING:
+    from lmlab.embed.transformer import TokenEmbeddings
 
 
 def load_encoder(
@@ -69,7 +62,7 @@ def load_encoder(
 
 def _load(ref: ModelRef, *, pooling, layer, static, max_length, backend) -> Encoder:
     if ref.kind == "run":
-        return _load_run(ref.path)
+        return load_run(ref.path, "encoder")
     folder = ref.path
     if ref.kind == "gguf":
         if not static:
@@ -90,18 +83,6 @@ def _load(ref: ModelRef, *, pooling, layer, static, max_length, backend) -> Enco
     return TransformerEncoder(
         folder, name=ref.name, pooling=pooling, layer=layer, max_length=max_length, backend=backend
     )
-
-
-def _load_run(folder: Path) -> Encoder:
-    try:
-        kind = json.loads((folder / RUN_FILE).read_text())["kind"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise LmlabError(f"{folder / RUN_FILE} is not a valid lmlab run file") from None
-    if kind not in ENCODER_LOADERS:
-        known = ", ".join(sorted(ENCODER_LOADERS))
-        raise LmlabError(f"{folder} holds a {kind!r} model, which has no encoder ({known})")
-    module, function = ENCODER_LOADERS[kind].split(":")
-    return getattr(import_module(module), function)(folder)
 
 
 @lru_cache(maxsize=2)
@@ -127,3 +108,26 @@ def encode(
     """
     encoder = model if isinstance(model, Encoder) else _cached(str(model))
     return encoder.encode(texts, batch_size=batch_size, dimensions=dimensions, normalize=normalize)
+
+
+def embed_tokens(text: str, model: str | Path | Encoder = DEFAULT_ENCODER) -> TokenEmbeddings:
+    """Contextual token embeddings of `text` from a transformer encoder's last layer.
+
+    Args:
+        text: the text; its special tokens ([CLS], [SEP]) are read by the model but not returned.
+        model: an encoder spec or a loaded TransformerEncoder.
+
+    Returns:
+        TokenEmbeddings(tokens, ids, vectors) with vectors of shape (n_tokens, d).
+
+    Example:
+        >>> t = lmlab.embed_tokens("bank")
+        >>> t.tokens, t.vectors.shape
+        (['bank'], (1, 384))
+    """
+    from lmlab.embed.transformer import TransformerEncoder
+
+    encoder = load_encoder(model)
+    if not isinstance(encoder, TransformerEncoder):
+        raise LmlabError(f"{encoder.name} has no contextual token vectors", param="model")
+    return encoder.token_vectors(text)

@@ -6,7 +6,8 @@ ONNX Runtime then fuses the graph (layer norms, GELU, ...) for the CPU; measured
 about 2x as many texts per second as sentence-transformers on mixed lengths and up to 3x on
 short sentences, with cosine differences below 1e-6 (benchmarks/embed.py). A fresh export is
 checked against torch on a padded batch before it is kept; a model that does not export keeps
-the torch path.
+the torch path. A cached export runs without importing torch or transformers: the shape facts
+the encoder needs (hidden size, layers, window, padding id) are saved beside it.
 The int8 variant (`backend="int8"`) stores every weight matrix of the export as int8 in blocks
 of 128 inputs, one scale per block (ONNX Runtime's MatMulNBits, 8 bits, symmetric), and runs the
 products in int8 with the activations quantized per block too (accuracy level 4). Measured on
@@ -23,16 +24,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from lmlab.home import atomic_dir, file_sha256, lmlab_home
+from lmlab.home import atomic_dir, atomic_write_text, lmlab_home, remembered_sha256
+
+if TYPE_CHECKING:
+    import torch
 
 ONNX_FILE = "model.onnx"
 BLOCK = 128  # inputs per int8 weight scale (see _quantize)
 INT8_FILE = f"model.int8-block{BLOCK}.onnx"
+SOURCE_FILE = "source.json"  # the folder exported and the model's shape facts
 
 
 def onnx_available() -> bool:
@@ -42,13 +49,16 @@ def onnx_available() -> bool:
 
 
 class OnnxStates:
-    """last_hidden_state (B, T, C) of a folder's model, computed by ONNX Runtime."""
+    """last_hidden_state (B, T, C) of a folder's model, computed by ONNX Runtime.
 
-    def __init__(self, model_file: Path) -> None:
+    `config` holds the model's shape facts (see config_facts), saved with the export.
+    """
+
+    def __init__(self, model_file: Path, config: dict[str, Any] | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = _threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Idle threads sleep instead of spinning: on a shared CPU, spinning threads steal the
         # cores the work needs (measured: about 20% more texts/s with spinning off).
@@ -57,32 +67,72 @@ class OnnxStates:
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
         self.inputs = {i.name for i in self.session.get_inputs()}
+        self.config = config or {}
 
-    def __call__(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        feed = {"input_ids": input_ids.numpy(), "attention_mask": mask.numpy()}
+    def __call__(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """ids and attention mask (B, T) int64 -> float32 states (B, T, C)."""
+        feed = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = np.zeros_like(feed["input_ids"])
+            feed["token_type_ids"] = np.zeros_like(input_ids)
         (states,) = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})
-        return torch.from_numpy(states)
+        return states
+
+
+def _threads() -> int:
+    """Compute threads: torch's count when torch is loaded (the server sets it for every
+    model), else OMP_NUM_THREADS as torch would read it, else 0 (ONNX Runtime: one per core)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() else 0
+
+
+def config_facts(config: Any) -> dict[str, Any]:
+    """What a pooled encoder needs of a transformers config, as plain JSON values."""
+    return {
+        "hidden_size": int(config.hidden_size),
+        "num_hidden_layers": int(getattr(config, "num_hidden_layers", 0) or 0),
+        "max_position_embeddings": int(getattr(config, "max_position_embeddings", 0) or 0),
+        "pad_token_id": int(getattr(config, "pad_token_id", None) or 0),
+    }
+
+
+def cached_onnx_states(folder: Path, *, int8: bool = False) -> OnnxStates | None:
+    """The export of `folder` if the cache holds it with its shape facts, else None (then the
+    model is loaded into torch and `onnx_states` exports it). Imports no torch."""
+    target = lmlab_home() / "onnx" / _key(folder)
+    try:
+        config = json.loads((target / SOURCE_FILE).read_text())["config"]
+        if not (target / ONNX_FILE).is_file():
+            return None
+        if int8 and not (target / INT8_FILE).is_file():
+            _quantize(target / ONNX_FILE, target / INT8_FILE)
+        return OnnxStates(target / (INT8_FILE if int8 else ONNX_FILE), config)
+    except Exception:  # absent, or written by an older lmlab, or damaged: the torch route
+        return None
 
 
 def onnx_states(
-    folder: Path, model: torch.nn.Module, pad_id: int, *, int8: bool = False
+    folder: Path, model: torch.nn.Module, config: dict[str, Any], *, int8: bool = False
 ) -> OnnxStates | None:
     """An ONNX Runtime twin of `model` (exported and verified on first use), or None."""
     target = lmlab_home() / "onnx" / _key(folder)
+    pad_id = config["pad_token_id"]
+    source = json.dumps({"folder": str(folder), "config": config})
     if not (target / ONNX_FILE).is_file():
         try:
             with atomic_dir(target) as tmp:
                 _export(model, tmp / ONNX_FILE, pad_id)
                 _verify(model, OnnxStates(tmp / ONNX_FILE), pad_id)
-                (tmp / "source.json").write_text(json.dumps({"folder": str(folder)}))
+                (tmp / SOURCE_FILE).write_text(source)
         except Exception:  # an architecture the tracer or the runtime cannot take: use torch
             return None
     try:
+        if json.loads((target / SOURCE_FILE).read_text()).get("config") != config:
+            atomic_write_text(target / SOURCE_FILE, source)  # an export of an older lmlab
         if int8 and not (target / INT8_FILE).is_file():
             _quantize(target / ONNX_FILE, target / INT8_FILE)
-        return OnnxStates(target / (INT8_FILE if int8 else ONNX_FILE))
+        return OnnxStates(target / (INT8_FILE if int8 else ONNX_FILE), config)
     except Exception:  # a damaged cache entry: drop it, torch this time, re-export next time
         import shutil
 
@@ -118,22 +168,15 @@ def _key(folder: Path) -> str:
     h = hashlib.sha256()
     for name in sorted(os.listdir(folder)):
         if name == "config.json" or name.endswith((".safetensors", ".bin")):
-            h.update(name.encode() + file_sha256(folder / name).encode())
-    h.update(torch.__version__.encode())
+            h.update(name.encode() + remembered_sha256(folder / name).encode())
+    h.update(metadata.version("torch").encode())  # the exporter's version (torch.__version__)
     return h.hexdigest()[:24]
-
-
-class _LastHiddenState(torch.nn.Module):
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, attention_mask):
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def _probe(pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A padded batch (B=2, T=7): padding must reach the trace, not be optimized away."""
+    import torch
+
     ids = torch.tensor([[101, 7592, 2088, 2003, 2307, 1012, 102], [101, 7592, 102] + [pad_id] * 4])
     mask = (torch.arange(7)[None, :] < torch.tensor([[7], [3]])).long()
     return ids, mask
@@ -141,6 +184,16 @@ def _probe(pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _export(model: torch.nn.Module, out: Path, pad_id: int) -> None:
     import warnings
+
+    import torch
+
+    class _LastHiddenState(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     ids, mask = _probe(pad_id)
     axes = {0: "batch", 1: "tokens"}
@@ -159,10 +212,12 @@ def _export(model: torch.nn.Module, out: Path, pad_id: int) -> None:
 
 
 def _verify(model: torch.nn.Module, states: OnnxStates, pad_id: int) -> None:
+    import torch
+
     ids, mask = _probe(pad_id)
     with torch.inference_mode():
-        expected = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    got = states(ids, mask)
-    real = mask.bool()
-    if not torch.allclose(got[real], expected[real], atol=1e-4):
+        expected = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+    got = states(ids.numpy(), mask.numpy())
+    real = mask.numpy().astype(bool)
+    if not np.allclose(got[real], expected[real], atol=1e-4):
         raise ValueError("the ONNX export does not reproduce the model")

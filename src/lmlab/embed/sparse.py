@@ -19,6 +19,7 @@ import numpy as np
 from lmlab.embed.base import Encoded, Encoder
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir
+from lmlab.runs import RUN_FILE
 
 WEIGHTINGS = ("counts", "frequencies", "tfidf")
 
@@ -110,14 +111,14 @@ class BagOfWordsEncoder(Encoder):
     def save(self, folder: str | Path) -> Path:
         """Write the encoder to `folder` (atomically); load it with lmlab.load_encoder(folder)."""
         folder = Path(folder)
-        with atomic_dir(folder, replaces="lmlab.json") as tmp:
+        with atomic_dir(folder, replaces=RUN_FILE) as tmp:
             meta = {
                 "kind": self.name,
                 "weighting": self.weighting,
                 "stop_words": self.stop_words,
                 "lowercase": self.lowercase,
             }
-            (tmp / "lmlab.json").write_text(json.dumps(meta, indent=2))
+            (tmp / RUN_FILE).write_text(json.dumps(meta, indent=2))
             (tmp / "vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False))
             if self.idf is not None:
                 np.save(tmp / "idf.npy", self.idf)
@@ -128,7 +129,7 @@ class BagOfWordsEncoder(Encoder):
         """Read a folder written by `save`."""
         folder = Path(folder)
         try:
-            meta = json.loads((folder / "lmlab.json").read_text())
+            meta = json.loads((folder / RUN_FILE).read_text())
             vocabulary = json.loads((folder / "vocabulary.json").read_text())
             idf = np.load(folder / "idf.npy") if (folder / "idf.npy").is_file() else None
         except (OSError, ValueError) as e:
@@ -143,5 +144,5 @@ class BagOfWordsEncoder(Encoder):
 
 
 def load_bag_of_words(folder: Path, **options) -> BagOfWordsEncoder:
-    """Loader for `lmlab.json` kinds "bow" and "tfidf" (see lmlab.embed.load.ENCODER_LOADERS)."""
+    """Loader for `lmlab.json` kinds "bow" and "tfidf" (see lmlab.runs.RUN_KINDS)."""
     return BagOfWordsEncoder.load(folder)

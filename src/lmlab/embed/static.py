@@ -30,11 +30,14 @@ class StaticEncoder(Encoder):
     def __init__(self, folder: str | Path, *, name: str | None = None) -> None:
         from transformers import AutoModel
 
+        from lmlab._offline import quiet_transformers
+
         folder = Path(folder)
         self.name = name or folder.name
         self.tokenizer = HFTokenizer(folder)
         try:
-            model = AutoModel.from_pretrained(folder, local_files_only=True)
+            with quiet_transformers():
+                model = AutoModel.from_pretrained(folder, local_files_only=True)
         except Exception as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise LmlabError(f"cannot load a model from {folder}: {first}") from None

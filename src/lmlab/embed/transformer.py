@@ -8,6 +8,8 @@ A sentence vector is a pooling of the token states of one layer:
 Speed comes from doing little: the fast tokenizer in Rust over the whole list, batches of
 texts of similar length (so almost no padding), and the model run by ONNX Runtime (exported
 once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SDPA attention).
+Once the export is cached, neither torch nor transformers is imported: the ONNX path needs only
+`tokenizers`, `onnxruntime` and numpy, so `lmlab similarity a b` starts in about a second.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from lmlab.embed.base import Encoded, Encoder
 from lmlab.errors import LmlabError
 from lmlab.text.hf_tokenizer import HFTokenizer
+
+if TYPE_CHECKING:
+    import torch
 
 POOLINGS = ("mean", "cls", "max")
 BACKENDS = ("auto", "onnx", "int8", "torch")
@@ -59,52 +64,81 @@ class TransformerEncoder(Encoder):
         backend: str = "auto",
     ) -> None:
         from tokenizers import Tokenizer as RawTokenizer
-        from transformers import AutoModel
 
         folder = Path(folder)
         self.name = name or folder.name
         self.pooling = pooling or folder_pooling(folder)
         if self.pooling not in POOLINGS:
             raise LmlabError(f"pooling must be one of {', '.join(POOLINGS)}", param="pooling")
+        if backend not in BACKENDS:
+            raise LmlabError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
         self.tokenizer = HFTokenizer(folder)
-        try:
-            self.model = AutoModel.from_pretrained(
-                folder, local_files_only=True, attn_implementation="sdpa"
-            ).eval()
-        except Exception as e:  # unreadable weights, config or architecture
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise LmlabError(f"cannot load an encoder from {folder}: {first}") from None
-        config = self.model.config
-        n_layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+        self.layer = layer
+        self.model: torch.nn.Module | None = None  # loaded only when torch computes or exports
+        # A cached ONNX export runs without torch; its shape facts were saved with it.
+        self._onnx = self._cached_onnx(folder, backend)
+        config = self._onnx.config if self._onnx is not None else self._load_torch_model(folder)
+        n_layers = int(config.get("num_hidden_layers") or 0)
         if not -(n_layers + 1) <= layer <= n_layers:
             raise LmlabError(f"layer must be between {-(n_layers + 1)} and {n_layers}")
-        self.layer = layer
-        self.dimension = int(config.hidden_size)
-        window = int(getattr(config, "max_position_embeddings", 0) or 512)
+        self.dimension = int(config["hidden_size"])
+        window = int(config.get("max_position_embeddings") or 512)
         self.max_length = min(max_length or _folder_max_length(folder) or window, window)
-        self._pad_id = int(getattr(config, "pad_token_id", None) or 0)
+        self._pad_id = int(config.get("pad_token_id") or 0)
         # A second handle on tokenizer.json for batch work: truncation on, one Rust call per list.
         self._fast = RawTokenizer.from_file(str(folder / "tokenizer.json"))
         self._fast.no_padding()
         self._fast.enable_truncation(self.max_length)
         self._prefix, self._suffix = _special_frame(self.tokenizer)
-        self._onnx = self._onnx_states(folder, backend)
+        if self._onnx is None:
+            self._onnx = self._onnx_states(folder, backend, config)
         self.backend = "torch" if self._onnx is None else "int8" if backend == "int8" else "onnx"
 
-    def _onnx_states(self, folder: Path, backend: str):
-        from lmlab.embed.onnx_runtime import onnx_available, onnx_states
+    def _load_torch_model(self, folder: Path) -> dict:
+        """Load the model into torch (for the torch backend, or to export it); its shape facts."""
+        from transformers import AutoModel
 
-        if backend not in BACKENDS:
-            raise LmlabError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
+        from lmlab._offline import quiet_transformers
+        from lmlab.embed.onnx_runtime import config_facts
+
+        try:
+            with quiet_transformers():
+                self.model = AutoModel.from_pretrained(
+                    folder, local_files_only=True, attn_implementation="sdpa"
+                ).eval()
+        except Exception as e:  # unreadable weights, config or architecture
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise LmlabError(f"cannot load an encoder from {folder}: {first}") from None
+        return config_facts(self.model.config)
+
+    def _wants_onnx(self, backend: str) -> bool:
         if backend == "torch" or self.layer != -1:
-            return None
+            return False
+        from lmlab.embed.onnx_runtime import onnx_available
+
         if not onnx_available():
             if backend != "auto":
                 raise LmlabError(f"the {backend} backend needs: pip install onnxruntime onnx")
-            return None
+            return False
         if backend == "int8" and importlib.util.find_spec("onnx_ir") is None:
             raise LmlabError("the int8 backend needs: pip install onnx-ir")
-        states = onnx_states(folder, self.model, self._pad_id, int8=backend == "int8")
+        return True
+
+    def _cached_onnx(self, folder: Path, backend: str):
+        """The ONNX Runtime session of an export already in the cache, or None."""
+        if not self._wants_onnx(backend):
+            return None
+        from lmlab.embed.onnx_runtime import cached_onnx_states
+
+        return cached_onnx_states(folder, int8=backend == "int8")
+
+    def _onnx_states(self, folder: Path, backend: str, config: dict):
+        """Export the loaded torch model to ONNX (once, into the cache) and run that, or None."""
+        if not self._wants_onnx(backend):
+            return None
+        from lmlab.embed.onnx_runtime import onnx_states
+
+        states = onnx_states(folder, self.model, config, int8=backend == "int8")
         if states is None and backend != "auto":
             raise LmlabError(f"{self.name} does not export to ONNX; use backend='torch'")
         return states
@@ -120,34 +154,40 @@ class TransformerEncoder(Encoder):
         framed = [self._prefix + row[:room] + self._suffix for row in ids]
         return self._pool_all(framed, batch_size, sum(1 for row in ids if len(row) > room))
 
-    @torch.inference_mode()
     def _pool_batch(self, rows: list[list[int]]) -> np.ndarray:
         input_ids, mask = _pad(rows, self._pad_id)
-        states = self._states(input_ids, mask)  # (B, T, C)
-        m = mask.unsqueeze(-1).to(states.dtype)  # (B, T, 1)
+        states = self._states(input_ids, mask)  # (B, T, C) float32
+        m = mask[:, :, None].astype(states.dtype)  # (B, T, 1)
         if self.pooling == "cls":
             pooled = states[:, 0]
         elif self.pooling == "max":
-            pooled = states.masked_fill(m == 0, -1e9).max(dim=1).values
-        else:  # mean over real tokens: sum of states / number of tokens
-            pooled = (states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
-        return pooled.float().numpy()
+            pooled = np.where(m == 0, np.float32(-1e9), states).max(axis=1)
+        else:  # mean over real tokens: sum of states / number of tokens, summed in float64
+            # (exact to float32 rounding; torch's float32 sum differed from it by up to 1e-7)
+            pooled = (states * m).sum(axis=1, dtype=np.float64) / np.maximum(m.sum(axis=1), 1)
+        return pooled.astype(np.float32, copy=False)
 
-    def _states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _states(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Hidden states (B, T, C) of the pooled layer, as float32."""
         if self._onnx is not None:
             return self._onnx(input_ids, mask)
-        if self.layer == -1:
-            return self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True)
-        return out.hidden_states[self.layer]  # [0] is the embedding layer's output
+        import torch
+
+        ids, attention = torch.from_numpy(input_ids), torch.from_numpy(mask)
+        with torch.inference_mode():
+            if self.layer == -1:
+                states = self.model(input_ids=ids, attention_mask=attention).last_hidden_state
+            else:
+                out = self.model(input_ids=ids, attention_mask=attention, output_hidden_states=True)
+                states = out.hidden_states[self.layer]  # [0] is the embedding layer's output
+            return states.float().numpy()
 
     def token_vectors(self, text: str, *, special_tokens: bool = False) -> TokenEmbeddings:
         """Contextual vectors of the tokens of `text`, without [CLS]/[SEP] (lecture 003) unless
         `special_tokens` (Hugging Face's feature-extraction pipeline keeps them)."""
         ids = self._fast.encode(text).ids
         input_ids, mask = _pad([ids], self._pad_id)
-        with torch.inference_mode():
-            states = self._states(input_ids, mask)[0].float().numpy()
+        states = self._states(input_ids, mask)[0]
         keep = slice(len(self._prefix), len(ids) - len(self._suffix))
         if special_tokens:
             keep = slice(0, len(ids))
@@ -166,38 +206,15 @@ class TokenEmbeddings:
     vectors: np.ndarray  # float32 (n_tokens, d)
 
 
-def embed_tokens(text: str, model: str | Path | Encoder = "all-minilm-l6-v2") -> TokenEmbeddings:
-    """Contextual token embeddings of `text` from a transformer encoder's last layer.
-
-    Args:
-        text: the text; its special tokens ([CLS], [SEP]) are read by the model but not returned.
-        model: an encoder spec or a loaded TransformerEncoder.
-
-    Returns:
-        TokenEmbeddings(tokens, ids, vectors) with vectors of shape (n_tokens, d).
-
-    Example:
-        >>> t = lmlab.embed_tokens("bank")
-        >>> t.tokens, t.vectors.shape
-        (['bank'], (1, 384))
-    """
-    from lmlab.embed.load import load_encoder
-
-    encoder = load_encoder(model)
-    if not isinstance(encoder, TransformerEncoder):
-        raise LmlabError(f"{encoder.name} has no contextual token vectors", param="model")
-    return encoder.token_vectors(text)
-
-
-def _pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad rows of token ids: ids (B, T) and attention mask (B, T)."""
+def _pad(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-pad rows of token ids: ids (B, T) and attention mask (B, T), int64."""
     width = max(len(r) for r in rows)
     ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = r
         mask[i, : len(r)] = 1
-    return torch.from_numpy(ids), torch.from_numpy(mask)
+    return ids, mask
 
 
 def _special_frame(tokenizer: HFTokenizer) -> tuple[list[int], list[int]]:

@@ -12,6 +12,7 @@ Weights are kept at the precision the GGUF file stores: float16 for quantized an
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from lmlab.home import atomic_dir, file_sha256, lmlab_home
 
 MARKER = "lmlab-converted.json"  # written last: its presence means the folder is complete
 _REQUIRED = ("config.json", "model.safetensors", "tokenizer.json", MARKER)
+log = logging.getLogger(__name__)
 
 
 def cache_folder(gguf_path: Path) -> Path:
@@ -37,11 +39,8 @@ def converted_folder(gguf_path: Path, *, rebuild: bool = False) -> Path:
     if rebuild and target.exists():
         shutil.rmtree(target)
     if not is_complete(target):
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            f"[dim]Converting {gguf_path.name} for the torch backend (once; about 30 s) "
-            f"into {target}[/dim]"
+        log.info(
+            "Converting %s for the torch backend (once; about 30 s) into %s", gguf_path.name, target
         )
         with atomic_dir(target) as tmp:
             _convert(gguf_path, tmp)
@@ -67,11 +66,14 @@ def _convert(gguf_path: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmlab._offline import quiet_transformers
+
     dtype = storage_dtype(gguf_path)
     kwargs = {"gguf_file": gguf_path.name, "local_files_only": True}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, **kwargs)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, **kwargs)
     except Exception as e:  # transformers raises many types for unreadable or unsupported files
         raise LmlabError(f"cannot convert {gguf_path} with transformers: {e}") from None
     # The de-quantized model still carries its GGUF quantization config, which blocks saving.

@@ -64,15 +64,18 @@ class TransformersLM(LanguageModel):
     def __init__(self, folder: str | Path, *, dtype: str = "auto", name: str | None = None) -> None:
         from transformers import AutoModelForCausalLM
 
+        from lmlab._offline import quiet_transformers
+
         folder = Path(folder)
         if dtype != "auto" and dtype not in DTYPES:
             raise LmlabError(f"dtype must be auto or one of {', '.join(DTYPES)}", param="dtype")
         self.name = name or folder.name
         self.tokenizer = HFTokenizer(folder)
         try:
-            self.model = AutoModelForCausalLM.from_pretrained(
-                folder, dtype=DTYPES.get(dtype, "auto"), local_files_only=True
-            ).eval()
+            with quiet_transformers():
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=DTYPES.get(dtype, "auto"), local_files_only=True
+                ).eval()
         except Exception as e:  # safetensors, config and architecture errors all mean "unreadable"
             reason = _first_line(e)
             raise UnreadableModel(f"cannot load a causal LM from {folder}: {reason}") from None

@@ -74,24 +74,15 @@ def read_sentences(
 
 @contextlib.contextmanager
 def reading_progress(paths: list[Path], enabled: bool) -> Iterator[Callable[[int], object] | None]:
-    """A progress bar over the bytes of the corpus files (rate and time left), or None."""
+    """Progress over the bytes of the corpus files (lmlab.progress shows it), or None."""
     if not enabled:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    from lmlab import progress
 
     total = sum(p.stat().st_size for p in paths if p.is_file())
-    columns = (TextColumn("reading"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, TimeRemainingColumn(), transient=True) as bar:
-        task = bar.add_task("read", total=total)
-        yield lambda n: bar.advance(task, n)
+    with progress.task(total, unit="B", desc="reading") as advance:
+        yield advance
 
 
 @dataclass

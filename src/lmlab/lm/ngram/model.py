@@ -43,12 +43,13 @@ from lmlab.lm.ngram.arpa import read_arpa, write_arpa
 from lmlab.lm.ngram.counts import BOS, EOS, UNK, count_ngrams, read_corpus, read_sentences
 from lmlab.lm.ngram.estimate import SMOOTHINGS, estimate
 from lmlab.lm.ngram.tables import NgramTables
+from lmlab.runs import RUN_FILE
 from lmlab.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     import torch
 
-    from lmlab.evaluate import Evaluation
+    from lmlab.results import Evaluation
 
 LN10 = math.log(10)
 NPZ_FILE = "model.npz"
@@ -199,7 +200,7 @@ class NgramLM(LanguageModel):
 
         Args:
             corpus: a path or a list of paths.
-            show_progress: a progress bar while reading, then a summary line (the CLI does).
+            show_progress: report the reading's progress (lmlab.progress shows it).
             **options: the fields of NgramConfig (order, smoothing, k, min_count, max_vocab,
                 lowercase, tokenizer).
         """
@@ -227,11 +228,6 @@ class NgramLM(LanguageModel):
             "discounts": model.info["discounts"],
             "seconds": round(time.perf_counter() - start, 3),
         }
-        if show_progress:
-            print(
-                f"read {text.n_words:,} words in {text.n_sentences:,} sentences; "
-                f"vocabulary {len(text.vocab):,}; n-grams {model.tables.sizes}"
-            )
         return model
 
     @classmethod
@@ -266,7 +262,6 @@ class NgramLM(LanguageModel):
     def save(self, folder: str | Path, *, gzip: bool = False) -> Path:
         """Write the run directory atomically: ARPA file, numpy tables, lmlab.json."""
         from lmlab.home import atomic_dir
-        from lmlab.models import RUN_FILE
 
         folder = Path(folder)
         arpa_name = "model.arpa.gz" if gzip else "model.arpa"
@@ -287,8 +282,6 @@ class NgramLM(LanguageModel):
     @classmethod
     def load(cls, folder: str | Path) -> NgramLM:
         """Load a run directory written by `save` (from model.npz, else from the ARPA file)."""
-        from lmlab.models import RUN_FILE
-
         folder = Path(folder)
         meta = json.loads((folder / RUN_FILE).read_text())
         fields = NgramConfig.__dataclass_fields__
@@ -372,7 +365,7 @@ class NgramLM(LanguageModel):
         Returns:
             an Evaluation (perplexity, loss in nats per token, tokens scored, sentences, OOV).
         """
-        from lmlab.evaluate import Evaluation
+        from lmlab.results import Evaluation
 
         # a literal <s> or </s> in the text would break the framing: it is out of vocabulary
         ids = {w: i for w, i in self.tokenizer.ids.items() if i not in (BOS, EOS)}
@@ -414,7 +407,17 @@ def splitter(tokenizer: str | None):
 
 
 def load_run(folder: str | Path, **options) -> NgramLM:
-    """The RUN_LOADERS entry for kind "ngram"."""
+    """The loader of run kind "ngram" (lmlab.runs.RUN_KINDS)."""
+    _no_options(options)
+    return NgramLM.load(folder)
+
+
+def load_arpa(path: str | Path, **options) -> NgramLM:
+    """The loader of .arpa files for lmlab.load_lm (lmlab.models.ARPA_LOADER)."""
+    _no_options(options)
+    return NgramLM.from_arpa(path)
+
+
+def _no_options(options: dict) -> None:
     if options:
         raise LmlabError(f"n-gram models take no load options (got {', '.join(options)})")
-    return NgramLM.load(folder)
