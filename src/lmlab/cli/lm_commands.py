@@ -16,6 +16,8 @@ from lmlab.cli.app import (
     MinPOpt,
     ModelOpt,
     RepPenaltyOpt,
+    SamplingDefaultsChoice,
+    SamplingDefaultsOpt,
     SeedOpt,
     StopOpt,
     TemperatureOpt,
@@ -106,11 +108,12 @@ def generate(
     model: ModelOpt = DEFAULT_LM,
     backend: BackendOpt = BackendChoice.auto,
     max_tokens: MaxTokensOpt = 128,
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 40,
-    top_p: TopPOpt = 0.95,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: RepPenaltyOpt = 1.0,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    min_p: MinPOpt = None,
+    repetition_penalty: RepPenaltyOpt = None,
+    sampling_defaults: SamplingDefaultsOpt = SamplingDefaultsChoice.model,
     seed: SeedOpt = None,
     stop: StopOpt = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 1,
@@ -137,6 +140,7 @@ def generate(
         top_logprobs=logprobs,
     )
     lm = load(model, backend)
+    options["sampling_defaults"] = sampling_defaults.value
     if stream and n == 1 and not as_json:
         for chunk in run(lm, prompt, stream=True, **options):
             print(chunk.text, end="", flush=True)
@@ -161,11 +165,12 @@ def chat(
     backend: BackendOpt = BackendChoice.auto,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_tokens: MaxTokensOpt = 512,
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 40,
-    top_p: TopPOpt = 0.95,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: RepPenaltyOpt = 1.0,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    min_p: MinPOpt = None,
+    repetition_penalty: RepPenaltyOpt = None,
+    sampling_defaults: SamplingDefaultsOpt = SamplingDefaultsChoice.model,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -182,6 +187,7 @@ def chat(
         seed=seed,
     )
     lm = load(model, backend)
+    options["sampling_defaults"] = sampling_defaults.value
     history = [{"role": "system", "content": system}] if system else []
 
     def answer(text: str) -> str:
