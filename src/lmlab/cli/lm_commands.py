@@ -45,21 +45,22 @@ def models(as_json: JsonOpt = False) -> None:
     from dataclasses import asdict
 
     from rich.console import Console
-    from rich.table import Table
 
+    from lmlab.cli.tables import new_table, print_table
     from lmlab.models import available_models
 
     rows = available_models()
     if as_json:
         emit_json([asdict(m) for m in rows])
         return
-    table = Table("name", "task", "model", "installed at")
-    table.columns[3].overflow = "fold"
+    table = new_table("name", "task", "model", "installed at")
     for m in rows:
         table.add_row(m.name, m.task, m.about, m.path or f"[red]not installed[/red]: {m.install}")
     console = Console()
-    console.print(table)
-    console.print("Any .gguf file or Hugging Face model folder can be passed as --model too.")
+    print_table(table, console, key=0)  # the names, kept whole where the terminal allows
+    note = "Any .gguf file or Hugging Face model folder can be passed as --model too."
+    # piped, the table is data and the note goes to stderr
+    (console if console.is_terminal else Console(stderr=True)).print(note)
 
 
 @app.command()
@@ -258,13 +259,12 @@ def score(
         emit_json(result.to_dict(per_token=per_token))
         return
     if per_token:
-        from rich.console import Console
-        from rich.table import Table
+        from lmlab.cli.tables import new_table, print_table
 
-        table = Table("token", "id", "logprob (nats)", "surprisal (bits)")
+        table = new_table("token", "id", "logprob (nats)", "surprisal (bits)")
         for t, i, lp in zip(result.tokens, result.token_ids, result.logprobs, strict=True):
             table.add_row(repr(t), str(i), f"{lp:.3f}", f"{-lp / 0.6931471805599453:.2f}")
-        Console().print(table)
+        print_table(table)
     print(
         f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
         f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"
