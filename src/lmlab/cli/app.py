@@ -64,8 +64,8 @@ class SamplingDefaultsChoice(StrEnum):
     openai = "openai"
 
 
-def sampling_defaults_help(what: str) -> str:
-    """The --sampling-defaults help: the three choices and what each gives."""
+def sampling_defaults_help(left_out: str) -> str:
+    """The --sampling-defaults help: where `left_out` take their values, for each choice."""
     from lmlab.models import BUNDLED
     from lmlab.sampling_defaults import LLAMA_CPP, OPENAI, recommended
 
@@ -75,17 +75,19 @@ def sampling_defaults_help(what: str) -> str:
         if m.sampling
     )
     return (
-        f"What {what} the sampling options left out: 'model' takes the model's recommended "
-        "settings (a folder's generation_config.json, a GGUF file's general.sampling.* keys, "
-        f"a bundled model's card; {bundled}), and llama.cpp's where it has none; 'llama.cpp' "
-        f"is {LLAMA_CPP.describe()}; 'openai' is {OPENAI.describe()}. A temperature given "
-        "without filters samples unfiltered, as on OpenAI."
+        f"Values for {left_out}: model = the model's recommended settings (a folder's "
+        "generation_config.json, a GGUF file's general.sampling.* keys, a bundled model's card; "
+        f"{bundled}), else llama.cpp's; llama.cpp = {LLAMA_CPP.describe()}; "
+        f"openai = {OPENAI.describe()}. A temperature given turns off the filters not given, "
+        "as on OpenAI."
     )
 
 
 SamplingDefaultsOpt = Annotated[
     SamplingDefaultsChoice,
-    typer.Option("--sampling-defaults", help=sampling_defaults_help("gives")),
+    typer.Option(
+        "--sampling-defaults", help=sampling_defaults_help("the sampling options not given")
+    ),
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Same seed, same text.")]
 StopOpt = Annotated[

@@ -78,9 +78,8 @@ def serve(
         SamplingDefaultsChoice,
         typer.Option(
             "--sampling-defaults",
-            help=sampling_defaults_help("a request gets for")
-            + " A request's own values are always used; GET /v1/models lists each model's "
-            "defaults.",
+            help=sampling_defaults_help("the sampling fields a request leaves out")
+            + " GET /v1/models lists each model's defaults.",
         ),
     ] = SamplingDefaultsChoice.model,
 ) -> None:
