@@ -101,7 +101,11 @@ def test_gguf_metadata_gives_the_defaults(tmp_path):
 
     path = tmp_path / "meta.gguf"
     writer = GGUFWriter(str(path), "llama")
+    writer.add_token_list(["a", "bb", "ccé"])  # arrays and strings to read past first
+    writer.add_array("test.floats", [1.0, 2.0])
+    writer.add_string("general.name", "test")
     writer.add_float32("general.sampling.temp", 0.7)
+    writer.add_uint32("general.sampling.top_k", 20)
     writer.add_float32("general.sampling.min_p", 0.1)
     writer.add_float32("general.sampling.penalty_repeat", 1.1)
     writer.write_header_to_file()
@@ -109,7 +113,7 @@ def test_gguf_metadata_gives_the_defaults(tmp_path):
     writer.write_tensors_to_file()
     writer.close()
     got = from_gguf_file(path)
-    assert got.source == "GGUF metadata" and got.top_k == 0 and got.top_p == 1
+    assert got.source == "GGUF metadata" and got.top_k == 20 and got.top_p == 1
     assert (got.temperature, got.min_p, got.repetition_penalty) == pytest.approx((0.7, 0.1, 1.1))
     assert from_gguf_file(tmp_path / "missing.gguf") is None
 
