@@ -19,8 +19,15 @@ from lmlab.sampling import (
     filter_top_k,
     filter_top_p,
 )
+from lmlab.sampling_defaults import OPENAI
 
 PROBS = torch.tensor([[0.05, 0.40, 0.10, 0.25, 0.20]])  # sorted: 1, 3, 4, 2, 0
+
+
+def openai(**options) -> SamplingParams:
+    """Parameters as the transforms take them: every field filled, here with OpenAI's values
+    (temperature 1, filters off) for the fields not given."""
+    return SamplingParams(**options).with_defaults(OPENAI)
 
 
 def kept(logits: torch.Tensor) -> set[int]:
@@ -78,7 +85,7 @@ def test_repetition_penalty_matches_transformers():
     logits = torch.randn(2, 50, generator=torch.Generator().manual_seed(3)) * 3
     history = torch.tensor([[1, 5, 5, 7], [2, 3, 4, 49]])
     seen = torch.zeros(2, 50, dtype=torch.bool).scatter(1, history, True)
-    p = SamplingParams(repetition_penalty=1.3)
+    p = openai(repetition_penalty=1.3)
     ours = apply_penalties(logits, seen, torch.zeros(2, 50), p)
     theirs = RepetitionPenaltyLogitsProcessor(1.3)(history, logits.clone())
     assert torch.allclose(ours, theirs)
@@ -87,7 +94,7 @@ def test_repetition_penalty_matches_transformers():
 def test_presence_and_frequency_penalties_follow_openai():
     logits = torch.zeros(1, 4)
     counts = torch.tensor([[0.0, 1.0, 3.0, 0.0]])
-    p = SamplingParams(presence_penalty=0.5, frequency_penalty=0.25)
+    p = openai(presence_penalty=0.5, frequency_penalty=0.25)
     out = apply_penalties(logits, counts > 0, counts, p)
     assert out.tolist() == [[0.0, -0.75, -1.25, 0.0]]
 
@@ -96,17 +103,17 @@ def test_top_k_one_and_temperature_zero_are_greedy():
     logits = torch.randn(8, 300, generator=torch.Generator().manual_seed(4))
     gen = torch.Generator().manual_seed(0)
     greedy = logits.argmax(-1)
-    assert torch.equal(choose(logits, SamplingParams(temperature=0), gen), greedy)
-    assert torch.equal(choose(logits, SamplingParams(top_k=1, temperature=1.5), gen), greedy)
+    assert torch.equal(choose(logits, openai(temperature=0), gen), greedy)
+    assert torch.equal(choose(logits, openai(top_k=1, temperature=1.5), gen), greedy)
 
 
 def test_sampling_follows_the_distribution():
     gen = torch.Generator().manual_seed(0)
     logits = PROBS.log().repeat(20000, 1)
-    draws = choose(logits, SamplingParams(temperature=1.0), gen)
+    draws = choose(logits, openai(temperature=1.0), gen)
     freq = torch.bincount(draws, minlength=5).float() / len(draws)
     assert torch.allclose(freq, PROBS[0], atol=0.015)
-    nucleus = choose(logits, SamplingParams(top_p=0.5), gen)
+    nucleus = choose(logits, openai(top_p=0.5), gen)
     assert set(nucleus.tolist()) == {1, 3}
 
 
@@ -145,7 +152,7 @@ def test_extreme_parameters_still_choose_a_token():
         dict(temperature=1.0, repetition_penalty=5e-324),
         dict(temperature=2.0, repetition_penalty=5e-324, top_p=5e-324, min_p=1.0),
     ]:
-        p = SamplingParams(**options)
+        p = openai(**options)
         ids = choose(apply_penalties(logits, seen, torch.zeros(2, 100), p), p, gen)
         assert ids.shape == (2,) and ((ids >= 0) & (ids < 100)).all()
 

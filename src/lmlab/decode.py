@@ -21,6 +21,7 @@ from lmlab.errors import LmlabError
 from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
 from lmlab.sampling import SamplingParams, apply_penalties, choose, one_cpu_thread
+from lmlab.sampling_defaults import choose_defaults
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -293,7 +294,12 @@ def new_sequences(
     first: int = 0,
     count: int | None = None,
 ) -> list[Sequence]:
-    """Sequences `first .. first + count - 1` of a request (all n of them by default)."""
+    """Sequences `first .. first + count - 1` of a request (all n of them by default).
+
+    Sampling fields `p` leaves out take the model's defaults (`lm.sampling_defaults`) unless
+    the caller filled them already (`generate`'s or the server's `sampling_defaults` choice).
+    """
+    p = p.with_defaults(lm.sampling_defaults)
     budget = min(p.max_tokens, lm.context_length - len(prompt))
     count = p.n - first if count is None else count
     return [Sequence(i, lm.tokenizer, p, prompt, budget) for i in range(first, first + count)]
@@ -345,6 +351,7 @@ def generate(
     *,
     stream: bool = False,
     backend: str = "auto",
+    sampling_defaults: str = "model",
     **options,
 ) -> Generation | Iterator[Chunk]:
     """Continue `prompt` with a language model.
@@ -354,6 +361,9 @@ def generate(
         prompt: text, or token ids.
         stream: yield Chunk pieces as they are generated instead of returning a Generation.
         backend: for GGUF names and paths: auto, torch or llama.
+        sampling_defaults: what the sampling options left out take: "model" (the model's
+            recommended settings, `lm.sampling_defaults`), "llama.cpp" (temperature 0.8, top-k
+            40, top-p 0.95, min-p 0.05) or "openai" (temperature 1, no filtering).
         **options: SamplingParams fields (max_tokens, temperature, top_k, top_p, min_p,
             repetition_penalty, presence_penalty, frequency_penalty, stop, stop_token_ids,
             seed, n, logprobs, top_logprobs, ignore_eos).
@@ -370,6 +380,7 @@ def generate(
 
     p = SamplingParams.from_options(options)
     lm = load_lm(model, backend=backend)
+    p = p.with_defaults(choose_defaults(lm, sampling_defaults))
     ids = encode_prompt(lm, prompt)
     if stream:
         return _stream(lm, ids, p)
@@ -391,6 +402,7 @@ def chat(
     *,
     stream: bool = False,
     backend: str = "auto",
+    sampling_defaults: str = "model",
     **options,
 ) -> Generation | Iterator[Chunk]:
     """Answer the last message of a conversation, as the OpenAI chat API does.
@@ -402,6 +414,7 @@ def chat(
         model: a loaded LanguageModel, a bundled name or a path.
         messages: the conversation so far.
         stream: yield Chunks instead of returning a Generation.
+        sampling_defaults: what sampling options left out take, as for `generate`.
         **options: sampling options, as for `generate`.
 
     Example:
@@ -411,4 +424,6 @@ def chat(
     from lmlab.models import load_lm
 
     lm = load_lm(model, backend=backend)
-    return generate(lm, render(lm, messages), stream=stream, **options)
+    return generate(
+        lm, render(lm, messages), stream=stream, sampling_defaults=sampling_defaults, **options
+    )

@@ -13,7 +13,7 @@ Nothing is ever downloaded: a spec that is neither is a one-line error listing w
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -38,6 +38,8 @@ class Bundled:
     relative: str  # the file or folder inside it
     about: str
     llama_type: str | None = None  # the llama backend runs a copy re-quantized to this type
+    # the model's recommended sampling, where its files carry none (lmlab.sampling_defaults)
+    sampling: dict[str, float] | None = field(default=None, hash=False)
 
 
 BUNDLED = {
@@ -51,6 +53,10 @@ BUNDLED = {
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2 135M Instruct (Llama architecture), GGUF Q4_1",
             llama_type="Q8_0",  # llama.cpp batches Q8_0 on x86, not Q4_1: see gguf_requantize
+            # the example of its model card (huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct):
+            # model.generate(..., temperature=0.2, top_p=0.9, do_sample=True); neither its
+            # generation_config.json nor the GGUF file says more
+            sampling={"temperature": 0.2, "top_p": 0.9},
         ),
         Bundled(
             "all-minilm-l6-v2",
@@ -147,8 +153,10 @@ def load_lm(
         if backend == "llama" or (backend == "auto" and _has_llama_cpp()):
             from lmlab.lm.llama_cpp_lm import LlamaCppLM
 
-            return LlamaCppLM(llama_file(ref), name=ref.name, **options)
-        return _load_gguf_with_torch(ref, **options)
+            lm = LlamaCppLM(llama_file(ref), name=ref.name, **options)
+        else:
+            lm = _load_gguf_with_torch(ref, **options)
+        return _with_card_sampling(lm, ref)
     if ref.kind == "run":
         return load_run(ref.path, "lm", **options)
     if ref.kind == "arpa":
@@ -185,16 +193,31 @@ def llama_file(ref: ModelRef) -> Path:
         return ref.path
 
 
+def _with_card_sampling(lm: LanguageModel, ref: ModelRef) -> LanguageModel:
+    """A bundled model's file (by name or path) samples by default as its model card
+    recommends (`Bundled.sampling`)."""
+    for bundled in BUNDLED.values():
+        if bundled.sampling and ref.path == bundled_path(bundled):
+            from lmlab.sampling_defaults import recommended
+
+            lm.sampling_defaults = recommended(bundled.sampling, "model card")
+    return lm
+
+
 def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
-    """Load a GGUF file's cached conversion; a damaged cache is rebuilt once."""
+    """Load a GGUF file's cached conversion (a damaged cache is rebuilt once), with the
+    sampling settings the file recommends (its `general.sampling.*` keys)."""
     from lmlab.lm.gguf_cache import converted_folder
     from lmlab.lm.transformers_lm import TransformersLM, UnreadableModel
+    from lmlab.sampling_defaults import from_gguf_file
 
     folder = converted_folder(ref.path)
     try:
-        return TransformersLM(folder, name=ref.name, **options)
+        lm = TransformersLM(folder, name=ref.name, **options)
     except UnreadableModel:  # not a bad option: those are the user's to fix
-        return TransformersLM(converted_folder(ref.path, rebuild=True), name=ref.name, **options)
+        lm = TransformersLM(converted_folder(ref.path, rebuild=True), name=ref.name, **options)
+    lm.sampling_defaults = from_gguf_file(ref.path) or lm.sampling_defaults
+    return lm
 
 
 def load_tokenizer(spec: str | Path, *, backend: Backend = "auto") -> Tokenizer:

@@ -200,15 +200,16 @@ class TextGenerationPipeline(Pipeline):
         *,
         max_new_tokens: int = 50,
         do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
         return_full_text: bool = True,
         num_return_sequences: int = 1,
         seed: int | None = None,
     ) -> list[Any]:
         """As Hugging Face: greedy unless do_sample; the prompt included unless
-        return_full_text=False."""
+        return_full_text=False. Sampling options left out take the model's defaults (as
+        Hugging Face takes its generation config's)."""
         from lmlab.decode import generate
 
         sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}

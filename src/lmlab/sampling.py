@@ -2,17 +2,21 @@
 
 Order, as in Hugging Face `generate` and vLLM: penalties, then temperature, top-k, top-p, min-p,
 then a draw. Temperature 0 (or top-k 1) is greedy: argmax, no randomness.
+
+A sampling field left out (None) takes the model's default (see `lmlab.sampling_defaults`):
+`SamplingParams.with_defaults` fills it in before decoding.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 
 from lmlab.errors import LmlabError
+from lmlab.sampling_defaults import FIELDS, OPENAI, SamplingDefaults
 
 
 @dataclass
@@ -26,6 +30,8 @@ class SamplingParams:
         top_p: keep the smallest set of tokens whose probability sums to at least top_p.
         min_p: drop tokens less likely than min_p times the most likely one.
         repetition_penalty: CTRL/HF penalty (>1 discourages) on tokens of prompt and output.
+            These five are None when not given: they then take the model's defaults
+            (`with_defaults`; `lmlab.sampling_defaults`).
         presence_penalty: OpenAI's: subtract this from tokens already in the output.
         frequency_penalty: OpenAI's: subtract this times the count of each token in the output.
         stop: strings that end a sample (not included in its text).
@@ -39,11 +45,11 @@ class SamplingParams:
     """
 
     max_tokens: int = 256
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     stop: list[str] = field(default_factory=list)
@@ -61,11 +67,19 @@ class SamplingParams:
         self.stop = [s for s in self.stop if s]
         checks = [
             ("max_tokens", self.max_tokens >= 1, "must be at least 1"),
-            ("temperature", self.temperature >= 0, "must be >= 0 (0 means greedy)"),
-            ("top_k", self.top_k >= 0, "must be >= 0 (0 keeps all tokens)"),
-            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
-            ("min_p", 0 <= self.min_p <= 1, "must be in [0, 1]"),
-            ("repetition_penalty", self.repetition_penalty > 0, "must be > 0 (1 means none)"),
+            (
+                "temperature",
+                self.temperature is None or self.temperature >= 0,
+                "must be >= 0 (0 means greedy)",
+            ),
+            ("top_k", self.top_k is None or self.top_k >= 0, "must be >= 0 (0 keeps all tokens)"),
+            ("top_p", self.top_p is None or 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("min_p", self.min_p is None or 0 <= self.min_p <= 1, "must be in [0, 1]"),
+            (
+                "repetition_penalty",
+                self.repetition_penalty is None or self.repetition_penalty > 0,
+                "must be > 0 (1 means none)",
+            ),
             ("presence_penalty", -2 <= self.presence_penalty <= 2, "must be in [-2, 2]"),
             ("frequency_penalty", -2 <= self.frequency_penalty <= 2, "must be in [-2, 2]"),
             ("n", self.n >= 1, "must be at least 1"),
@@ -88,6 +102,24 @@ class SamplingParams:
                 param=unknown[0],
             )
         return cls(**{k: v for k, v in options.items() if v is not None})
+
+    @property
+    def resolved(self) -> bool:
+        """Whether every sampling field has a value (given, or filled by `with_defaults`)."""
+        return all(getattr(self, name) is not None for name in FIELDS)
+
+    def with_defaults(self, defaults: SamplingDefaults) -> SamplingParams:
+        """A copy whose sampling fields left out (None) take `defaults`' values, given ones
+        staying as they are; but once the temperature is given, the filters left out are off.
+
+        A model's recommended filters go with its recommended temperature (top-p 0.9 at 0.2):
+        a call that chooses its own temperature chooses the sampling, as on OpenAI's API, so
+        OpenAI code that sends `temperature=1` samples the whole distribution.
+        """
+        if self.temperature is not None:
+            defaults = OPENAI  # every filter off
+        missing = {n: getattr(defaults, n) for n in FIELDS if getattr(self, n) is None}
+        return replace(self, **missing) if missing else self
 
     @property
     def greedy(self) -> bool:

@@ -39,16 +39,55 @@ BackendOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens", help="Most new tokens per sample.")]
-# Sampling defaults for the CLI are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95,
-# min-p 0.05); the Python API keeps OpenAI's (temperature 1, no filtering).
-TemperatureOpt = Annotated[float, typer.Option(help="0 means greedy.")]
-TopKOpt = Annotated[
-    int, typer.Option("--top-k", help="Keep the k most likely tokens; 0 keeps all.")
+# Sampling options left out take the model's defaults, as in the library and the server
+# (lmlab.sampling_defaults; --sampling-defaults picks another source).
+TemperatureOpt = Annotated[
+    float | None, typer.Option(help="0 means greedy. Default: see --sampling-defaults.")
 ]
-TopPOpt = Annotated[float, typer.Option("--top-p", help="Nucleus: keep tokens up to this mass.")]
-MinPOpt = Annotated[float, typer.Option("--min-p", help="Drop tokens below min-p x the top one.")]
+TopKOpt = Annotated[
+    int | None, typer.Option("--top-k", help="Keep the k most likely tokens; 0 keeps all.")
+]
+TopPOpt = Annotated[
+    float | None, typer.Option("--top-p", help="Nucleus: keep tokens up to this mass.")
+]
+MinPOpt = Annotated[
+    float | None, typer.Option("--min-p", help="Drop tokens below min-p x the top one.")
+]
 RepPenaltyOpt = Annotated[
-    float, typer.Option("--repetition-penalty", help="> 1 discourages repeats.")
+    float | None, typer.Option("--repetition-penalty", help="> 1 discourages repeats.")
+]
+
+
+class SamplingDefaultsChoice(StrEnum):
+    model = "model"
+    llama_cpp = "llama.cpp"
+    openai = "openai"
+
+
+def sampling_defaults_help(left_out: str) -> str:
+    """The --sampling-defaults help: where `left_out` take their values, for each choice."""
+    from lmlab.models import BUNDLED
+    from lmlab.sampling_defaults import LLAMA_CPP, OPENAI, recommended
+
+    bundled = "; ".join(
+        f"{m.name}: {recommended(m.sampling, 'model card').describe()}"
+        for m in BUNDLED.values()
+        if m.sampling
+    )
+    return (
+        f"Values for {left_out}: model = the model's recommended settings (a folder's "
+        "generation_config.json, a GGUF file's general.sampling.* keys, a bundled model's card; "
+        f"{bundled}), else llama.cpp's; llama.cpp = {LLAMA_CPP.describe()}; "
+        f"openai = {OPENAI.describe()}. A temperature given turns off the filters not given, "
+        "as on OpenAI."
+    )
+
+
+SamplingDefaultsOpt = Annotated[
+    SamplingDefaultsChoice,
+    typer.Option(
+        "--sampling-defaults", help=sampling_defaults_help("the sampling options not given")
+    ),
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Same seed, same text.")]
 StopOpt = Annotated[

@@ -55,9 +55,7 @@ def similarity(
     as_json: JsonOpt = False,
 ) -> None:
     """Print the pairwise similarity table of TEXTS."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from lmlab.cli.tables import new_table, print_table
     from lmlab.embed.similarity import similarity_table
 
     matrix = similarity_table(texts, _encoder(model, static, backend), metric)
@@ -65,10 +63,10 @@ def similarity(
         emit_json({"texts": texts, "metric": metric, "matrix": matrix.round(6).tolist()})
         return
     kind = "distances" if metric == "euclidean" else "similarity"  # euclidean: 0 is identical
-    table = Table("", *texts, title=f"{metric} {kind} ({model})")
+    table = new_table("", *texts, title=f"{metric} {kind} ({model})")
     for text, row in zip(texts, matrix, strict=True):
         table.add_row(text, *(f"{v:.3f}" for v in row))
-    Console().print(table)
+    print_table(table)
 
 
 @app.command()

@@ -16,6 +16,8 @@ from lmlab.cli.app import (
     MinPOpt,
     ModelOpt,
     RepPenaltyOpt,
+    SamplingDefaultsChoice,
+    SamplingDefaultsOpt,
     SeedOpt,
     StopOpt,
     TemperatureOpt,
@@ -43,21 +45,22 @@ def models(as_json: JsonOpt = False) -> None:
     from dataclasses import asdict
 
     from rich.console import Console
-    from rich.table import Table
 
+    from lmlab.cli.tables import new_table, print_table
     from lmlab.models import available_models
 
     rows = available_models()
     if as_json:
         emit_json([asdict(m) for m in rows])
         return
-    table = Table("name", "task", "model", "installed at")
-    table.columns[3].overflow = "fold"
+    table = new_table("name", "task", "model", "installed at")
     for m in rows:
         table.add_row(m.name, m.task, m.about, m.path or f"[red]not installed[/red]: {m.install}")
     console = Console()
-    console.print(table)
-    console.print("Any .gguf file or Hugging Face model folder can be passed as --model too.")
+    print_table(table, console, key=0)  # the names, kept whole where the terminal allows
+    note = "Any .gguf file or Hugging Face model folder can be passed as --model too."
+    # piped, the table is data and the note goes to stderr
+    (console if console.is_terminal else Console(stderr=True)).print(note)
 
 
 @app.command()
@@ -106,11 +109,12 @@ def generate(
     model: ModelOpt = DEFAULT_LM,
     backend: BackendOpt = BackendChoice.auto,
     max_tokens: MaxTokensOpt = 128,
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 40,
-    top_p: TopPOpt = 0.95,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: RepPenaltyOpt = 1.0,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    min_p: MinPOpt = None,
+    repetition_penalty: RepPenaltyOpt = None,
+    sampling_defaults: SamplingDefaultsOpt = SamplingDefaultsChoice.model,
     seed: SeedOpt = None,
     stop: StopOpt = None,
     n: Annotated[int, typer.Option("--n", "-n", help="Number of samples.")] = 1,
@@ -137,6 +141,7 @@ def generate(
         top_logprobs=logprobs,
     )
     lm = load(model, backend)
+    options["sampling_defaults"] = sampling_defaults.value
     if stream and n == 1 and not as_json:
         for chunk in run(lm, prompt, stream=True, **options):
             print(chunk.text, end="", flush=True)
@@ -161,11 +166,12 @@ def chat(
     backend: BackendOpt = BackendChoice.auto,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
     max_tokens: MaxTokensOpt = 512,
-    temperature: TemperatureOpt = 0.8,
-    top_k: TopKOpt = 40,
-    top_p: TopPOpt = 0.95,
-    min_p: MinPOpt = 0.05,
-    repetition_penalty: RepPenaltyOpt = 1.0,
+    temperature: TemperatureOpt = None,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    min_p: MinPOpt = None,
+    repetition_penalty: RepPenaltyOpt = None,
+    sampling_defaults: SamplingDefaultsOpt = SamplingDefaultsChoice.model,
     seed: SeedOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -182,6 +188,7 @@ def chat(
         seed=seed,
     )
     lm = load(model, backend)
+    options["sampling_defaults"] = sampling_defaults.value
     history = [{"role": "system", "content": system}] if system else []
 
     def answer(text: str) -> str:
@@ -252,13 +259,12 @@ def score(
         emit_json(result.to_dict(per_token=per_token))
         return
     if per_token:
-        from rich.console import Console
-        from rich.table import Table
+        from lmlab.cli.tables import new_table, print_table
 
-        table = Table("token", "id", "logprob (nats)", "surprisal (bits)")
+        table = new_table("token", "id", "logprob (nats)", "surprisal (bits)")
         for t, i, lp in zip(result.tokens, result.token_ids, result.logprobs, strict=True):
             table.add_row(repr(t), str(i), f"{lp:.3f}", f"{-lp / 0.6931471805599453:.2f}")
-        Console().print(table)
+        print_table(table)
     print(
         f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
         f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"

@@ -117,21 +117,22 @@ def table(
         emit_json(result.to_dict())
         return
     from rich.console import Console
-    from rich.table import Table
+
+    from lmlab.cli.tables import new_table, print_table
 
     width = 12 + max(map(len, result.words)) + 10 * len(result.words)
     console = Console(width=max(Console().width, width))  # never squeeze the numbers
     if result.counts is not None:
-        counts = Table("", *result.words, title="bigram counts c(row word, column word)")
+        counts = new_table("", *result.words, title="bigram counts c(row word, column word)")
         for w, row in zip(result.words, result.counts, strict=True):
             counts.add_row(w, *map(str, row))
-        console.print(counts)
+        print_table(counts, console)
     else:
         console.print("(no counts: the model was read from an ARPA file)")
-    probs = Table("", *result.words, title="bigram probabilities p(column word | row word)")
+    probs = new_table("", *result.words, title="bigram probabilities p(column word | row word)")
     for w, row in zip(result.words, result.probs, strict=True):
         probs.add_row(w, *(f"{p:.2g}" for p in row))
-    console.print(probs)
+    print_table(probs, console)
 
 
 def _write_csv(result, path: Path) -> None:
@@ -190,11 +191,17 @@ def compare(
     if as_json:
         emit_json([asdict(r) for r in results])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from lmlab.cli.tables import new_table, print_table
 
-    t = Table("order", "perplexity", "tokens scored", "OOV", "n-grams", "seconds")
-    t.title = f"{smoothing.value} models of {train.name}, scored on {test.name}"
+    t = new_table(
+        "order",
+        "perplexity",
+        "tokens scored",
+        "OOV",
+        "n-grams",
+        "seconds",
+        title=f"{smoothing.value} models of {train.name}, scored on {test.name}",
+    )
     for r in results:
         t.add_row(
             f"{r.order}-gram",
@@ -204,6 +211,6 @@ def compare(
             f"{r.ngrams:,}",
             f"{r.seconds:.2f}",
         )
-    Console().print(t)
+    print_table(t)
     if png is not None:
         print(f"chart written to {png}")

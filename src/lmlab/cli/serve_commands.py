@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import BackendChoice, BackendOpt, app
+from lmlab.cli.app import (
+    BackendChoice,
+    BackendOpt,
+    SamplingDefaultsChoice,
+    app,
+    sampling_defaults_help,
+)
 from lmlab.models import DEFAULT_ENCODER, DEFAULT_LM
 
 
@@ -68,6 +74,14 @@ def serve(
             "concurrent streams on a CPU)."
         ),
     ] = DtypeChoice.auto,
+    sampling_defaults: Annotated[
+        SamplingDefaultsChoice,
+        typer.Option(
+            "--sampling-defaults",
+            help=sampling_defaults_help("the sampling fields a request leaves out")
+            + " GET /v1/models lists each model's defaults.",
+        ),
+    ] = SamplingDefaultsChoice.model,
 ) -> None:
     """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
     import uvicorn
@@ -94,11 +108,18 @@ def serve(
         threads=threads or None,
         threads_batch=threads_batch or None,
         dtype=dtype.value,
+        sampling_defaults=sampling_defaults.value,
     )
     _check_port(host, port)  # before the models load: a busy port fails at once
     application = create_app(config)
-    names = ", ".join(application.state.served.names())
+    served = application.state.served
+    names = ", ".join(served.names())
     print(f"lmlab serving {names} at http://{host}:{port}/v1  (Ctrl-C stops)")
+    for name, defaults in served.sampling.items():
+        print(
+            f"{name}: a request that leaves sampling fields out gets {defaults.describe()} "
+            f"(source: {defaults.source})"
+        )
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

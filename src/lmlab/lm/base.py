@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from lmlab.errors import LmlabError
+from lmlab.sampling_defaults import LLAMA_CPP, SamplingDefaults
 from lmlab.text.tokenizer import Tokenizer
 
 if TYPE_CHECKING:  # torch is imported by the models that compute with it, not by the interface
@@ -48,6 +49,9 @@ class LanguageModel(ABC):
     tokenizer: Tokenizer
     context_length: int  # the most tokens a row may hold (prompt + generated)
     max_batch_size: int = 64  # rows one state may hold
+    # what sampling fields a call leaves out take: the model's recommended settings where its
+    # files or model card give them (backends and `load_lm` set this), else llama.cpp's
+    sampling_defaults: SamplingDefaults = LLAMA_CPP
 
     @property
     def vocab_size(self) -> int:

@@ -25,6 +25,7 @@ import torch
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import CacheFull, LanguageModel, State, common_prefix
+from lmlab.sampling_defaults import GGUF_KEYS, LLAMA_CPP, from_gguf_metadata
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -158,6 +159,8 @@ class LlamaCppLM(LanguageModel):
         self._model = model
         metadata = {k: self._meta(k) for k in ("tokenizer.ggml.model",)}
         self.tokenizer = LlamaCppTokenizer(lib, self._loaded, metadata)
+        sampling = {k: value for k in GGUF_KEYS if (value := self._meta(k))}
+        self.sampling_defaults = from_gguf_metadata(sampling) or LLAMA_CPP
         trained = lib.llama_model_n_ctx_train(model)
         self.context_length = int(context_length or min(trained, 8192))
         self.max_batch_size = max_batch_size

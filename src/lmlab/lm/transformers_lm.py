@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel, State, common_prefix
+from lmlab.sampling_defaults import LLAMA_CPP, from_generation_config
 from lmlab.text.hf_tokenizer import HFTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -71,6 +72,7 @@ class TransformersLM(LanguageModel):
             raise LmlabError(f"dtype must be auto or one of {', '.join(DTYPES)}", param="dtype")
         self.name = name or folder.name
         self.tokenizer = HFTokenizer(folder)
+        self.sampling_defaults = from_generation_config(folder) or LLAMA_CPP
         try:
             with quiet_transformers():
                 self.model = AutoModelForCausalLM.from_pretrained(

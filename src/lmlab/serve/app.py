@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from lmlab.serve.errors import APIError, install_error_handlers
 from lmlab.serve.limits import LimitsMiddleware
-from lmlab.serve.protocol import ModelCard, ModelList
+from lmlab.serve.protocol import ModelCard, ModelList, SamplingDefaultsCard
 
 log = logging.getLogger("lmlab.serve")
 
@@ -40,6 +40,9 @@ class ServerConfig:
     # for prompts and batches, and torch; None: `threads` if given (as llama.cpp), else all cores
     threads_batch: int | None = None
     dtype: str = "auto"  # torch backend weights: float16 is fastest alone, bfloat16 in batches
+    # what a request's sampling fields left out take: model, llama.cpp or openai
+    # (lmlab.sampling_defaults)
+    sampling_defaults: str = "model"
 
 
 class ServedModels:
@@ -47,10 +50,12 @@ class ServedModels:
 
     def __init__(self, config: ServerConfig) -> None:
         from lmlab.models import load_lm
+        from lmlab.sampling_defaults import choose_defaults
         from lmlab.serve.engine import Engine
 
         self.created = int(time.time())
         self.lms: dict = {}
+        self.sampling: dict = {}  # name -> SamplingDefaults for the fields a request leaves out
         self.engines: dict = {}
         self.encoders: dict = {}
         self.batchers: dict = {}
@@ -73,6 +78,7 @@ class ServedModels:
                 engine.run_now(partial(pick_decode_threads, threads_batch=batch))
             self.lms[lm.name] = lm
             self.engines[lm.name] = engine
+            self.sampling[lm.name] = choose_defaults(lm, config.sampling_defaults)
             on_llama.append("n_threads" in options)
         for spec in config.embedding_models:
             from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
@@ -93,6 +99,15 @@ class ServedModels:
         if name in self.lms:
             return self.lms[name], self.engines[name]
         raise self.unknown(name, "a chat")
+
+    def card(self, name: str) -> ModelCard:
+        """The /v1/models entry of a served model (a language model's with its defaults)."""
+        sampling = self.sampling.get(name)
+        return ModelCard(
+            id=name,
+            created=self.created,
+            sampling_defaults=SamplingDefaultsCard(**sampling.to_dict()) if sampling else None,
+        )
 
     def encoder(self, name: str):
         if name in self.encoders:
@@ -204,15 +219,18 @@ def create_app(config: ServerConfig, served: ServedModels | None = None) -> Fast
         running = {name: engine.running for name, engine in served.engines.items()}
         return {"status": "ok", "models": served.names(), "running": running}
 
-    @app.get("/v1/models", response_model=ModelList)
+    # an encoder's card leaves out the language models' sampling_defaults (not null)
+    @app.get("/v1/models", response_model=ModelList, response_model_exclude_none=True)
     async def list_models() -> ModelList:
-        return ModelList(data=[ModelCard(id=n, created=served.created) for n in served.names()])
+        return ModelList(data=[served.card(n) for n in served.names()])
 
-    @app.get("/v1/models/{model_id:path}", response_model=ModelCard)
+    @app.get(
+        "/v1/models/{model_id:path}", response_model=ModelCard, response_model_exclude_none=True
+    )
     async def get_model(model_id: str) -> ModelCard:
         if model_id not in served.names():
             raise served.unknown(model_id)
-        return ModelCard(id=model_id, created=served.created)
+        return served.card(model_id)
 
     app.include_router(generation.router)
     app.include_router(embeddings.router)

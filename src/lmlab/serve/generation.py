@@ -19,6 +19,7 @@ from lmlab.decode import Chunk, Detokenizer, TokenLogprob, encode_prompt, render
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
 from lmlab.sampling import SamplingParams
+from lmlab.sampling_defaults import SamplingDefaults
 from lmlab.serve.errors import APIError
 from lmlab.serve.protocol import (
     AssistantMessage,
@@ -49,13 +50,15 @@ def _params(
     body: SamplingFields,
     lm,
     prompt: list[int],
+    defaults: SamplingDefaults,
     *,
     max_tokens: int | None,
     limit: int,
     logprobs: bool,
     top: int,
 ) -> SamplingParams:
-    """SamplingParams for a request, after the context-window check."""
+    """SamplingParams for a request, after the context-window check; the sampling fields it
+    leaves out take the served model's `defaults`."""
     room = lm.context_length - len(prompt)
     if room < 1 or (max_tokens is not None and max_tokens > room):
         asked = f" + {max_tokens} new" if max_tokens else ""
@@ -87,7 +90,7 @@ def _params(
             json_object=getattr(body, "response_format", None) is not None
             and body.response_format.type == "json_object",
         )
-    )
+    ).with_defaults(defaults)
 
 
 class _Relay:
@@ -251,6 +254,7 @@ async def chat_completions(body: ChatCompletionRequest, http: Request):
         body,
         lm,
         prompt,
+        served.sampling[body.model],
         max_tokens=body.max_completion_tokens or body.max_tokens,
         limit=config.max_tokens_limit,
         logprobs=body.logprobs,
@@ -360,6 +364,7 @@ async def completions(body: CompletionRequest, http: Request):
             body,
             lm,
             p,
+            served.sampling[body.model],
             max_tokens=body.max_tokens,
             limit=config.max_tokens_limit,
             logprobs=body.logprobs is not None,

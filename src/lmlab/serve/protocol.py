@@ -5,6 +5,11 @@ models). Fields OpenAI defines that lmlab does not act on are accepted and ignor
 fields are ignored and logged (as vLLM does). lmlab's extensions come after OpenAI's fields.
 A `null` value means the field's default, as with OpenAI (its client sends `temperature: null`
 for `temperature=None`). Booleans are strict: `"stream": "yes"` is an error, not true.
+
+The sampling fields (temperature, top_p and the extensions top_k, min_p, repetition_penalty)
+default to None here: a request that leaves one out gets the served model's defaults (its
+recommended settings unless `lmlab serve --sampling-defaults` says otherwise; GET /v1/models
+lists them), not OpenAI's temperature 1.
 """
 
 from __future__ import annotations
@@ -87,13 +92,24 @@ class SamplingFields(OpenAIModel):
     stop: Stop = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # None: the served model's default (see the module docstring)
+    temperature: Annotated[
+        float | None, Field(ge=0, le=2, description="Default: the model's (GET /v1/models).")
+    ] = None
+    top_p: Annotated[
+        float | None, Field(gt=0, le=1, description="Default: the model's (GET /v1/models).")
+    ] = None
     user: str | None = None
     # lmlab extensions (as vLLM's)
-    top_k: Annotated[int, Field(ge=0, description="Keep the k most likely tokens (0: all).")] = 0
-    min_p: Annotated[float, Field(ge=0, le=1, description="Drop tokens below min_p x top.")] = 0.0
-    repetition_penalty: Annotated[float, Field(gt=0, description="HF-style; 1 means none.")] = 1.0
+    top_k: Annotated[
+        int | None, Field(ge=0, description="Keep the k most likely tokens (0: all).")
+    ] = None
+    min_p: Annotated[
+        float | None, Field(ge=0, le=1, description="Drop tokens below min_p x top.")
+    ] = None
+    repetition_penalty: Annotated[
+        float | None, Field(gt=0, description="HF-style; 1 means none.")
+    ] = None
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -241,11 +257,24 @@ class EmbeddingList(BaseModel):
     usage: EmbeddingUsage
 
 
+class SamplingDefaultsCard(BaseModel):
+    """What a request that leaves these sampling fields out gets, and where it comes from."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    repetition_penalty: float
+    source: str = Field(description="model card, generation_config.json, GGUF metadata, ...")
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "lmlab"
+    # lmlab extension, for language models (left out for encoders)
+    sampling_defaults: SamplingDefaultsCard | None = None
 
 
 class ModelList(BaseModel):
