@@ -14,13 +14,6 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
-# Cycles known to be cut by work in progress; remove an entry once its cycle is gone.
-ALLOWED = {
-    # issue 29 part 3: the training rewrite (training.py into a package) cuts this one
-    frozenset({"lmlab.training", "lmlab.lm.neural.run"}),
-}
-
-
 def module_names(src: Path = SRC) -> dict[str, Path]:
     """Dotted module name -> file, for every module of the lmlab package."""
     names = {}
@@ -105,7 +98,7 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 def test_no_import_cycle_among_lmlab_modules():
-    found = [c for c in cycles(import_graph()) if c not in ALLOWED]
+    found = list(cycles(import_graph()))
     described = [" <-> ".join(sorted(c)) for c in found]
     assert not found, f"import cycles: {described}"
 
@@ -126,9 +119,3 @@ def test_the_finder_sees_a_cycle_through_a_function_level_import(tmp_path):
     graph = import_graph(tmp_path)
     assert graph["lmlab.c"] == {"lmlab.a"}
     assert cycles(graph) == [frozenset({"lmlab.a", "lmlab.sub.b", "lmlab.c"})]
-
-
-def test_the_allowed_cycles_still_exist():
-    """An allow-list entry whose cycle is gone must be removed, not left to hide a new one."""
-    found = set(cycles(import_graph()))
-    assert found >= ALLOWED, f"remove from ALLOWED: {sorted(map(sorted, ALLOWED - found))}"
