@@ -42,6 +42,7 @@ from lmlab.classify.method import Method
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir, atomic_file
 from lmlab.models import DEFAULT_ENCODER, resolve
+from lmlab.runs import RUN_FILE
 from lmlab.training.objectives.classify import length_sorted_epoch
 from lmlab.training.objectives.classify import pad as _pad
 
@@ -70,7 +71,7 @@ LORA_DEFAULTS: dict[str, Any] = {
 }
 # Besides the weights, what a saved encoder folder keeps of the original.
 ENCODER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "vocab.txt", "lmlab.json", "config.json", "sentence_bert_config.json")  # fmt: skip
+                 "vocab.txt", RUN_FILE, "config.json", "sentence_bert_config.json")  # fmt: skip
 
 
 class PooledEncoder(nn.Module):
@@ -78,7 +79,7 @@ class PooledEncoder(nn.Module):
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
-        if (folder / "lmlab.json").is_file():  # a BERT run of ours
+        if (folder / RUN_FILE).is_file():  # a BERT run of ours
             from lmlab.lm.neural.run import build_model, load_weights, make_config, read_run
 
             run = read_run(folder)

@@ -22,6 +22,7 @@ from torch import nn
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel, State
 from lmlab.lm.neural import MODELS, TRAIN_CLI_OPTIONS
+from lmlab.runs import RUN_FILE
 from lmlab.text.hf_tokenizer import HFTokenizer
 from lmlab.text.tokenizer import Tokenizer
 
@@ -277,7 +278,7 @@ def write_run_files(folder: Path, kind: str, config, train_options: dict) -> Non
     from lmlab.home import atomic_write_text
 
     run = {"kind": kind, "model": asdict(config), "train": train_options}
-    atomic_write_text(folder / "lmlab.json", json.dumps(run, indent=2) + "\n")
+    atomic_write_text(folder / RUN_FILE, json.dumps(run, indent=2) + "\n")
     atomic_write_text(
         folder / "config.json",
         json.dumps({"model_type": f"lmlab-{kind}", **asdict(config)}, indent=2) + "\n",
@@ -287,7 +288,7 @@ def write_run_files(folder: Path, kind: str, config, train_options: dict) -> Non
 def read_run(folder: Path) -> dict:
     """The parsed lmlab.json of a run directory."""
     try:
-        return json.loads((folder / "lmlab.json").read_text())
+        return json.loads((folder / RUN_FILE).read_text())
     except (OSError, ValueError) as e:
         raise LmlabError(f"{folder} is not an lmlab run directory: {e}") from None
 
