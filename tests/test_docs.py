@@ -85,12 +85,18 @@ def _run_python(block: Block, namespace: dict) -> None:
 
 
 def _run_blocks(blocks: list[Block], capsys) -> None:
+    import torch
+
+    threads = torch.get_num_threads()  # examples run in this process: leave it as found
     namespace: dict = {"__name__": "__main__"}
-    for block in blocks:
-        if block.lang == "bash":
-            _run_shell(block, capsys)
-        else:
-            _run_python(block, namespace)
+    try:
+        for block in blocks:
+            if block.lang == "bash":
+                _run_shell(block, capsys)
+            else:
+                _run_python(block, namespace)
+    finally:
+        torch.set_num_threads(threads)
 
 
 RUNNABLE = [p for p in PAGES if any(b.mode == "run" for b in BLOCKS[p])]
