@@ -73,7 +73,7 @@ class Encoder(ABC):
 
         Args:
             texts: a string or a list of strings. An empty string gets the vector the model
-                gives its empty input (for transformers, the pooled [CLS] [SEP] states).
+                gives its empty input (for transformers, the pooled `[CLS] [SEP]` states).
             batch_size: texts per forward pass.
             dimensions: keep the first k components (and re-normalize), as OpenAI's
                 `dimensions` does for its text-embedding-3 models.
