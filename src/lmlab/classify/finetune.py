@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmlab.classify.method import Method
+from lmlab.classify.method import Method, class_indices
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir, atomic_file
 from lmlab.models import DEFAULT_ENCODER, resolve
@@ -220,7 +220,8 @@ class FineTune(Method):
         ids = self._setup(texts)
         device = pick_device(opts["device"])
         self.model_.to(device)
-        self.info = _train(self.model_, ids, np.asarray(y), opts, device, progress)
+        y = class_indices(y, self.classes_)  # labels ("negative") or indices
+        self.info = _train(self.model_, ids, y, opts, device, progress)
         self.info["trainable_parameters"] = sum(
             p.numel() for p in self.model_.parameters() if p.requires_grad
         )
