@@ -15,13 +15,15 @@ from pathlib import Path
 
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
+from lmlab.reprs import brief_repr
 
 LN2 = math.log(2)
 
 
-@dataclass
+@dataclass(repr=False)
 class Score:
-    """Per-token log-probabilities of a text and the totals derived from them."""
+    """Per-token log-probabilities of a text and the totals derived from them (its repr shows
+    the totals; the per-token lists are attributes)."""
 
     token_ids: list[int]  # the scored tokens (all but the first)
     tokens: list[str]
@@ -55,6 +57,16 @@ class Score:
     @property
     def bits_per_token(self) -> float:
         return self.nll / LN2
+
+    def __repr__(self) -> str:
+        if not self.logprobs:
+            return brief_repr(self, tokens=0)
+        return brief_repr(
+            self,
+            tokens=self.n_tokens,
+            total_logprob=self.total_logprob,
+            perplexity=self.perplexity,
+        )
 
     def to_dict(self, per_token: bool = True) -> dict:
         out = {
@@ -165,29 +177,46 @@ def perplexity(
 
 
 def _looks_like_file(text: str) -> bool:
-    return "\n" not in text and len(text) < 4096 and Path(text).is_file()
+    if "\n" in text or len(text) >= 4096:
+        return False
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a text too long to be a file name, or with a NUL in it
+        return False
 
 
-@dataclass
+@dataclass(repr=False)
 class Evaluation:
-    """Perplexity of a text file and the counts behind it (what `lmlab eval` prints)."""
+    """Perplexity of a text file and the counts behind it (what `lmlab eval` prints).
+
+    `sentences`, `oov` and `words` mean something only for models that read words: n-gram
+    models, and runs with a word-level vocabulary (whose unknown words are read as <unk>);
+    for character, subword and pretrained models they are None.
+    """
 
     perplexity: float
     loss: float  # mean negative log-likelihood, nats per scored token
     tokens: int  # tokens scored
-    sentences: int  # non-empty lines
-    oov: int  # words outside the vocabulary, left out of the score (n-gram models)
-    words: int  # whitespace-separated words in the file (n-gram models: the words scored)
+    sentences: int | None  # non-empty lines (word-level models)
+    # words outside the vocabulary: left out of the score (n-gram models) or scored as <unk>
+    # (word-level runs of lmlab train)
+    oov: int | None
+    words: int | None  # whitespace-separated words in the file (word-level models)
     # "srilm": per sentence, </s> counted, OOV excluded; "window": see score; runs of lmlab
     # train: "windows of N" (non-overlapping, as the trainer validates) or "stream" (RNNs)
     convention: str
 
     @property
-    def oov_rate(self) -> float:
+    def oov_rate(self) -> float | None:
+        if self.oov is None:
+            return None
         return self.oov / self.words if self.words else 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "oov_rate": self.oov_rate}
+
+    def __repr__(self) -> str:
+        return brief_repr(self, **asdict(self))
 
 
 def evaluate_file(
@@ -217,13 +246,12 @@ def evaluate_file(
     if hasattr(lm, "evaluate_file"):
         return lm.evaluate_file(path)
     result = perplexity(lm, Path(path), window=window, stride=stride)
-    text = Path(path).read_text(encoding="utf-8")
     return Evaluation(
         perplexity=result.perplexity,
         loss=result.nll,
         tokens=result.n_tokens,
-        sentences=sum(1 for line in text.splitlines() if line.strip()),
-        oov=0,
-        words=len(text.split()),
+        sentences=None,  # subword tokens: neither sentences nor unknown words mean anything
+        oov=None,
+        words=None,
         convention="window",
     )
