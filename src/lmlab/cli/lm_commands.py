@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import (
+    AllOpt,
     BackendChoice,
     BackendOpt,
     JsonOpt,
@@ -24,6 +25,7 @@ from lmlab.cli.app import (
     app,
     emit_json,
     load,
+    table_rows,
 )
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_LM
@@ -232,6 +234,7 @@ def score(
     as_text: Annotated[
         bool, typer.Option("--text", help="Score TEXT_OR_FILE as text, even if it names a file.")
     ] = False,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Log-probability, surprisal and perplexity of a text under a language model."""
@@ -256,9 +259,17 @@ def score(
         from rich.table import Table
 
         table = Table("token", "id", "logprob (nats)", "surprisal (bits)")
-        for t, i, lp in zip(result.tokens, result.token_ids, result.logprobs, strict=True):
+        per_token = list(zip(result.tokens, result.token_ids, result.logprobs, strict=True))
+        rows, note = table_rows(per_token, show_all)
+        for row in rows:
+            if row is None:
+                table.add_row("…", "", "", "")
+                continue
+            t, i, lp = row
             table.add_row(repr(t), str(i), f"{lp:.3f}", f"{-lp / 0.6931471805599453:.2f}")
         Console().print(table)
+        if note:
+            print(note)
     print(
         f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
         f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"
