@@ -146,3 +146,18 @@ def test_a_umap_map_leaks_no_warning():
     # umap-learn said "n_jobs value 1 overridden to 1 by setting random_state" on every map
     shown = [w for w in caught if not issubclass(w.category, ImportWarning | DeprecationWarning)]
     assert [str(w.message) for w in shown] == []
+
+
+@pytest.mark.slow
+def test_cli_score_of_a_long_text_and_its_per_token_table(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("the stock market fell\nthe market rose\n" * 5)
+    out = run_lmlab("train", "ngram", str(corpus), "--order", "2", "--out", str(tmp_path / "m"))
+    assert out.returncode == 0, out.stderr
+    long_text = "the stock market fell " * 20  # one line, too long to be a file name
+    out = run_lmlab("score", long_text, "--model", str(tmp_path / "m"), "--per-token")
+    assert out.returncode == 0, out.stderr  # was: error: [Errno 36] File name too long
+    assert "tokens scored: 80" in out.stdout
+    assert "(60 of 80 rows not shown: --all prints them, --json gives all)" in out.stdout
+    every = run_lmlab("score", long_text, "--model", str(tmp_path / "m"), "--per-token", "--all")
+    assert every.stdout.count("'market'") == 20 and "not shown" not in every.stdout

@@ -177,11 +177,15 @@ def perplexity(
 
 
 def _looks_like_file(text: str) -> bool:
-    if "\n" in text or len(text) >= 4096:
-        return False
+    return "\n" not in text and len(text) < 4096 and names_a_file(text)
+
+
+def names_a_file(text: str) -> bool:
+    """Whether `text` is the path of an existing file (a text too long to be a file name, or
+    with a NUL in it, is not: Path.is_file raises on those)."""
     try:
         return Path(text).is_file()
-    except (OSError, ValueError):  # a text too long to be a file name, or with a NUL in it
+    except (OSError, ValueError):
         return False
 
 

@@ -238,12 +238,12 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Log-probability, surprisal and perplexity of a text under a language model."""
-    from lmlab.evaluate import perplexity
+    from lmlab.evaluate import names_a_file, perplexity
     from lmlab.evaluate import score as score_text
 
     if window < 2 or not 1 <= stride <= window:
         raise LmlabError("need --window >= 2 and 1 <= --stride <= --window")
-    is_file = not as_text and Path(text_or_file).is_file()
+    is_file = not as_text and names_a_file(text_or_file)
     if not as_text and not is_file and _looks_like_a_path(text_or_file):
         raise LmlabError(f"no file {text_or_file!r} (to score it as text, add --text)")
     lm = load(model, backend)
