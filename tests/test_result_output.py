@@ -161,3 +161,12 @@ def test_cli_score_of_a_long_text_and_its_per_token_table(tmp_path):
     assert "(60 of 80 rows not shown: --all prints them, --json gives all)" in out.stdout
     every = run_lmlab("score", long_text, "--model", str(tmp_path / "m"), "--per-token", "--all")
     assert every.stdout.count("'market'") == 20 and "not shown" not in every.stdout
+
+
+def test_methods_and_indexes_have_readable_reprs():
+    from lmlab.classify.prompting import FewShot
+
+    assert repr(FewShot(shots=8, seed=1)).startswith("FewShot(shots=8, seed=1, model=")
+    enc = BagOfWordsEncoder.fit(["the dog bites the man", "a cat"])
+    index = lmlab.VectorIndex(enc).add(["the dog", "a cat", "the man"])
+    assert repr(index) == "VectorIndex('bow', texts=3, approximate=False)"

@@ -52,6 +52,11 @@ class Method(ABC):
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """float array (n, len(classes)), rows summing to 1."""
 
+    def __repr__(self) -> str:
+        """`FewShot(shots=4, seed=0, ...)`: the options, as the method was made."""
+        options = ", ".join(f"{k}={v!r}" for k, v in getattr(self, "options", {}).items())
+        return f"{type(self).__name__}({options})"
+
     def predict(self, texts: list[str]) -> np.ndarray:
         """The most probable class of each text: an object array of labels from `classes_`
         (set by fit or load, as given there), as scikit-learn's `predict` returns labels."""
