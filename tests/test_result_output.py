@@ -170,3 +170,23 @@ def test_methods_and_indexes_have_readable_reprs():
     enc = BagOfWordsEncoder.fit(["the dog bites the man", "a cat"])
     index = lmlab.VectorIndex(enc).add(["the dog", "a cat", "the man"])
     assert repr(index) == "VectorIndex('bow', texts=3, approximate=False)"
+
+
+@pytest.mark.slow
+def test_cli_map_of_60_texts_has_no_labels_unless_asked_and_titles_its_legend(tfidf, tmp_path):
+    texts, enc = tfidf
+    table = tmp_path / "t.csv"
+    lines = texts.read_text().splitlines()
+    table.write_text("text,urgent\n" + "".join(f"{t},{i % 2}\n" for i, t in enumerate(lines)))
+
+    def svg_texts(*options: str) -> str:
+        out = tmp_path / "m.svg"
+        args = ["map", str(table), "--model", str(enc), "--method", "pca", "--out", str(out)]
+        result = run_lmlab(*args, "--color-by", "urgent", *options)
+        assert result.returncode == 0, result.stderr
+        return out.read_text().count('<g id="text_')  # one group per text artist
+
+    plain = svg_texts()  # the title, the legend's title and its two entries
+    assert plain <= 5
+    assert svg_texts("--labels") == plain + 60  # and one label per text
+    assert svg_texts("--no-labels") == plain

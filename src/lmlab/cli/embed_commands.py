@@ -224,7 +224,7 @@ def map_(
     ] = "cluster",
     k: KOpt = 5,
     seed: Annotated[int, typer.Option(help="Random seed of the projection.")] = 0,
-    labels: Annotated[
+    show_labels: Annotated[
         bool | None,
         typer.Option(
             "--labels/--no-labels",
@@ -251,7 +251,7 @@ def map_(
         out,
         colors=colors,
         title=f"{method} map of {file.name}",
-        show_labels=labels,
+        show_labels=show_labels,
         legend_title=label_column,  # the column's name above its values; clusters say so
     )
     if as_json:
