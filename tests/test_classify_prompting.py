@@ -206,8 +206,10 @@ def test_save_and_load_keep_what_fit_set_up(tmp_path, mock_run):
 def test_bad_options_are_clear_errors(mock_run):
     with pytest.raises(LmlabError, match="unknown classes: maybe"):
         ZeroShot(model=mock_run, verbalizers={"maybe": "perhaps"}).fit([], [], ["a", "b"])
-    with pytest.raises(LmlabError, match="two or more classes"):
-        ZeroShot(model=mock_run).fit([], [], ["a"])
+    with pytest.raises(LmlabError, match="classes is empty"):
+        ZeroShot(model=mock_run).fit([], [], [])
+    # one class is allowed: the zero-shot pipeline scores a single candidate label
+    assert ZeroShot(model=mock_run).fit([], [], ["a"]).predict_proba(["x"]).tolist() == [[1.0]]
     with pytest.raises(LmlabError, match="two classes share the word 'good' \\(0 and 1\\)"):
         ZeroShot(model=mock_run, verbalizers={"0": "good", "1": "Good "}).fit([], [], ["0", "1"])
     with pytest.raises(LmlabError, match="share the word 'yes'"):  # given and default alike

@@ -120,7 +120,8 @@ def class_indices(y, classes: list) -> np.ndarray:
 
 
 def check_classes(classes) -> list:
-    """`classes` as a list of two or more distinct labels (as given), else a one-line error."""
+    """`classes` as a list of distinct labels (as given), else a one-line error. One class is
+    allowed (a zero-shot pipeline scores a single candidate label); none is not."""
     from lmlab.classify.data import label_text
 
     if isinstance(classes, str):
@@ -130,8 +131,8 @@ def check_classes(classes) -> list:
     if len(set(texts)) != len(texts):
         twice = sorted({t for t in texts if texts.count(t) > 1})
         raise LmlabError(f"classes repeat a label: {', '.join(twice)}", param="classes")
-    if len(given) < 2:
-        raise LmlabError("a classifier needs two or more classes", param="classes")
+    if not given:
+        raise LmlabError("classes is empty: give the labels to classify into", param="classes")
     return given
 
 
