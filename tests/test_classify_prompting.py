@@ -205,7 +205,11 @@ def test_save_and_load_keep_what_fit_set_up(tmp_path, mock_run):
 
 def test_bad_options_are_clear_errors(mock_run):
     with pytest.raises(LmlabError, match="unknown classes: maybe"):
-        ZeroShot(model=mock_run, verbalizers={"maybe": "perhaps"}).fit([], np.array([]), ["a"])
+        ZeroShot(model=mock_run, verbalizers={"maybe": "perhaps"}).fit([], [], ["a", "b"])
+    with pytest.raises(LmlabError, match="classes is empty"):
+        ZeroShot(model=mock_run).fit([], [], [])
+    # one class is allowed: the zero-shot pipeline scores a single candidate label
+    assert ZeroShot(model=mock_run).fit([], [], ["a"]).predict_proba(["x"]).tolist() == [[1.0]]
     with pytest.raises(LmlabError, match="two classes share the word 'good' \\(0 and 1\\)"):
         ZeroShot(model=mock_run, verbalizers={"0": "good", "1": "Good "}).fit([], [], ["0", "1"])
     with pytest.raises(LmlabError, match="share the word 'yes'"):  # given and default alike
@@ -236,3 +240,47 @@ def test_prompts_are_grouped_within_the_batch_and_the_shared_cache():
         assert len(g) == 1 or sum(len(prompts[i]) + 2 for i in g) <= 100
     assert groups == [[0, 1, 2], [3, 4, 5], [6, 7], [8]]
     assert _groups(lm, [], tail=2) == []
+
+
+def test_string_labels_work_as_indices_do_and_predict_returns_them(tmp_path, monkeypatch):
+    """scikit-learn's convention: y holds the labels, classes_ keeps them as given and
+    predict returns them (string labels used to end in "invalid literal for int()")."""
+    texts = ["good", "bad", "fine", "great", "awful", "nice"]
+    labels = ["pos", "neg", "pos", "pos", "neg", "pos"]
+    classes = ["neg", "pos"]
+    model = forced_lm_run(tmp_path, monkeypatch, "pos")  # answers "pos" to everything
+    by_label = FewShot(shots=4, model=model).fit(texts, labels, classes)
+    by_index = FewShot(shots=4, model=model).fit(texts, np.array([1, 0, 1, 1, 0, 1]), classes)
+    assert by_label.examples_ == by_index.examples_
+    assert all(dict(zip(texts, labels, strict=True))[t] == c for t, c in by_label.examples_)
+    assert by_label.prior_ == pytest.approx([2 / 6, 4 / 6])
+    assert by_label.classes_ == classes
+    predicted = by_label.predict(["x", "z"])
+    assert predicted.dtype == object and predicted.tolist() == ["pos", "pos"]
+    zs = ZeroShot(model=model, calibrate=False).fit([], [], classes)
+    assert set(zs.predict(TEXTS)) <= set(classes)
+
+
+def test_integer_classes_are_labels_as_in_scikit_learn(tmp_path, monkeypatch):
+    """Classes 1..3 (stars) with y = [3, 1, ...]: the values are labels, not indices."""
+    texts = ["a", "b", "c", "d", "e", "f"]
+    stars = [3, 1, 3, 2, 1, 3]
+    model = forced_lm_run(tmp_path, monkeypatch, "3")
+    fs = FewShot(shots=6, model=model).fit(texts, stars, [1, 2, 3])
+    assert sorted(fs.examples_) == sorted(zip(texts, stars, strict=True))
+    assert fs.prior_ == pytest.approx([2 / 6, 1 / 6, 3 / 6])
+    assert fs.predict(["x"]).tolist() == [3]  # the answer "3" parses to the class 3
+
+
+def test_wrong_labels_are_one_line_errors(mock_run):
+    classes = ["negative", "positive"]
+    with pytest.raises(LmlabError, match="labels not among the classes: 'neutral'"):
+        FewShot(model=mock_run).fit(["a", "b"], ["negative", "neutral"], classes)
+    with pytest.raises(LmlabError, match="2 texts but 3 labels"):
+        FewShot(model=mock_run).fit(["a", "b"], ["negative"] * 3, classes)
+    with pytest.raises(LmlabError, match=r"indices outside 0\.\.1 \(2\)"):
+        FewShot(model=mock_run).fit(["a", "b"], np.array([0, 2]), classes)
+    with pytest.raises(LmlabError, match="repeat a label: negative"):
+        ZeroShot(model=mock_run).fit([], [], ["negative", "negative"])
+    with pytest.raises(LmlabError, match="not fitted"):
+        ZeroShot(model=mock_run).predict(["x"])

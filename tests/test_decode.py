@@ -192,9 +192,10 @@ def test_tokens_are_chosen_on_one_cpu_thread_and_the_thread_count_comes_back(mon
         torch.set_num_threads(before)
 
 
-def test_evaluating_a_file_counts_its_words_not_the_tokens_scored(tmp_path):
+def test_evaluating_a_file_with_a_byte_model_reports_no_sentences_or_oov(tmp_path):
     path = tmp_path / "text.txt"
     path.write_text("the cat sat\non the mat\n")
     ev = lmlab.evaluate_file(BigramLM(), path)  # a byte model: a token per character
-    assert (ev.words, ev.sentences, ev.oov) == (6, 2, 0)
-    assert ev.tokens > ev.words
+    assert (ev.words, ev.sentences, ev.oov, ev.oov_rate) == (None, None, None, None)
+    assert ev.tokens == len("the cat sat\non the mat\n") - 1  # every byte after the first
+    assert "sentences" not in repr(ev) and "oov" not in repr(ev)

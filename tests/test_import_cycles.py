@@ -14,6 +14,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
+
 def module_names(src: Path = SRC) -> dict[str, Path]:
     """Dotted module name -> file, for every module of the lmlab package."""
     names = {}

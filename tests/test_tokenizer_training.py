@@ -151,3 +151,29 @@ def test_corpus_files_are_strict_utf8_and_a_byte_order_mark_is_skipped(tmp_path)
     latin1.write_bytes(b"low\ncaf\xe9\n")
     with pytest.raises(LmlabError, match=r"latin1.txt is not UTF-8 \(line 2, byte 0xe9\)"):
         read_corpus([latin1])
+
+
+def test_a_bpe_that_runs_out_of_pairs_says_so(tmp_path):
+    """Asked for 8,000 tokens, a small corpus stops when every word is one token: the result
+    and the CLI say how far it got and why (it used to stop short without a word)."""
+    path = tmp_path / "small.txt"
+    path.write_text("the cat sat on the mat\nthe dog sat on the log\n" * 10)
+    with pytest.warns(UserWarning, match="fewer than the 8,000 asked") as caught:
+        tok = train_tokenizer([path], tmp_path / "bpe", kind="bpe", vocab_size=8000)
+    assert tok.vocab_size < 8000
+    assert tok.size_note.startswith(f"{tok.vocab_size:,} tokens, fewer than the 8,000 asked")
+    assert "7 distinct words" in tok.size_note and "no pair is left to merge" in tok.size_note
+    assert len(caught) == 1
+    every_word = {w + "_" for w in path.read_text().split()}
+    assert every_word <= {tok.id_to_token(i) for i in range(tok.vocab_size)}  # truly merged out
+    word = train_tokenizer([path], tmp_path / "word", kind="word", vocab_size=100)
+    assert word.size_note.endswith("the corpus has only 7 distinct words")
+    assert train_tokenizer([path], tmp_path / "b2", kind="bpe", vocab_size=20).size_note is None
+    out = subprocess.run(
+        [sys.executable, "-m", "lmlab", "tokenizer", "train", str(path), "--out",
+         str(tmp_path / "t")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    (warning,) = out.stderr.splitlines()
+    assert warning.startswith(f"warning: {tok.vocab_size:,} tokens, fewer than the 8,000 asked")

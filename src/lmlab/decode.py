@@ -20,6 +20,7 @@ import torch
 from lmlab.errors import LmlabError
 from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
+from lmlab.reprs import brief_repr
 from lmlab.sampling import SamplingParams, apply_penalties, choose, one_cpu_thread
 from lmlab.sampling_defaults import choose_defaults
 from lmlab.text.tokenizer import Tokenizer
@@ -44,7 +45,7 @@ class TokenLogprob:
     top_logprobs: list[TopLogprob] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(repr=False)
 class Choice:
     """One sample: its text, the generated ids (end-of-text token included) and why it ended."""
 
@@ -54,10 +55,20 @@ class Choice:
     finish_reason: str  # "stop" (end-of-text token or stop string) or "length"
     logprobs: list[TokenLogprob] | None = None
 
+    def __repr__(self) -> str:  # the text and counts, not every id and log-probability
+        return brief_repr(
+            self,
+            index=self.index,
+            text=self.text,
+            tokens=len(self.token_ids),
+            finish_reason=self.finish_reason,
+        )
 
-@dataclass
+
+@dataclass(repr=False)
 class Generation:
-    """The result of `generate`: one Choice per sample; the first is also reachable directly."""
+    """The result of `generate`: one Choice per sample; the first is also reachable directly.
+    Its repr shows the first sample's text and the token counts; the ids are attributes."""
 
     choices: list[Choice]
     prompt_token_ids: list[int]
@@ -90,6 +101,17 @@ class Generation:
 
     def to_dict(self) -> dict:
         return {"choices": [asdict(c) for c in self.choices], "usage": self.usage}
+
+    def __repr__(self) -> str:
+        several = len(self.choices) > 1
+        return brief_repr(
+            self,
+            text=self.text,
+            finish_reason=self.finish_reason,
+            prompt_tokens=len(self.prompt_token_ids),
+            completion_tokens=self.usage["completion_tokens"],
+            choices=len(self.choices) if several else None,
+        )
 
 
 @dataclass

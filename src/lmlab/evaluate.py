@@ -105,7 +105,16 @@ def perplexity(
 
 
 def _looks_like_file(text: str) -> bool:
-    return "\n" not in text and len(text) < 4096 and Path(text).is_file()
+    return "\n" not in text and len(text) < 4096 and names_a_file(text)
+
+
+def names_a_file(text: str) -> bool:
+    """Whether `text` is the path of an existing file (a text too long to be a file name, or
+    with a NUL in it, is not: Path.is_file raises on those)."""
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def evaluate_file(
@@ -135,13 +144,12 @@ def evaluate_file(
     if hasattr(lm, "evaluate_file"):
         return lm.evaluate_file(path)
     result = perplexity(lm, Path(path), window=window, stride=stride)
-    text = Path(path).read_text(encoding="utf-8")
     return Evaluation(
         perplexity=result.perplexity,
         loss=result.nll,
         tokens=result.n_tokens,
-        sentences=sum(1 for line in text.splitlines() if line.strip()),
-        oov=0,
-        words=len(text.split()),
+        sentences=None,  # subword tokens: neither sentences nor unknown words mean anything
+        oov=None,
+        words=None,
         convention="window",
     )

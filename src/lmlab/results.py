@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from lmlab.reprs import brief_repr
+
 LN2 = math.log(2)
 
 
-@dataclass
+@dataclass(repr=False)
 class Score:
-    """Per-token log-probabilities of a text and the totals derived from them."""
+    """Per-token log-probabilities of a text and the totals derived from them (its repr shows
+    the totals; the per-token lists are attributes)."""
 
     token_ids: list[int]  # the scored tokens (all but the first)
     tokens: list[str]
@@ -50,6 +53,16 @@ class Score:
     def bits_per_token(self) -> float:
         return self.nll / LN2
 
+    def __repr__(self) -> str:
+        if not self.logprobs:
+            return brief_repr(self, tokens=0)
+        return brief_repr(
+            self,
+            tokens=self.n_tokens,
+            total_logprob=self.total_logprob,
+            perplexity=self.perplexity,
+        )
+
     def to_dict(self, per_token: bool = True) -> dict:
         out = {
             "total_logprob": self.total_logprob,
@@ -72,23 +85,35 @@ class Score:
         return out
 
 
-@dataclass
+@dataclass(repr=False)
 class Evaluation:
-    """Perplexity of a text file and the counts behind it (what `lmlab eval` prints)."""
+    """Perplexity of a text file and the counts behind it (what `lmlab eval` prints).
+
+    `sentences`, `oov` and `words` mean something only for models that read words: n-gram
+    models, and runs with a word-level vocabulary (whose unknown words are read as <unk>);
+    for character, subword and pretrained models they are None.
+    """
 
     perplexity: float
     loss: float  # mean negative log-likelihood, nats per scored token
     tokens: int  # tokens scored
-    sentences: int  # non-empty lines
-    oov: int  # words outside the vocabulary, left out of the score (n-gram models)
-    words: int  # whitespace-separated words in the file (n-gram models: the words scored)
+    sentences: int | None  # non-empty lines (word-level models)
+    # words outside the vocabulary: left out of the score (n-gram models) or scored as <unk>
+    # (word-level runs of lmlab train)
+    oov: int | None
+    words: int | None  # whitespace-separated words in the file (word-level models)
     # "srilm": per sentence, </s> counted, OOV excluded; "window": see score; runs of lmlab
     # train: "windows of N" (non-overlapping, as the trainer validates) or "stream" (RNNs)
     convention: str
 
     @property
-    def oov_rate(self) -> float:
+    def oov_rate(self) -> float | None:
+        if self.oov is None:
+            return None
         return self.oov / self.words if self.words else 0.0
 
     def to_dict(self) -> dict:
         return {**asdict(self), "oov_rate": self.oov_rate}
+
+    def __repr__(self) -> str:
+        return brief_repr(self, **asdict(self))

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmlab.classify.method import Method
+from lmlab.classify.method import Method, class_indices
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_dir, atomic_file
 from lmlab.models import DEFAULT_ENCODER, resolve
@@ -237,6 +237,7 @@ class FineTune(Method):
         ids = self._setup(texts)
         device = pick_device(opts["device"])
         self.model_.to(device)
+        y = class_indices(y, self.classes_)  # labels ("negative") or indices
         self.info = _train(self.model_, ids, np.asarray(y), opts, device, progress,
                            workdir=workdir, resume=resume)  # fmt: skip
         self.info["trainable_parameters"] = sum(

@@ -43,9 +43,11 @@ class ClassScores:
     support: int
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
-    """What `TextClassifier.evaluate` returns; `to_dict()` is the JSON of `lmlab classify eval`."""
+    """What `TextClassifier.evaluate` returns; `to_dict()` is the JSON of `lmlab classify eval`,
+    `print(report)` the table of per-class scores and the confusion matrix; its repr is the
+    headline numbers."""
 
     accuracy: float
     macro_f1: float
@@ -61,6 +63,14 @@ class Report:
     def plot_confusion(self, path: str | Path) -> Path:
         """Write the confusion matrix as a heat map (see `plot_confusion`)."""
         return plot_confusion(np.array(self.confusion), self.classes, path)
+
+    def __repr__(self) -> str:
+        from lmlab.reprs import brief_repr
+
+        classes = self.classes if len(self.classes) <= 10 else len(self.classes)
+        return brief_repr(
+            self, accuracy=self.accuracy, macro_f1=self.macro_f1, n=self.n, classes=classes
+        )
 
     def __str__(self) -> str:
         width = max(8, *(len(c) for c in self.classes))

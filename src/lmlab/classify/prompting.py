@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from lmlab.classify.method import Method
+from lmlab.classify.data import label_text
+from lmlab.classify.method import Method, check_classes, class_indices
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_write_text
 from lmlab.lm.base import LanguageModel
@@ -135,15 +136,16 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def _verbalizers(classes: list[str], given: dict[str, str] | None) -> list[str]:
-    """The word for each class: `given[class]`, else the class name in lower case."""
-    given = given or {}
-    unknown = set(given) - set(classes)
+def _verbalizers(classes: list, given: dict | None) -> list[str]:
+    """The word for each class: `given[class]`, else the class name in lower case (classes
+    and keys compare as labels: 1 and "1" are one class)."""
+    given = {label_text(k): v for k, v in (given or {}).items()}
+    unknown = set(given) - {label_text(c) for c in classes}
     if unknown:
         raise LmlabError(
             f"verbalizers name unknown classes: {', '.join(sorted(unknown))}", param="verbalizers"
         )
-    words = [str(given.get(c, str(c).lower())) for c in classes]
+    words = [str(given.get(label_text(c), label_text(c).lower())) for c in classes]
     _distinct(classes, words, "word", "verbalizers")
     return words
 
@@ -220,8 +222,9 @@ class ZeroShot(Method):
     def fit(
         self, texts: list[str], y: np.ndarray, classes: list[str], *, progress: bool = True
     ) -> ZeroShot:
-        """Set up the classes (zero-shot learns nothing from `texts`); calibrate if asked."""
-        self.classes_ = [str(c) for c in classes]
+        """Set up the classes (zero-shot learns nothing from `texts` and `y`); calibrate if
+        asked. `classes_` keeps the labels as given; `predict` returns them."""
+        self.classes_ = check_classes(classes)
         self.verbalizers_ = _verbalizers(self.classes_, self.options["verbalizers"])
         self.calibration_: list[float] | None = None
         if self.options["via"] == "cosine":
@@ -280,9 +283,10 @@ class ZeroShot(Method):
 
     def _descriptions(self) -> list[str]:
         """What each class is embedded as (via="cosine"): its description, else its word."""
-        given = self.options["descriptions"] or {}
+        given = {label_text(k): d for k, d in (self.options["descriptions"] or {}).items()}
         descriptions = [
-            str(given.get(c, v)) for c, v in zip(self.classes_, self.verbalizers_, strict=True)
+            str(given.get(label_text(c), v))
+            for c, v in zip(self.classes_, self.verbalizers_, strict=True)
         ]
         _distinct(self.classes_, descriptions, "description", "descriptions")
         return descriptions
@@ -294,7 +298,7 @@ class ZeroShot(Method):
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any], classes: list[str]) -> ZeroShot:
         method = cls(**options)
-        method.classes_ = [str(c) for c in classes]
+        method.classes_ = check_classes(classes)
         method.verbalizers_ = _verbalizers(method.classes_, options.get("verbalizers"))
         method.calibration_ = _read_state(folder).get("calibration")
         return method
@@ -397,9 +401,15 @@ class FewShot(Method):
     def fit(
         self, texts: list[str], y: np.ndarray, classes: list[str], *, progress: bool = True
     ) -> FewShot:
-        """Draw the examples shown in every prompt, and the class prior of `y`."""
-        y = np.asarray(y, dtype=int)
-        self.classes_ = [str(c) for c in classes]
+        """Draw the examples shown in every prompt, and the class prior of `y`.
+
+        `y` holds labels from `classes` ("negative", ...) or their indices; `classes_` keeps
+        the labels as given, and `predict` returns them.
+        """
+        self.classes_ = check_classes(classes)
+        y = class_indices(y, self.classes_)
+        if len(y) != len(texts):
+            raise LmlabError(f"{len(texts)} texts but {len(y)} labels", param="y")
         self.verbalizers_ = _verbalizers(self.classes_, self.options["verbalizers"])
         picked = draw_shots(y, len(classes), self.options["shots"], self.options["seed"])
         self.examples_ = [(texts[i], self.classes_[y[i]]) for i in picked]
@@ -411,8 +421,8 @@ class FewShot(Method):
         """Prompt ids of `text`, after the k examples."""
         from lmlab.decode import render
 
-        verbal = dict(zip(self.classes_, self.verbalizers_, strict=True))
-        examples = [(t, verbal[c]) for t, c in self.examples_]
+        verbal = {label_text(c): v for c, v in zip(self.classes_, self.verbalizers_, strict=True)}
+        examples = [(t, verbal[label_text(c)]) for t, c in self.examples_]
         chat = self.options["chat"]
         if chat is None:
             chat = lm.tokenizer.chat_template is not None
@@ -427,7 +437,7 @@ class FewShot(Method):
         from lmlab.decode import generate
 
         lm = _model(self.options)
-        names = [[v, c] for v, c in zip(self.verbalizers_, self.classes_, strict=True)]
+        names = [[v, label_text(c)] for v, c in zip(self.verbalizers_, self.classes_, strict=True)]
         out = np.tile(np.asarray(self.prior_), (len(texts), 1))
         unparseable: list[str] = []
         for i, text in enumerate(_progress(texts, len(texts) >= PROGRESS_FROM)):
@@ -453,7 +463,7 @@ class FewShot(Method):
     @classmethod
     def load(cls, folder: Path, options: dict[str, Any], classes: list[str]) -> FewShot:
         method = cls(**options)
-        method.classes_ = [str(c) for c in classes]
+        method.classes_ = check_classes(classes)
         method.verbalizers_ = _verbalizers(method.classes_, options.get("verbalizers"))
         state = _read_state(folder)
         method.examples_ = [tuple(e) for e in state["examples"]]

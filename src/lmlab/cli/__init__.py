@@ -7,6 +7,7 @@ Commands live in one module per topic; importing a module registers its commands
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
@@ -40,6 +41,13 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(code)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A Python warning (a degenerate result, a library's note) as one `warning:` line on
+    stderr, without the file, line and source that Python's default display adds."""
+    text = " ".join(str(message).split())  # one line, whatever the message
+    print(f"warning: {text}", file=sys.stderr)
+
+
 def _run(argv: list[str] | None) -> int:
     try:  # recent typer releases vendor click
         from typer._click import exceptions as click_errors
@@ -48,7 +56,9 @@ def _run(argv: list[str] | None) -> int:
 
     command = typer.main.get_command(app)
     try:
-        code = command.main(args=argv, prog_name="lmlab", standalone_mode=False)
+        with warnings.catch_warnings():  # restores Python's own display afterwards
+            warnings.showwarning = show_warning
+            code = command.main(args=argv, prog_name="lmlab", standalone_mode=False)
     except getattr(click_errors, "NoArgsIsHelpError", ()) as e:  # `lmlab` alone: show the help
         print(e.format_message())
         return 0

@@ -112,6 +112,23 @@ def _finite(data: object) -> object:
     return data
 
 
+AllOpt = Annotated[
+    bool, typer.Option("--all", help="Print every row of a long table (default: first and last).")
+]
+SHOWN_ROWS = 10  # rows shown at each end of a long table
+
+
+def table_rows(rows: list, show_all: bool = False) -> tuple[list, str | None]:
+    """The rows a long table prints: all of them with --all, else the first and last
+    SHOWN_ROWS with None where the rest were left out; and the line that says so (None when
+    every row is shown). Every CLI table that can run to hundreds of rows goes through here."""
+    if show_all or len(rows) <= 2 * SHOWN_ROWS + 5:  # never hide a handful of rows
+        return list(rows), None
+    left_out = len(rows) - 2 * SHOWN_ROWS
+    note = f"({left_out:,} of {len(rows):,} rows not shown: --all prints them, --json gives all)"
+    return [*rows[:SHOWN_ROWS], None, *rows[-SHOWN_ROWS:]], note
+
+
 def load(model: str, backend: BackendChoice):
     from lmlab.models import load_lm
 

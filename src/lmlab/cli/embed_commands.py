@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import JsonOpt, app, emit_json, train_app
+from lmlab.cli.app import AllOpt, JsonOpt, app, emit_json, table_rows, train_app
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_ENCODER
 
@@ -222,9 +222,17 @@ def map_(
     ] = "cluster",
     k: KOpt = 5,
     seed: Annotated[int, typer.Option(help="Random seed of the projection.")] = 0,
+    show_labels: Annotated[
+        bool | None,
+        typer.Option(
+            "--labels/--no-labels",
+            help="Write each text beside its point (default: on maps of 40 texts or fewer).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Draw FILE's texts as a labelled 2-D scatter plot."""
+    """Draw FILE's texts as a 2-D scatter plot, coloured by cluster or by a column."""
     from lmlab.embed.cluster import cluster as run
     from lmlab.embed.maps import figure_format, plot_map, project
 
@@ -235,7 +243,15 @@ def map_(
     colors = labels
     if colors is None:
         colors = [f"cluster {c}" for c in run(vectors, min(k, len(texts)), seed=seed).labels]
-    plot_map(points, texts, out, colors=colors, title=f"{method} map of {file.name}")
+    plot_map(
+        points,
+        texts,
+        out,
+        colors=colors,
+        title=f"{method} map of {file.name}",
+        show_labels=show_labels,
+        legend_title=label_column,  # the column's name above its values; clusters say so
+    )
     if as_json:
         emit_json(
             {
@@ -259,6 +275,7 @@ def pca(
     max_components: Annotated[
         int | None, typer.Option("--max-components", help="Largest k to report.")
     ] = None,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Reconstruction error of PCA against the number of components (table and figure)."""
@@ -272,8 +289,12 @@ def pca(
         emit_json({"out": str(out), **asdict(curve)})
         return
     print(f"{'k':>5}  {'error':>10}  {'explained':>9}")
-    for k, e, x in zip(curve.components, curve.error, curve.explained, strict=True):
-        print(f"{k:>5}  {e:>10.5f}  {x:>9.1%}")
+    curve_rows = zip(curve.components, curve.error, curve.explained, strict=True)
+    rows, note = table_rows(list(curve_rows), show_all)
+    for row in rows:
+        print(f"{'…':>5}" if row is None else f"{row[0]:>5}  {row[1]:>10.5f}  {row[2]:>9.1%}")
+    if note:
+        print(note)
     print(f"wrote {out}")
 
 

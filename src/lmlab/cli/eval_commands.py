@@ -36,7 +36,8 @@ def eval_(
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
     as_json: JsonOpt = False,
 ) -> None:
-    """Perplexity of TEXT_FILE under MODEL, with tokens scored, sentences and OOV words.
+    """Perplexity of TEXT_FILE under MODEL, with tokens scored (and, for word-level models,
+    sentences and OOV words).
 
     N-gram models count as SRILM's `ngram -ppl`: every word and every </s> is scored, <s> is
     not, and words outside the vocabulary are left out (reported as OOV). Runs of `lmlab train`
@@ -60,5 +61,11 @@ def eval_(
     print(f"perplexity:    {result.perplexity:.3f}")
     print(f"loss:          {result.loss:.4f} nats/token")
     print(f"tokens scored: {result.tokens:,} ({how})")
-    print(f"sentences:     {result.sentences:,}")
-    print(f"OOV:           {result.oov:,} ({100 * result.oov_rate:.2f}% of {result.words:,} words)")
+    if result.sentences is not None:  # word-level models only: lines and unknown words
+        print(f"sentences:     {result.sentences:,}")
+    if result.oov is not None:
+        scored = "left out" if result.convention == "srilm" else "scored as <unk>"
+        print(
+            f"OOV:           {result.oov:,} ({100 * result.oov_rate:.2f}% of "
+            f"{result.words:,} words; {scored})"
+        )

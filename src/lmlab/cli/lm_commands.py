@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import (
+    AllOpt,
     BackendChoice,
     BackendOpt,
     JsonOpt,
@@ -26,6 +27,7 @@ from lmlab.cli.app import (
     app,
     emit_json,
     load,
+    table_rows,
 )
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_LM
@@ -239,15 +241,16 @@ def score(
     as_text: Annotated[
         bool, typer.Option("--text", help="Score TEXT_OR_FILE as text, even if it names a file.")
     ] = False,
+    show_all: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Log-probability, surprisal and perplexity of a text under a language model."""
-    from lmlab.evaluate import perplexity
+    from lmlab.evaluate import names_a_file, perplexity
     from lmlab.evaluate import score as score_text
 
     if window < 2 or not 1 <= stride <= window:
         raise LmlabError("need --window >= 2 and 1 <= --stride <= --window")
-    is_file = not as_text and Path(text_or_file).is_file()
+    is_file = not as_text and names_a_file(text_or_file)
     if not as_text and not is_file and _looks_like_a_path(text_or_file):
         raise LmlabError(f"no file {text_or_file!r} (to score it as text, add --text)")
     lm = load(model, backend)
@@ -262,9 +265,17 @@ def score(
         from lmlab.cli.tables import new_table, print_table
 
         table = new_table("token", "id", "logprob (nats)", "surprisal (bits)")
-        for t, i, lp in zip(result.tokens, result.token_ids, result.logprobs, strict=True):
+        per_token = list(zip(result.tokens, result.token_ids, result.logprobs, strict=True))
+        rows, note = table_rows(per_token, show_all)
+        for row in rows:
+            if row is None:
+                table.add_row("…", "", "", "")
+                continue
+            t, i, lp = row
             table.add_row(repr(t), str(i), f"{lp:.3f}", f"{-lp / 0.6931471805599453:.2f}")
         print_table(table)
+        if note:
+            print(note)
     print(
         f"tokens scored: {result.n_tokens}  total logprob: {result.total_logprob:.3f} nats  "
         f"bits/token: {result.bits_per_token:.3f}  perplexity: {result.perplexity:.3f}"

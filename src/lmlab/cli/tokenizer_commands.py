@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -30,13 +31,17 @@ def train(
     as_json: JsonOpt = False,
 ) -> None:
     """Learn a tokenizer from CORPUS files and save it in --out."""
-    from lmlab.text.tokenizer_training import merges_of, train_tokenizer
+    import warnings
+
+    from lmlab.text.tokenizer_training import VocabularySizeWarning, merges_of, train_tokenizer
 
     if vocab_size < 1:
         raise LmlabError("--vocab-size must be positive", param="vocab_size")
     if show_merges and kind not in ("bpe", "byte-bpe"):
         raise LmlabError(f"a {kind} tokenizer has no merges: --show-merges needs bpe or byte-bpe")
-    tok = train_tokenizer(corpus, out, kind=kind, vocab_size=vocab_size)
+    with warnings.catch_warnings():  # said below, in the summary line or the JSON
+        warnings.simplefilter("ignore", VocabularySizeWarning)
+        tok = train_tokenizer(corpus, out, kind=kind, vocab_size=vocab_size)
     merges = merges_of(out)[:show_merges] if show_merges else []
     if as_json:
         emit_json(
@@ -44,6 +49,8 @@ def train(
                 "out": str(out),
                 "kind": kind,
                 "vocab_size": tok.vocab_size,
+                "requested_vocab_size": vocab_size,
+                "size_note": tok.size_note,
                 "merges": [" ".join(m) for m in merges],
             }
         )
@@ -51,3 +58,5 @@ def train(
     for i, (a, b) in enumerate(merges, 1):
         print(f"{i:>4}  {a} {b}")
     print(f"{kind} tokenizer, {tok.vocab_size} tokens, saved in {out / 'tokenizer.json'}")
+    if tok.size_note:
+        print(f"warning: {tok.size_note}", file=sys.stderr)

@@ -24,6 +24,13 @@ class Encoded:
     n_tokens: int = 0  # input tokens actually read (after truncation, with special tokens)
     n_truncated: int = 0  # texts cut to the model's window
 
+    def __repr__(self) -> str:  # the shape, not the numbers
+        shape = tuple(np.shape(self.vectors))
+        return (
+            f"Encoded(vectors=array{shape}, n_tokens={self.n_tokens}, "
+            f"n_truncated={self.n_truncated})"
+        )
+
 
 class Encoder(ABC):
     """A function from text to a vector.

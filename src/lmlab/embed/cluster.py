@@ -16,15 +16,30 @@ from lmlab.errors import LmlabError
 METHODS = ("kmeans", "agglomerative", "hdbscan")
 
 
-@dataclass
+@dataclass(repr=False)
 class Clustering:
-    """Cluster labels (-1: noise, HDBSCAN only), centres and members ordered by closeness."""
+    """Cluster labels (-1: noise, HDBSCAN only), centres and members ordered by closeness
+    (its repr: the sizes and silhouette; the arrays are attributes)."""
 
     method: str
     labels: np.ndarray  # int (n,)
     centres: np.ndarray  # float32 (k, d): the mean unit vector of each cluster
     members: list[list[int]]  # per cluster: row numbers, nearest the centre first
     silhouette: float | None  # None when it is undefined (one cluster, or one per point)
+
+    def __repr__(self) -> str:
+        from lmlab.reprs import brief_repr
+
+        sizes = [len(m) for m in self.members]
+        return brief_repr(
+            self,
+            method=self.method,
+            clusters=len(self.members),
+            texts=len(self.labels),
+            sizes=sizes if len(sizes) <= 20 else None,
+            noise=int((self.labels == -1).sum()) or None,
+            silhouette=self.silhouette,
+        )
 
 
 def cluster(

@@ -60,6 +60,10 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.texts)
 
+    def __repr__(self) -> str:
+        name = self.encoder.spec or self.encoder.name
+        return f"VectorIndex({name!r}, texts={len(self)}, approximate={self.approximate})"
+
     def add(
         self,
         texts: list[str],

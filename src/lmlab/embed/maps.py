@@ -18,6 +18,7 @@ from lmlab.errors import LmlabError
 
 PROJECTIONS = ("tsne", "pca", "umap")
 FIGURE_FORMATS = ("png", "jpg", "jpeg", "pdf", "svg")
+LABEL_UP_TO = 40  # points: a map with more is drawn without text labels unless asked
 
 
 def project(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0) -> np.ndarray:
@@ -40,7 +41,9 @@ def project(vectors: np.ndarray, method: str = "tsne", *, seed: int = 0) -> np.n
             import umap
         except ImportError:
             raise LmlabError("--method umap needs umap-learn: pip install umap-learn") from None
-        return umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(x)
+        # A seed makes UMAP run on one thread; saying n_jobs=1 keeps it from warning so.
+        reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed, n_jobs=1)
+        return reducer.fit_transform(x)
     from sklearn.manifold import TSNE
 
     perplexity = min(30.0, (len(x) - 1) / 3)
@@ -56,10 +59,35 @@ def plot_map(
     *,
     colors: list | np.ndarray | None = None,
     title: str = "",
-    max_labels: int = 200,
+    show_labels: bool | None = None,
+    legend_title: str | None = None,
 ) -> Path:
-    """A scatter plot of `points` (n, 2), each point labelled (up to `max_labels`), coloured by
-    `colors` (cluster numbers or label strings); PNG, JPEG, PDF or SVG by `out`'s ending."""
+    """A scatter plot of `points` (n, 2) coloured by `colors` (cluster numbers or label
+    strings), saved as PNG, JPEG, PDF or SVG by `out`'s ending (see `map_figure`)."""
+    fig = map_figure(
+        points,
+        labels,
+        colors=colors,
+        title=title,
+        show_labels=show_labels,
+        legend_title=legend_title,
+    )
+    return save_figure(fig, out)
+
+
+def map_figure(
+    points: np.ndarray,
+    labels: list[str],
+    *,
+    colors: list | np.ndarray | None = None,
+    title: str = "",
+    show_labels: bool | None = None,
+    legend_title: str | None = None,
+):
+    """The matplotlib figure of a map: points coloured by `colors`, the legend titled
+    `legend_title` (the column the colours come from), each point labelled with its text (cut
+    to 30 characters) when `show_labels`; by default only up to LABEL_UP_TO points, as more
+    labels overlap into an unreadable block."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,22 +103,31 @@ def plot_map(
             rows = [i for i, c in enumerate(colors) if str(c) == g]
             ax.scatter(points[rows, 0], points[rows, 1], s=14, color=cmap(g_i % cmap.N), label=g)
         if len(groups) <= 20:
-            ax.legend(fontsize=8, loc="best")
-    for i in range(min(len(points), max_labels)):
-        ax.annotate(_short(labels[i]), points[i], fontsize=7, alpha=0.8)
+            ax.legend(fontsize=8, loc="best", title=legend_title, title_fontsize=8)
+    if show_labels is None:
+        show_labels = len(points) <= LABEL_UP_TO
+    if show_labels:
+        for i in range(len(points)):
+            ax.annotate(_short(labels[i]), points[i], fontsize=7, alpha=0.8)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    return save_figure(fig, out)
+    return fig
 
 
-@dataclass
+@dataclass(repr=False)
 class PCACurve:
     """Reconstruction error of PCA with 1..n_components components."""
 
     components: list[int]
     error: list[float]  # mean squared reconstruction error per text
     explained: list[float]  # fraction of the variance kept
+
+    def __repr__(self) -> str:  # the range and the share kept by 1, 2, ... 10 components
+        head = ", ".join(f"{x:.3f}" for x in self.explained[:10])
+        more = ", …" if len(self.explained) > 10 else ""
+        last = self.components[-1] if self.components else 0
+        return f"PCACurve(components=1..{last}, explained=[{head}{more}])"
 
 
 def pca_curve(vectors: np.ndarray, max_components: int | None = None) -> PCACurve:

@@ -6,6 +6,7 @@ accepts texts too (embedded first) and 1-D vectors (a scalar comes back for two 
 
 from __future__ import annotations
 
+import warnings
 from enum import StrEnum
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def similarity(
     single = _is_single(a) and (b is None or _is_single(b))
     va = _vectors(a, model)
     vb = va if b is None else _vectors(b, model)
+    _warn_zero_vectors([(a, va)] if b is None else [(a, va), (b, vb)], model)
     if va.shape[1] != vb.shape[1]:
         raise LmlabError(f"vectors of different sizes: {va.shape[1]} and {vb.shape[1]}")
     out = fn(va.astype(np.float64), vb.astype(np.float64))
@@ -90,6 +92,33 @@ def _vectors(x, model) -> np.ndarray:
     if v.ndim not in (1, 2):
         raise LmlabError("vectors must be 1-D or 2-D arrays")
     return np.atleast_2d(v)
+
+
+def _warn_zero_vectors(pairs: list[tuple[object, np.ndarray]], model) -> None:
+    """Warn about texts whose vector is all zeros: a bag-of-words text with no word of the
+    vocabulary (or an empty text). Its similarity is 0 to everything, itself included, which
+    reads as a finding but is only a missing vocabulary."""
+    empty: list[str] = []
+    for x, vectors in pairs:
+        texts = [x] if isinstance(x, str) else x
+        if isinstance(texts, list | tuple) and texts and isinstance(texts[0], str):
+            empty += [t for t, v in zip(texts, vectors, strict=True) if not v.any()]
+    if not empty:
+        return
+    from lmlab.models import DEFAULT_ENCODER
+
+    name = (
+        getattr(model, "spec", None)
+        or getattr(model, "name", None)
+        or str(model or DEFAULT_ENCODER)
+    )
+    shown = ", ".join(repr(t) for t in list(dict.fromkeys(empty))[:5])
+    more = f" and {len(set(empty)) - 5} more" if len(set(empty)) > 5 else ""
+    warnings.warn(
+        f"no word of {shown}{more} is in the vocabulary of {name}: a zero vector, whose "
+        "similarity is 0 to every text (itself included) and means nothing",
+        stacklevel=3,
+    )
 
 
 def similarity_table(

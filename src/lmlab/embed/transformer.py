@@ -197,13 +197,19 @@ class TransformerEncoder(Encoder):
         )
 
 
-@dataclass
+@dataclass(repr=False)
 class TokenEmbeddings:
     """The tokens of a text and one contextual vector per token."""
 
     tokens: list[str]
     ids: list[int]
     vectors: np.ndarray  # float32 (n_tokens, d)
+
+    def __repr__(self) -> str:  # the tokens and the array's shape, not its numbers
+        from lmlab.reprs import brief_repr
+
+        shown = self.tokens if len(self.tokens) <= 12 else [*self.tokens[:11], "…"]
+        return brief_repr(self, tokens=shown, vectors=f"array{self.vectors.shape}")
 
 
 def _pad(rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,8 @@ def _token_text(value: object) -> str | None:
 class HFTokenizer(Tokenizer):
     """A `tokenizers.Tokenizer` with the model's special tokens and chat template."""
 
+    size_note: str | None = None  # set by train_tokenizer when the corpus gave fewer tokens
+
     def __init__(self, folder: str | Path) -> None:
         from tokenizers import Tokenizer as RawTokenizer
 
@@ -43,6 +45,7 @@ class HFTokenizer(Tokenizer):
         self.chat_template = (
             template_path.read_text() if template_path.is_file() else config.get("chat_template")
         )
+        self.kind = config.get("lmlab_kind")  # bpe, char, word, ... for tokenizers trained here
         self.bos_token = _token_text(config.get("bos_token"))
         self.eos_token = _token_text(config.get("eos_token"))
         self.word_start = self._word_start_marker()

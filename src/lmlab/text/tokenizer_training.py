@@ -20,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,10 @@ END_OF_TEXT = "<|endoftext|>"  # separates documents; ends a generation
 UNKNOWN = "<unk>"
 BERT_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 END_OF_WORD = "_"  # the lecture's end-of-word marker (so `_` in a text decodes as a space)
+
+
+class VocabularySizeWarning(UserWarning):
+    """A tokenizer trained smaller than the size asked for, because the corpus is too small."""
 
 
 def learn_bpe(
@@ -121,7 +126,7 @@ def train_tokenizer(
     out: str | Path,
     *,
     kind: str = "bpe",
-    vocab_size: int = 8000,
+    vocab_size: int | None = 8000,
 ):
     """Train a tokenizer on text files and save it as `out/tokenizer.json`.
 
@@ -129,10 +134,14 @@ def train_tokenizer(
         corpus: paths of UTF-8 text files.
         out: the folder to write (replaced atomically if it exists).
         kind: bpe, byte-bpe, wordpiece, char or word (see the module docstring).
-        vocab_size: the most tokens (special tokens included); char uses every character seen.
+        vocab_size: the most tokens (special tokens included); char uses every character seen,
+            and None gives word every word seen (the BPE kinds: 8000).
 
     Returns:
-        The trained tokenizer, an `HFTokenizer` read back from `out`.
+        The trained tokenizer, an `HFTokenizer` read back from `out`. When the corpus cannot
+        fill `vocab_size` (a BPE runs out of pairs to merge once every word is one token; a
+        word vocabulary has only so many words), the tokenizer is smaller: its `size_note`
+        says why (None otherwise), and a VocabularySizeWarning says it too.
 
     Example:
         >>> tok = train_tokenizer(["input.txt"], "tok", kind="bpe", vocab_size=1000)
@@ -143,7 +152,15 @@ def train_tokenizer(
     if kind not in KINDS:
         raise LmlabError(f"tokenizer kind must be one of {', '.join(KINDS)}, not {kind!r}")
     texts = read_corpus(corpus)
+    asked = vocab_size
+    if vocab_size is None:  # no limit: every word or character (BPE kinds need a size)
+        vocab_size = 1 << 30 if kind in ("char", "word") else 8000
     raw = _build(kind, texts, vocab_size)
+    size = raw.get_vocab_size(with_added_tokens=True)
+    note = None
+    if asked is not None and kind != "char" and size < vocab_size:  # char: every character
+        note = f"{size:,} tokens, fewer than the {vocab_size:,} asked: {_why_short(kind, texts)}"
+        warnings.warn(f"{kind} tokenizer: {note}", VocabularySizeWarning, stacklevel=2)
     eos = "[SEP]" if kind == "wordpiece" else END_OF_TEXT
     config = {"eos_token": eos, "lmlab_kind": kind}
     if kind == "wordpiece":
@@ -152,7 +169,20 @@ def train_tokenizer(
     with atomic_dir(out, replaces="tokenizer.json") as tmp:
         raw.save(str(tmp / "tokenizer.json"))
         (tmp / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return HFTokenizer(out)
+    tok = HFTokenizer(out)
+    tok.size_note = note
+    return tok
+
+
+def _why_short(kind: str, texts: list[str]) -> str:
+    """Why a corpus gave fewer tokens than asked: it has too few distinct words."""
+    distinct = len({w for text in texts for w in text.split()})
+    if kind == "word":
+        return f"the corpus has only {distinct:,} distinct words"
+    return (
+        f"every one of the corpus's {distinct:,} distinct words is a single token by then, so "
+        "no pair is left to merge (a larger corpus, or a smaller --vocab-size)"
+    )
 
 
 def read_corpus(paths: Iterable[str | Path]) -> list[str]:

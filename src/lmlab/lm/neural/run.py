@@ -192,7 +192,8 @@ class NeuralLM(LanguageModel):
         valid.txt therefore reproduces the final validation loss in its metrics.jsonl.
 
         Returns:
-            an Evaluation (perplexity, loss in nats per token, tokens scored, lines).
+            an Evaluation (perplexity, loss in nats per token, tokens scored); with a
+            word-level vocabulary also lines, words and OOV words (those read as <unk>).
         """
         import math
 
@@ -212,13 +213,24 @@ class NeuralLM(LanguageModel):
                 param="path",
             )
         loss = evaluate_loss(self.model, ids, length)
+        sentences = oov = words = None  # characters and subwords have no unknown words
+        if getattr(self.tokenizer, "kind", None) == "word":
+            from lmlab.text.tokenizer_training import UNKNOWN
+
+            unk = self.tokenizer.encode(UNKNOWN)
+            words_of_text = text.split()
+            words = len(words_of_text)
+            sentences = sum(1 for line in text.splitlines() if line.strip())
+            # <unk> ids, but for the corpus's own literal <unk> (PTB's): words outside the
+            # vocabulary, which the model scored as <unk>
+            oov = int((ids == unk[0]).sum()) - words_of_text.count(UNKNOWN) if unk else 0
         return Evaluation(
             perplexity=math.exp(loss),
             loss=loss,
             tokens=scored,
-            sentences=sum(1 for line in text.splitlines() if line.strip()),
-            oov=0,
-            words=len(text.split()),
+            sentences=sentences,
+            oov=oov,
+            words=words,
             convention="stream" if stream else f"windows of {length}",
         )
 
