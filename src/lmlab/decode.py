@@ -22,7 +22,7 @@ from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
 from lmlab.reprs import brief_repr
 from lmlab.sampling import SamplingParams, apply_penalties, choose, one_cpu_thread
-from lmlab.sampling_defaults import choose_defaults
+from lmlab.sampling_defaults import check_choice, choose_defaults
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -401,6 +401,7 @@ def generate(
     from lmlab.models import load_lm
 
     p = SamplingParams.from_options(options)
+    check_choice(sampling_defaults)
     lm = load_lm(model, backend=backend)
     p = p.with_defaults(choose_defaults(lm, sampling_defaults))
     ids = encode_prompt(lm, prompt)

@@ -193,15 +193,17 @@ def _gguf_scalars(path: Path, wanted: set[str]) -> dict[str, Any]:
         return found
 
 
+def check_choice(choice: str) -> str:
+    """`choice` if it is one of CHOICES, else a one-line error (before any model loads)."""
+    if choice not in CHOICES:
+        raise LmlabError(
+            f"sampling_defaults must be one of {', '.join(CHOICES)}, not {choice!r}",
+            param="sampling_defaults",
+        )
+    return choice
+
+
 def choose_defaults(lm: LanguageModel, choice: str = "model") -> SamplingDefaults:
     """The defaults `choice` (model, llama.cpp or openai) gives `lm`."""
-    if choice == "model":
-        return lm.sampling_defaults
-    if choice == "llama.cpp":
-        return LLAMA_CPP
-    if choice == "openai":
-        return OPENAI
-    raise LmlabError(
-        f"sampling_defaults must be one of {', '.join(CHOICES)}, not {choice!r}",
-        param="sampling_defaults",
-    )
+    presets = {"llama.cpp": LLAMA_CPP, "openai": OPENAI}
+    return lm.sampling_defaults if check_choice(choice) == "model" else presets[choice]
