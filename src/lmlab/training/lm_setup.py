@@ -75,9 +75,8 @@ def prepare_tokenizer(tokenizer, corpus, out: Path, vocab_size: int | None):
 
     out.mkdir(parents=True, exist_ok=True)
     if str(tokenizer) in TOKENIZER_KINDS:
-        size = vocab_size or (1 << 30 if str(tokenizer) in ("char", "word") else 8000)
-        with tempfile.TemporaryDirectory(dir=out) as tmp:
-            train_tokenizer(corpus, Path(tmp) / "tok", kind=str(tokenizer), vocab_size=size)
+        with tempfile.TemporaryDirectory(dir=out) as tmp:  # size None: every char/word seen
+            train_tokenizer(corpus, Path(tmp) / "tok", kind=str(tokenizer), vocab_size=vocab_size)
             source = Path(tmp) / "tok"
             for name in ("tokenizer.json", "tokenizer_config.json"):
                 shutil.copyfile(source / name, out / name)
