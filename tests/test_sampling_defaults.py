@@ -40,15 +40,24 @@ def test_fields_not_given_are_none_until_filled_with_the_defaults():
     assert (filled.temperature, filled.top_k, filled.top_p, filled.min_p) == (0.8, 40, 0.95, 0.05)
 
 
-def test_given_fields_stay_and_a_given_temperature_turns_the_other_filters_off():
-    # without a temperature, each field left out takes the model's value
+def test_given_fields_stay_and_each_field_left_out_takes_the_default():
+    # each field left out takes the model's value
     p = SamplingParams(top_k=5).with_defaults(LLAMA_CPP)
     assert (p.temperature, p.top_k, p.top_p, p.min_p) == (0.8, 5, 0.95, 0.05)
-    # a temperature given (OpenAI's 1 included) means exactly that, with no filter not asked for
+    # a temperature given (OpenAI's 1 included) is used exactly; the filters left out are the
+    # defaults' (vLLM's rule), so the whole distribution needs its filters sent off too
     p = SamplingParams(temperature=1.0).with_defaults(LLAMA_CPP)
-    assert (p.temperature, p.top_k, p.top_p, p.min_p, p.repetition_penalty) == (1, 0, 1, 0, 1)
+    assert (p.temperature, p.top_k, p.top_p, p.min_p, p.repetition_penalty) == (
+        1,
+        40,
+        0.95,
+        0.05,
+        1,
+    )
     p = SamplingParams(temperature=0.7, top_p=0.5).with_defaults(CARD)
     assert (p.temperature, p.top_k, p.top_p, p.min_p) == (0.7, 0, 0.5, 0)
+    p = SamplingParams(temperature=1.0).with_defaults(CARD)
+    assert (p.temperature, p.top_k, p.top_p, p.min_p) == (1, 0, 0.9, 0)
 
 
 def test_the_bundled_model_samples_as_its_model_card_says(llama_lm, torch_lm):
@@ -149,7 +158,7 @@ def test_generate_and_chat_use_the_models_defaults_unless_told_otherwise():
     ]
     assert any(o.token_ids != greedy for o in openai)
     explicit = generate(lm, "x", temperature=1, max_tokens=20, ignore_eos=True, seed=0)
-    assert explicit.token_ids == openai[0].token_ids  # temperature 1 given = OpenAI's sampling
+    assert explicit.token_ids == openai[0].token_ids  # temperature 1 given: sampled as OpenAI
     with pytest.raises(LmlabError, match="sampling_defaults"):
         generate(lm, "x", sampling_defaults="hf")
 
@@ -183,8 +192,9 @@ def _request(**fields) -> ChatCompletionRequest:
     [
         ({}, (0.2, 0, 0.9, 0, 1)),  # left out: the model's
         ({"temperature": None, "top_p": None}, (0.2, 0, 0.9, 0, 1)),  # null: the default
-        ({"temperature": 1}, (1, 0, 1, 0, 1)),  # OpenAI's temperature, honoured exactly
-        ({"temperature": 0.5, "top_k": 7}, (0.5, 7, 1, 0, 1)),
+        ({"temperature": 1}, (1, 0, 0.9, 0, 1)),  # honoured exactly; top-p left out: 0.9
+        ({"temperature": 1, "top_p": 1}, (1, 0, 1, 0, 1)),  # OpenAI's whole distribution
+        ({"temperature": 0.5, "top_k": 7}, (0.5, 7, 0.9, 0, 1)),
         ({"top_p": 0.5}, (0.2, 0, 0.5, 0, 1)),
         ({"min_p": 0.1, "repetition_penalty": 1.2}, (0.2, 0, 0.9, 0.1, 1.2)),
     ],

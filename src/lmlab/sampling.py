@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 
 from lmlab.errors import LmlabError
-from lmlab.sampling_defaults import FIELDS, OPENAI, SamplingDefaults
+from lmlab.sampling_defaults import FIELDS, SamplingDefaults
 
 
 @dataclass
@@ -110,14 +110,9 @@ class SamplingParams:
 
     def with_defaults(self, defaults: SamplingDefaults) -> SamplingParams:
         """A copy whose sampling fields left out (None) take `defaults`' values, given ones
-        staying as they are; but once the temperature is given, the filters left out are off.
-
-        A model's recommended filters go with its recommended temperature (top-p 0.9 at 0.2):
-        a call that chooses its own temperature chooses the sampling, as on OpenAI's API, so
-        OpenAI code that sends `temperature=1` samples the whole distribution.
+        staying as they are, field by field (as vLLM applies a model's generation_config and
+        llama.cpp its defaults): `temperature=1` alone keeps the model's recommended top-p.
         """
-        if self.temperature is not None:
-            defaults = OPENAI  # every filter off
         missing = {n: getattr(defaults, n) for n in FIELDS if getattr(self, n) is None}
         return replace(self, **missing) if missing else self
 

@@ -12,10 +12,9 @@ the server:
 - `llama.cpp`: llama.cpp's defaults, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05.
 - `openai`: OpenAI's API, temperature 1 with no filtering (lmlab's server and library before).
 
-A field given explicitly is always used as it is. A recommended temperature and the filters
-tuned to it go together: a call that sets its own temperature gets no filter it did not ask for
-(OpenAI's meaning: `temperature=1` samples the whole distribution), while a call that leaves the
-temperature out gets the defaults for every field it leaves out (`SamplingParams.with_defaults`).
+A field given explicitly is always used as it is; each field left out takes the default, field
+by field (`SamplingParams.with_defaults`), as vLLM and llama.cpp's server do: `temperature=1`
+alone keeps the model's recommended top-p; send `top_p=1` too for the whole distribution.
 
 This module does not import torch: the CLI builds its help from it.
 """
