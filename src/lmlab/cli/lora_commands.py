@@ -50,6 +50,7 @@ def train_lora_command(
 ) -> None:
     """Train LoRA adapters of a pretrained causal LM on CORPUS; the run loads as --model RUN."""
     from lmlab.lm.lora_lm import train_lora
+    from lmlab.training.progress import ProgressBar
     from lmlab.training.results import TrainConfig, TrainingInterrupted
 
     steps = steps if steps is not None or epochs is not None else 100
@@ -57,10 +58,11 @@ def train_lora_command(
                          lr=lr, warmup=warmup, weight_decay=0.0, eval_every=eval_every,
                          patience=patience, seed=seed, device=device, dtype=dtype,
                          log_every=1)  # fmt: skip
+    bar = ProgressBar() if progress and not as_json else False
     try:
         result = train_lora(base, corpus, out, context=context, r=rank, alpha=alpha,
                             config=config, valid=valid, valid_fraction=valid_fraction,
-                            resume=resume, progress=progress and not as_json)  # fmt: skip
+                            resume=resume, progress=bar)  # fmt: skip
     except TrainingInterrupted as e:  # Ctrl-C: the checkpoint is saved; say how to go on
         if os.environ.get("RANK", "0") == "0":
             print(e, file=sys.stderr)

@@ -121,6 +121,7 @@ def _command(kind: str):
         as_json: JsonOpt = False,
     ) -> None:
         from lmlab.training import TrainConfig, TrainingInterrupted, train
+        from lmlab.training.progress import ProgressBar
 
         given = {k: v for k, v in locals().items() if v is not None}
         options = {**_read_toml(config, _option_types(command)), **given}
@@ -138,7 +139,7 @@ def _command(kind: str):
                 model_options=model_options,
                 config=train_config,
                 resume=options["resume"],
-                progress=options["progress"] and not options["as_json"],
+                progress=ProgressBar() if options["progress"] and not options["as_json"] else False,
                 **run,
             )
         except TrainingInterrupted as e:  # Ctrl-C: the checkpoint is saved; say how to go on

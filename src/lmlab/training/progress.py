@@ -12,7 +12,7 @@ class ProgressBar:
     """
 
     def __init__(self, unit: str = "tok_s") -> None:
-        self.unit, self.bar = unit, None
+        self.unit, self.bar, self.shown = unit, None, {}
 
     def __call__(self, event: dict) -> None:
         if "total" in event and self.bar is None:
@@ -25,11 +25,11 @@ class ProgressBar:
             return
         if "loss" in event:
             bar.update(1)
-            bar.set_postfix(
-                {"loss": f"{event['loss']:.4f}", self.unit: f"{event['rate']:,.0f}"}, refresh=False
-            )
+            self.shown.update(loss=f"{event['loss']:.4f}", **{self.unit: f"{event['rate']:,.0f}"})
+            bar.set_postfix(self.shown, refresh=False)
         elif "valid_loss" in event:
-            bar.set_postfix(valid=f"{event['valid_loss']:.4f}")
+            self.shown["valid"] = f"{event['valid_loss']:.4f}"
+            bar.set_postfix(self.shown)
         elif event.get("done"):
             bar.close()
             self.bar = None
