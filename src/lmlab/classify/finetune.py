@@ -408,8 +408,8 @@ def _train(model, ids, y, opts, device, progress, *, workdir, resume) -> dict[st
             budget=budget,
             progress=progress_callback(progress, "texts_s"),
             ylabel="cross-entropy (nats/text)",
-            # a temporary folder: no checkpoints but the last, no loss.png
-            checkpoint_every=None if workdir else config.steps,
+            # a temporary folder: no checkpoints, no loss.png
+            checkpoints=workdir is not None,
             plot=workdir is not None,
         )
         try:

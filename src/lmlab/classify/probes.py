@@ -433,8 +433,8 @@ class MLP(_Probe):
                 resume=resume,
                 progress=progress_callback(progress, "texts_s"),
                 ylabel="cross-entropy (nats/text)",
-                # a temporary folder: no checkpoints but the last, no loss.png
-                checkpoint_every=None if workdir else config.steps,
+                # a temporary folder: no checkpoints, no loss.png
+                checkpoints=workdir is not None,
                 plot=workdir is not None,
             )
             try:

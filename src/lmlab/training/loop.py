@@ -65,6 +65,7 @@ class Loop:
         on_step: called with the step number after each step's bookkeeping.
         checkpoint_every: steps between checkpoints (None: every validation, eval_every);
             one is always written at the end and on Ctrl-C.
+        checkpoints: False for a run no one can resume (in a temporary folder): none written.
         plot: write loss.png (a run in a temporary folder has no one to show it to).
         ylabel: the loss axis of loss.png.
     """
@@ -89,6 +90,7 @@ class Loop:
         progress: Progress | None = None,
         on_step: Callable[[int], None] | None = None,
         checkpoint_every: int | None = None,
+        checkpoints: bool = True,
         plot: bool = True,
         ylabel: str = "",
     ) -> None:
@@ -99,7 +101,7 @@ class Loop:
         self.rank, self.world, self.budget = rank, world, budget
         self.progress, self.on_step = progress, on_step
         self.checkpoint_every = checkpoint_every or config.eval_every
-        self.plot = plot
+        self.checkpoints, self.plot = checkpoints, plot
         self.clip = clipper(optimizer) if config.grad_clip > 0 else None
         self.checkpointer = Checkpointer(self.out, weights, rank=rank, world=world)
         self.metrics = MetricsLog(self.out / "metrics.jsonl", write=rank == 0, ylabel=ylabel)
@@ -138,6 +140,8 @@ class Loop:
 
     def checkpoint(self) -> None:
         """Write checkpoint/ (every process's data position and random state: exact resume)."""
+        if not self.checkpoints:
+            return
         mine = {**self.objective.state_dict(), "torch_rng": torch.get_rng_state()}
         state = {"step": self.step, "best": self.stopping.best,
                  "bad_evals": self.stopping.bad_evals, "pending": self.pending,
