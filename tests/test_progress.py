@@ -79,7 +79,9 @@ def test_a_bundled_model_that_cannot_be_requantized_is_a_logged_warning(monkeypa
         raise LmlabError("no room")
 
     monkeypatch.setattr(requantize, "requantized", refuse)
-    monkeypatch.setattr(logging.getLogger("lmlab"), "propagate", True)  # the CLI turns it off
+    # the CLI turns propagation off and adds its own handler (in-process CLI tests leave it)
+    monkeypatch.setattr(logging.getLogger("lmlab"), "propagate", True)
+    monkeypatch.setattr(logging.getLogger("lmlab"), "handlers", [])
     ref = resolve(DEFAULT_LM)
     with caplog.at_level(logging.WARNING, logger="lmlab"):
         assert llama_file(ref) == ref.path

@@ -11,6 +11,7 @@ import pytest
 from mock_lm import ByteTokenizer
 
 from lmlab.models import DEFAULT_LM
+from lmlab.sampling_defaults import LLAMA_CPP
 from lmlab.serve.app import ServerConfig, _load_options, pick_decode_threads
 
 
@@ -29,6 +30,8 @@ def test_llama_gets_its_sequences_and_threads():
 class _ClockedLM:
     """A stand-in llama model on a fake clock: one decoding step of one sequence takes
     `step[threads]` seconds; records the threads it was last given and its live states."""
+
+    sampling_defaults = LLAMA_CPP  # the LanguageModel attribute the server reads
 
     def __init__(self, clock: list[float], step: dict[int, float]) -> None:
         self.name, self.tokenizer, self.clock, self.step = "clocked", ByteTokenizer(), clock, step
