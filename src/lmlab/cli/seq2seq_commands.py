@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import JsonOpt, emit_json, train_app
+from lmlab.cli.app import JsonOpt, app, emit_json, train_app
 from lmlab.cli.train_commands import TRAIN_OPTIONS, _summary
 
 MODEL_OPTIONS = {  # option -> TransformerConfig field
@@ -100,3 +100,29 @@ def train_seq2seq_command(
         return
     print(_summary("seq2seq", result).replace("tokens/s", "target tokens/s"))
     print(f"saved in {result.out}")
+
+
+@app.command("translate")
+def translate_command(
+    run: Annotated[Path, typer.Argument(help="A run of `lmlab train seq2seq`.")],
+    texts: Annotated[list[str], typer.Argument(help="Source texts, one translation each.")],
+    max_tokens: Annotated[
+        int | None,
+        typer.Option("--max-tokens", help="The most target tokens (default: 2 x source + 10)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Translate TEXTS with a sequence-to-sequence run (greedy decoding)."""
+    from lmlab.errors import LmlabError
+    from lmlab.seq2seq.model import load_seq2seq
+
+    if max_tokens is not None and max_tokens < 1:
+        raise LmlabError("--max-tokens must be at least 1", param="max_tokens")
+    translations = load_seq2seq(run).translate(texts, max_tokens=max_tokens)
+    if as_json:
+        emit_json(
+            [{"source": s, "translation": t} for s, t in zip(texts, translations, strict=True)]
+        )
+        return
+    for translation in translations:
+        print(translation)
