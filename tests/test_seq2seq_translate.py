@@ -101,3 +101,10 @@ def test_lmlab_translate(run, tmp_path, capsys):
     assert out.err.strip() == (
         f"error: {other} holds a 'gpt' run, not a sequence-to-sequence model (lmlab train seq2seq)"
     )
+
+
+def test_load_lm_on_a_seq2seq_run_says_what_it_is(run):
+    from lmlab.models import load_lm
+
+    with pytest.raises(LmlabError, match="is a sequence-to-sequence model.*lmlab translate"):
+        load_lm(run)

@@ -23,7 +23,7 @@ MODEL_OPTIONS = {  # option -> TransformerConfig field
 
 @train_app.command("seq2seq")
 def train_seq2seq_command(
-    train: Annotated[Path, typer.Argument(help="A .tsv, .csv, .jsonl or .parquet of pairs.")],
+    table: Annotated[Path, typer.Argument(help="A .tsv, .csv, .jsonl or .parquet of pairs.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The run directory to write.")],
     valid: Annotated[Path | None, typer.Option(help="Held-out pairs, same columns.")] = None,
     source_col: Annotated[
@@ -87,7 +87,7 @@ def train_seq2seq_command(
     model_options = {field: given[k] for k, field in MODEL_OPTIONS.items() if k in given}
     config = TrainConfig(**{k: given[k] for k in TRAIN_OPTIONS if k in given})
     try:
-        result = train_seq2seq(train, out, valid=valid, source_col=source_col,
+        result = train_seq2seq(table, out, valid=valid, source_col=source_col,
                                target_col=target_col, arch=arch, tokenizer=tokenizer,
                                vocab_size=vocab_size, preset=preset, model_options=model_options,
                                label_smoothing=label_smoothing, config=config, resume=resume,
