@@ -106,5 +106,5 @@ def test_lmlab_translate(run, tmp_path, capsys):
 def test_load_lm_on_a_seq2seq_run_says_what_it_is(run):
     from lmlab.models import load_lm
 
-    with pytest.raises(LmlabError, match="is a sequence-to-sequence model.*lmlab translate"):
+    with pytest.raises(LmlabError, match=r"is a sequence-to-sequence model.*lmlab translate"):
         load_lm(run)
