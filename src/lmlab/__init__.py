@@ -51,6 +51,8 @@ _EXPORTS = {
     "TrainResult": "lmlab.training.results",
     "train_tokenizer": "lmlab.text.tokenizer_training",
     "load_masked_lm": "lmlab.lm.neural.run",
+    "train_seq2seq": "lmlab.training.seq2seq",
+    "load_seq2seq": "lmlab.seq2seq.model",
     "TextClassifier": "lmlab.classify.classifier",
     "pipeline": "lmlab.pipelines",
 }

@@ -48,6 +48,10 @@ RUN_KINDS: dict[str, RunKind] = {
     "lora-lm": RunKind(lm="lmlab.lm.lora_lm:load_run"),
     "bow": RunKind(encoder=_BAG_OF_WORDS),
     "tfidf": RunKind(encoder=_BAG_OF_WORDS),
+    "seq2seq": RunKind(
+        not_lm="a sequence-to-sequence model, P(target | source); use it with `lmlab "
+        "translate` or lmlab.load_seq2seq(...).condition(source), a language model of the targets"
+    ),
     "classifier": RunKind(
         not_lm="a text classifier, not a language model; use it with "
         "`lmlab classify predict` or lmlab.TextClassifier.load"

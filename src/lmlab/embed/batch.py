@@ -111,13 +111,16 @@ def _records(path: Path, suffix: str) -> tuple[Records, list[str] | None]:
                         yield f"line {n}", record
 
         return objects(), None
-    delimiter = "\t" if suffix == ".tsv" else ","
+    # A TSV has no quoting (IANA text/tab-separated-values: a field holds no tab or newline),
+    # so a sentence that opens with a quotation mark stays one field: read as CSV quoting, the
+    # quote would swallow the tab after it and the next field (273 pairs of en-es/train.tsv).
+    dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if suffix == ".tsv" else {}
     with open_text(path, newline="") as f:
-        names = next(csv.reader(f, delimiter=delimiter), [])
+        names = next(csv.reader(f, **dialect), [])
 
     def dicts() -> Records:
         with open_text(path, newline="") as f:
-            reader = csv.DictReader(f, delimiter=delimiter)
+            reader = csv.DictReader(f, **dialect)
             for record in reader:
                 yield f"line {reader.line_num}", record
 

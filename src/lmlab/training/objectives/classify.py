@@ -23,15 +23,20 @@ def length_sorted_epoch(
     batch_size: int,
     rng: random.Random,
     pool_batches: int = POOL_BATCHES,
+    *,
+    lengths: Sequence[int] | None = None,
 ) -> list[list[int]]:
     """One epoch of batches (row numbers): shuffled, sorted by length within pools of
-    `pool_batches` batches (little padding), the batches in random order."""
+    `pool_batches` batches (little padding), the batches in random order.
+
+    `lengths`: what to sort row i by, when not len(ids[i]) (a pair's two lengths summed)."""
+    lengths = lengths if lengths is not None else [len(row) for row in ids]
     pool = batch_size * pool_batches
     order = list(range(len(ids)))
     rng.shuffle(order)
     batches = []
     for first in range(0, len(order), pool):
-        chunk = sorted(order[first : first + pool], key=lambda i: len(ids[i]))
+        chunk = sorted(order[first : first + pool], key=lambda i: lengths[i])
         batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches

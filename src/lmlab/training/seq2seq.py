@@ -1,0 +1,212 @@
+"""`train_seq2seq()`: an encoder-decoder on a table of source-target pairs.
+
+The pairs are read (seq2seq/data.py), one joint tokenizer is trained on both sides (or a given
+one copied) into the run, the model built (lm/neural/transformer.py), and the one loop
+(loop.py) trains it on the Seq2Seq objective (objectives/seq2seq.py): resume, dtype, metrics
+and loss.png come with it.
+
+The run directory: tokenizer.json, config.json, lmlab.json ({"kind": "seq2seq", "model":
+{config}, "train": {options, "arch"}}), model.safetensors (the best weights by validation
+loss, else the last), checkpoint/, metrics.jsonl, loss.png.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+
+from lmlab.errors import LmlabError
+from lmlab.lm.neural.run import read_run, write_run_files
+from lmlab.training import lm_setup as setup
+from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
+from lmlab.training.devices import pick_device, pick_dtype
+from lmlab.training.loop import Loop
+from lmlab.training.objectives.seq2seq import PairBatches, Seq2Seq, validation_batches
+from lmlab.training.optim import optimizer_for
+from lmlab.training.progress import progress_callback
+from lmlab.training.results import TrainConfig, TrainResult
+
+KIND = "seq2seq"
+ARCHS = ("transformer",)
+TOKENIZERS = ("byte-bpe", "bpe")  # the kinds trained here that have an end-of-text token
+
+
+class TruncationWarning(UserWarning):
+    """Some sources or targets were longer than the model's positions and were cut."""
+
+
+def train_seq2seq(
+    train_file: str | Path,
+    out: str | Path,
+    *,
+    valid: str | Path | None = None,
+    source_col: str | None = None,
+    target_col: str | None = None,
+    arch: str = "transformer",
+    tokenizer: str | Path = "byte-bpe",
+    vocab_size: int | None = 8000,
+    preset: str | None = None,
+    model_options: dict | None = None,
+    label_smoothing: float = 0.0,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool | Callable[[dict], None] = True,
+) -> TrainResult:
+    """Train an encoder-decoder on the pairs of a table; write a run directory in `out`.
+
+    Args:
+        train_file: a .csv, .tsv, .jsonl or .parquet table with a source and a target column.
+        out: the run directory. A run that fails before its first checkpoint removes what it
+            created there.
+        valid: a held-out table with the same columns (validation loss and perplexity of its
+            targets; the best weights by it are kept).
+        source_col, target_col: the columns (default: a table's only two columns, in order).
+        arch: transformer.
+        tokenizer: a folder with tokenizer.json, or a kind to train on both sides jointly:
+            byte-bpe (default) or bpe.
+        vocab_size: of a tokenizer trained here.
+        preset: tiny or base-cpu (the default shape); `model_options` override its fields.
+        label_smoothing: training's label smoothing (0: none; Vaswani et al. used 0.1).
+        config: optimisation settings (TrainConfig); batch_size counts pairs.
+        resume: continue the run in `out` from its checkpoint, exactly.
+        progress: a progress bar (True), none (False), or a callback of the loop's events.
+
+    Example:
+        >>> train_seq2seq("en-es/train.tsv", "runs/en-es", valid="en-es/valid.tsv",
+        ...               source_col="en", target_col="es", config=TrainConfig(steps=2000))
+    """
+    from lmlab.seq2seq.data import read_pairs
+
+    config = config or TrainConfig()
+    out = Path(out)
+    if arch not in ARCHS:
+        raise LmlabError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}", param="arch")
+    if not 0 <= label_smoothing < 1:
+        raise LmlabError("--label-smoothing must be in [0, 1)", param="label_smoothing")
+    device = pick_device(config.device)
+    config = replace(config, dtype=pick_dtype(config.dtype, device))
+    setup.check_config(config, valid, None)
+    pairs = read_pairs(train_file, source_col, target_col)
+    held_out = read_pairs(valid, pairs.source_col, pairs.target_col) if valid else None
+    options = {k: v for k, v in asdict(config).items() if k != "log_every"}
+    options.update(arch=arch, train=str(train_file), valid=str(valid or ""),
+                   source_col=pairs.source_col, target_col=pairs.target_col,
+                   tokenizer=str(tokenizer), vocab_size=vocab_size,
+                   label_smoothing=label_smoothing)  # fmt: skip
+    created = setup.CreatedFiles(out)
+    try:
+        loop = _setup(pairs, held_out, out, options, tokenizer=tokenizer, vocab_size=vocab_size,
+                      preset=preset, model_options=model_options, config=config, device=device,
+                      resume=resume, progress=progress)  # fmt: skip
+        return loop.run()
+    except BaseException:
+        if not resume and not (out / CHECKPOINT).exists():
+            created.remove()
+        raise
+
+
+def model_config(preset: str | None, **options):
+    """The Transformer's config from a preset and overrides; a clear error for a bad one."""
+    from lmlab.lm.neural.transformer import PRESETS, TransformerConfig
+
+    if preset is not None and preset not in PRESETS:
+        raise LmlabError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
+    known = {f.name for f in fields(TransformerConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise LmlabError(f"a transformer has no option {', '.join(unknown)}")
+    config = TransformerConfig(**{**PRESETS.get(preset or "", {}), **options})
+    if config.n_embd % config.n_head:
+        raise LmlabError(f"--dim {config.n_embd} must be a multiple of --heads {config.n_head}")
+    return config
+
+
+def end_id(tok) -> int:
+    """The id that starts a target and ends a source and a target: the end of text."""
+    if not tok.eos_ids:
+        raise LmlabError(
+            "the tokenizer has no end-of-text token; train one here (byte-bpe or bpe)",
+            param="tokenizer",
+        )
+    return min(tok.eos_ids)
+
+
+def _tokenizer(tokenizer, pairs, out: Path, vocab_size):
+    """The run's tokenizer: one trained on both sides of the training pairs, or a copy."""
+    if str(tokenizer) in setup.TOKENIZER_KINDS and str(tokenizer) not in TOKENIZERS:
+        raise LmlabError(
+            f"--tokenizer {tokenizer} has no end-of-text token; use {' or '.join(TOKENIZERS)}"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        both = Path(tmp) / "pairs.txt"
+        both.write_text("\n".join(pairs.sources + pairs.targets) + "\n", encoding="utf-8")
+        return setup.prepare_tokenizer(tokenizer, [both], out, vocab_size)
+
+
+def _encode(tok, texts: list[str], limit: int) -> tuple[list[list[int]], int]:
+    """Token ids of the texts, each cut to `limit` tokens; and how many were cut."""
+    ids = tok.encode_batch(texts)
+    cut = sum(len(row) > limit for row in ids)
+    return [row[:limit] for row in ids], cut
+
+
+def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, preset,
+           model_options, config: TrainConfig, device, resume, progress) -> Loop:  # fmt: skip
+    from lmlab.lm.neural.transformer import Transformer
+    from lmlab.text.hf_tokenizer import HFTokenizer
+
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
+        run = read_run(out)
+        if run.get("kind") != KIND:
+            raise LmlabError(f"{out} holds a {run.get('kind')!r} run, not {KIND!r}: cannot resume")
+        changed = sorted(k for k, v in options.items() if run["train"].get(k) != v)
+        if changed:
+            raise LmlabError(
+                f"--resume needs the options of the run in {out}; these differ: "
+                + ", ".join(changed)
+            )
+        tok, shape = HFTokenizer(out), model_config(None, **run["model"])
+    else:
+        if (out / CHECKPOINT).exists():
+            raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
+        model_config(preset, **(model_options or {}))  # a bad shape: an error before writing
+        tok = _tokenizer(tokenizer, pairs, out, vocab_size)
+        shape = model_config(preset, **{**(model_options or {}), "vocab_size": tok.vocab_size})
+    end = end_id(tok)
+    limit = shape.context - 1  # room for the end token (source) or the start token (target)
+    sources, cut_s = _encode(tok, pairs.sources, limit)
+    targets, cut_t = _encode(tok, pairs.targets, limit)
+    if cut_s or cut_t:
+        warnings.warn(
+            f"{cut_s} sources and {cut_t} targets were longer than {limit} tokens and were cut "
+            "(raise --context to keep them whole)",
+            TruncationWarning,
+            stacklevel=3,
+        )
+    valid = None
+    if held_out is not None:
+        valid_sources, _ = _encode(tok, held_out.sources, limit)
+        valid_targets, _ = _encode(tok, held_out.targets, limit)
+        valid = validation_batches(valid_sources, valid_targets, config.batch_size, end)
+    torch.manual_seed(config.seed)
+    model = Transformer(shape).to(device)
+    batches = PairBatches(sources, targets, config.batch_size, end, config.seed)
+    objective = Seq2Seq(batches, valid, device, label_smoothing=options["label_smoothing"],
+                        eval_batches=config.eval_batches)  # fmt: skip
+    steps_per_epoch = math.ceil(len(sources) / (config.batch_size * config.accumulate))
+    total = config.steps or (math.ceil(config.epochs * steps_per_epoch) if config.epochs else 1000)
+    if not resume:
+        write_run_files(out, KIND, shape, options)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
+    return Loop(model, objective, optimizer_for(model, config), config, total=total, out=out,
+                device=device, weights=ModelWeights(model), resume=resume,
+                progress=progress_callback(progress), ylabel="target cross-entropy")  # fmt: skip
