@@ -186,8 +186,9 @@ def pick_decode_threads(lm, threads_batch: int, margin: float = 1.1, steps: int 
         lm.release(state, keep=False)
     chosen = every if best[few] > margin * best[every] else few
     lm.set_threads(chosen, threads_batch)
-    log.info("%s decodes one sequence on %d threads (%.1f vs %.1f tokens/s)", lm.name, chosen,
-             steps / best[few], steps / best[every])  # fmt: skip
+    log.info("%s decodes one sequence on %d %s (measured: %.1f tokens/s on %d, %.1f on %d)",
+             lm.name, chosen, "thread" if chosen == 1 else "threads", steps / best[few], few,
+             steps / best[every], every)  # fmt: skip
     return chosen
 
 
