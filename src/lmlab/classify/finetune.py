@@ -24,11 +24,9 @@ run of ours (`lmlab train bert`).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -360,13 +358,11 @@ def _train(model, ids, y, opts, device, progress, *, workdir, resume) -> dict[st
     whichever ends first, the epochs or the budget."""
     from dataclasses import replace
 
-    from lmlab.training.checkpoint import ModelWeights
+    from lmlab.classify.fit_loop import fit_with_loop
     from lmlab.training.devices import pick_dtype
-    from lmlab.training.loop import Loop
     from lmlab.training.objectives.classify import LengthBatches, SequenceClassification
     from lmlab.training.optim import optimizer_for
-    from lmlab.training.progress import progress_callback
-    from lmlab.training.results import TrainConfig, TrainingInterrupted
+    from lmlab.training.results import TrainConfig
 
     batch_size = opts["batch_size"]
     per_epoch = math.ceil(len(ids) / batch_size)
@@ -390,36 +386,10 @@ def _train(model, ids, y, opts, device, progress, *, workdir, resume) -> dict[st
                            model.encoder.pad_id, opts["seed"])  # fmt: skip
     objective = SequenceClassification(source, device, units_per_batch=batch_size)
     budget = opts["max_minutes"] * 60 if opts["max_minutes"] else None
-    with contextlib.ExitStack() as stack:
-        folder = workdir
-        if folder is None:
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmlab-finetune-"))
-        cpu_start = time.process_time()
-        loop = Loop(
-            model,
-            objective,
-            optimizer,
-            config,
-            total=total,
-            out=Path(folder),
-            device=device,
-            weights=ModelWeights(model),
-            resume=resume,
-            budget=budget,
-            progress=progress_callback(progress, "texts_s"),
-            ylabel="cross-entropy (nats/text)",
-            # a temporary folder: no checkpoints, no loss.png
-            checkpoints=workdir is not None,
-            plot=workdir is not None,
-        )
-        try:
-            result = loop.run()
-        except TrainingInterrupted as e:
-            if workdir is not None:
-                raise
-            raise KeyboardInterrupt(
-                f"training interrupted at step {e.step}; fit with a workdir to be able to resume"
-            ) from None
+    cpu_start = time.process_time()
+    result = fit_with_loop(model, objective, optimizer, config, total=total, device=device,
+                           workdir=workdir, resume=resume, progress=progress,
+                           prefix="lmlab-finetune-", budget=budget)  # fmt: skip
     loss_avg = math.nan
     for record in result.history:  # a smoothed training loss, as the bar showed it
         if "loss" in record:

@@ -387,19 +387,15 @@ class MLP(_Probe):
     def _train(self, X, Y, k: int, progress: bool, workdir, resume: bool) -> None:
         """Epochs of shuffled batches in the training loop, validated after each epoch on the
         held-out slice (early stopping with `patience`; the best epoch's head is kept)."""
-        import contextlib
         import math
-        import tempfile
 
         import torch
 
-        from lmlab.training.checkpoint import ModelWeights
-        from lmlab.training.loop import Loop
+        from lmlab.classify.fit_loop import fit_with_loop
         from lmlab.training.objectives.classify import SequenceClassification, ShuffledRows
-        from lmlab.training.progress import progress_callback
-        from lmlab.training.results import TrainConfig, TrainingInterrupted
+        from lmlab.training.results import TrainConfig
 
-        with torch.random.fork_rng(devices=[]), contextlib.ExitStack() as stack:
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)  # here without touching the caller's generator
             g = torch.Generator().manual_seed(self.seed)
             order = torch.randperm(len(X), generator=g)
@@ -418,34 +414,9 @@ class MLP(_Probe):
             held_out = [((X[valid],), Y[valid])] if n_valid else None
             objective = SequenceClassification(source, torch.device("cpu"), valid=held_out,
                                                units_per_batch=self.batch_size)  # fmt: skip
-            folder = workdir
-            if folder is None:
-                folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="lmlab-mlp-"))
-            loop = Loop(
-                head,
-                objective,
-                opt,
-                config,
-                total=config.steps,
-                out=Path(folder),
-                device=torch.device("cpu"),
-                weights=ModelWeights(head),
-                resume=resume,
-                progress=progress_callback(progress, "texts_s"),
-                ylabel="cross-entropy (nats/text)",
-                # a temporary folder: no checkpoints, no loss.png
-                checkpoints=workdir is not None,
-                plot=workdir is not None,
-            )
-            try:
-                result = loop.run()
-            except TrainingInterrupted as e:
-                if workdir is not None:
-                    raise
-                raise KeyboardInterrupt(
-                    f"training interrupted at step {e.step}; fit with a workdir to be able to "
-                    "resume"
-                ) from None
+            result = fit_with_loop(head, objective, opt, config, total=config.steps,
+                                   device=torch.device("cpu"), workdir=workdir, resume=resume,
+                                   progress=progress, prefix="lmlab-mlp-")  # fmt: skip
         head.eval()
         self.info = {"epochs_run": math.ceil(result.steps / per_epoch), "held_out": n_valid}
         checks = [r for r in result.history if "valid_loss" in r and not r.get("final")]
