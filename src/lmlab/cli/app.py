@@ -112,6 +112,22 @@ def _finite(data: object) -> object:
     return data
 
 
+# The training loop's options, shared by every `lmlab train` command.
+AccumulateOpt = Annotated[int | None, typer.Option(help="Micro-batches per optimizer step.")]
+StepsOpt = Annotated[int | None, typer.Option(help="Optimizer steps.")]
+LrOpt = Annotated[float | None, typer.Option(help="Peak learning rate.")]
+WarmupOpt = Annotated[int | None, typer.Option(help="Warm-up steps.")]
+EvalEveryOpt = Annotated[
+    int | None, typer.Option("--eval-every", help="Steps between validations.")
+]
+PatienceOpt = Annotated[
+    int | None, typer.Option(help="Stop after this many validations without progress.")
+]
+TrainSeedOpt = Annotated[int | None, typer.Option(help="Same seed, same weights.")]
+DeviceOpt = Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")]
+ResumeOpt = Annotated[bool, typer.Option(help="Continue the run in --out.")]
+ProgressOpt = Annotated[bool, typer.Option(help="Show a progress bar.")]
+
 AllOpt = Annotated[
     bool, typer.Option("--all", help="Print every row of a long table (default: first and last).")
 ]

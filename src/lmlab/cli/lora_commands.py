@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import JsonOpt, emit_json, train_app
+from lmlab.cli.app import JsonOpt, PatienceOpt, ProgressOpt, ResumeOpt, emit_json, train_app
 from lmlab.models import DEFAULT_LM
 
 
@@ -36,16 +36,14 @@ def train_lora_command(
     eval_every: Annotated[
         int, typer.Option("--eval-every", help="Steps between validations (and checkpoints).")
     ] = 50,
-    patience: Annotated[
-        int | None, typer.Option(help="Stop after this many validations without progress.")
-    ] = None,
+    patience: PatienceOpt = None,
     seed: Annotated[int, typer.Option(help="Same seed, same adapters.")] = 1337,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     dtype: Annotated[
         str, typer.Option(help="auto, float32, or bfloat16 (autocast; weights stay float32).")
     ] = "auto",
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Train LoRA adapters of a pretrained causal LM on CORPUS; the run loads as --model RUN."""

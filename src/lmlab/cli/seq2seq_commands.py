@@ -8,7 +8,22 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import JsonOpt, app, emit_json, train_app
+from lmlab.cli.app import (
+    AccumulateOpt,
+    DeviceOpt,
+    EvalEveryOpt,
+    JsonOpt,
+    LrOpt,
+    PatienceOpt,
+    ProgressOpt,
+    ResumeOpt,
+    StepsOpt,
+    TrainSeedOpt,
+    WarmupOpt,
+    app,
+    emit_json,
+    train_app,
+)
 from lmlab.cli.train_commands import TRAIN_OPTIONS, _summary
 
 MODEL_OPTIONS = {  # option -> TransformerConfig field
@@ -59,24 +74,18 @@ def train_seq2seq_command(
         float, typer.Option("--label-smoothing", help="Training's label smoothing (0: none).")
     ] = 0.0,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per step.")] = None,
-    accumulate: Annotated[
-        int | None, typer.Option(help="Micro-batches per optimizer step.")
-    ] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    accumulate: AccumulateOpt = None,
+    steps: StepsOpt = None,
     epochs: Annotated[float | None, typer.Option(help="Passes over the pairs.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    warmup: Annotated[int | None, typer.Option(help="Warm-up steps.")] = None,
-    eval_every: Annotated[
-        int | None, typer.Option("--eval-every", help="Steps between validations.")
-    ] = None,
-    patience: Annotated[
-        int | None, typer.Option(help="Stop after this many validations without progress.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(help="Same seed, same weights.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+    lr: LrOpt = None,
+    warmup: WarmupOpt = None,
+    eval_every: EvalEveryOpt = None,
+    patience: PatienceOpt = None,
+    seed: TrainSeedOpt = None,
+    device: DeviceOpt = None,
     dtype: Annotated[str | None, typer.Option(help="auto, float32 or bfloat16.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    resume: ResumeOpt = False,
+    progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Train an encoder-decoder (source -> target) on a table of pairs; write the run to --out."""

@@ -11,7 +11,21 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import JsonOpt, emit_json, train_app
+from lmlab.cli.app import (
+    AccumulateOpt,
+    DeviceOpt,
+    EvalEveryOpt,
+    JsonOpt,
+    LrOpt,
+    PatienceOpt,
+    ProgressOpt,
+    ResumeOpt,
+    StepsOpt,
+    TrainSeedOpt,
+    WarmupOpt,
+    emit_json,
+    train_app,
+)
 from lmlab.errors import LmlabError
 from lmlab.lm.neural import MODELS, TRAIN_CLI_OPTIONS
 
@@ -74,13 +88,11 @@ def _command(kind: str):
         batch_size: Annotated[
             int | None, typer.Option("--batch-size", help="Windows per step.")
         ] = None,
-        accumulate: Annotated[
-            int | None, typer.Option(help="Micro-batches per optimizer step.")
-        ] = None,
-        steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+        accumulate: AccumulateOpt = None,
+        steps: StepsOpt = None,
         epochs: Annotated[float | None, typer.Option(help="Passes over the text.")] = None,
-        lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-        warmup: Annotated[int | None, typer.Option(help="Warm-up steps.")] = None,
+        lr: LrOpt = None,
+        warmup: WarmupOpt = None,
         optimizer: Annotated[
             str | None, typer.Option(help="adamw, or sgd (plain SGD; try --lr 20).")
         ] = None,
@@ -91,14 +103,10 @@ def _command(kind: str):
         grad_clip: Annotated[
             float | None, typer.Option("--grad-clip", help="Gradient norm limit; 0 disables.")
         ] = None,
-        eval_every: Annotated[
-            int | None, typer.Option("--eval-every", help="Steps between validations.")
-        ] = None,
-        patience: Annotated[
-            int | None, typer.Option(help="Stop after this many validations without progress.")
-        ] = None,
-        seed: Annotated[int | None, typer.Option(help="Same seed, same weights.")] = None,
-        device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.")] = None,
+        eval_every: EvalEveryOpt = None,
+        patience: PatienceOpt = None,
+        seed: TrainSeedOpt = None,
+        device: DeviceOpt = None,
         dtype: Annotated[
             str | None,
             typer.Option(
@@ -109,7 +117,7 @@ def _command(kind: str):
         config: Annotated[
             Path | None, typer.Option("--config", help="A TOML file of these options.")
         ] = None,
-        resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+        resume: ResumeOpt = False,
         init_from: Annotated[
             Path | None,
             typer.Option("--init-from", help="Fine-tune: start from this run's weights."),
@@ -117,7 +125,7 @@ def _command(kind: str):
         freeze: Annotated[
             int | None, typer.Option(help="Keep the embeddings and the first K blocks fixed.")
         ] = None,
-        progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+        progress: ProgressOpt = True,
         as_json: JsonOpt = False,
     ) -> None:
         from lmlab.training import TrainConfig, TrainingInterrupted, train
