@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[all,test,docs]'
+	$(BIN)/pip install --quiet -e '.[all,test,docs,ray]'
 	touch $@
 
 run: $(VENV)/.installed
@@ -44,7 +44,7 @@ docs: $(VENV)/.installed-test
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 $(VENV)/.installed-bench: $(VENV)/.installed-test
-	$(BIN)/pip install --quiet -e '.[all,test,bench]'
+	$(BIN)/pip install --quiet -e '.[all,test,docs,ray,bench]'
 	touch $@
 
 bench: $(VENV)/.installed-bench
