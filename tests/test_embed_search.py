@@ -72,7 +72,7 @@ def test_index_from_another_model_is_refused(encoder, tmp_path):
     bow_index = VectorIndex(lmlab.load_encoder(tmp_path / "bow")).add(TEXTS)
     bow_index.save(tmp_path / "idx")
     with pytest.raises(LmlabError, match="was built with"):
-        VectorIndex.load(tmp_path / "idx", encoder=encoder)
+        VectorIndex.load(tmp_path / "idx", model=encoder)
     assert VectorIndex.load(tmp_path / "idx").search("cat mat", 1)[0].text == TEXTS[2]
     with pytest.raises(LmlabError, match="not an lmlab index"):
         VectorIndex.load(tmp_path)

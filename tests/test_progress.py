@@ -65,7 +65,7 @@ def test_ngram_training_reports_the_bytes_it_reads(tmp_path, capfd, recorder):
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("a b c\nb c a\n" * 50)
-    NgramLM.train(corpus, order=2, show_progress=True)
+    NgramLM.train(corpus, order=2, progress=True)
     assert capfd.readouterr() == ("", "")
     assert recorder.tasks == [[corpus.stat().st_size, "B", "reading", corpus.stat().st_size]]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from lmlab.deprecation import renamed_kwargs
 from lmlab.errors import LmlabError
 from lmlab.runs import RUN_FILE, call_loader, load_run
 
@@ -127,13 +128,15 @@ def resolve(spec: str | Path) -> ModelRef:
     )
 
 
+@renamed_kwargs(spec="model")
 def load_lm(
-    spec: str | Path | LanguageModel, *, backend: Backend = "auto", **options
+    model: str | Path | LanguageModel, *, backend: Backend = "auto", **options
 ) -> LanguageModel:
     """Load a causal language model by name or path (a loaded model is returned as it is).
 
     Args:
-        spec: a bundled name, a .gguf file or a Hugging Face folder.
+        model: a bundled name, a .gguf file, a Hugging Face folder or a run directory (`spec=`
+            is deprecated: every public function calls its model argument `model`).
         backend: for GGUF files, "llama" (llama.cpp; the default when installed) or "torch"
             (transformers, after a one-time conversion into the cache). Folders use torch.
         **options: passed to the backend (dtype for torch; n_threads, context_length for llama).
@@ -144,11 +147,11 @@ def load_lm(
     """
     from lmlab.lm.base import LanguageModel
 
-    if isinstance(spec, LanguageModel):
-        return spec
+    if isinstance(model, LanguageModel):
+        return model
     if backend not in ("auto", "torch", "llama"):
         raise LmlabError(f"backend must be auto, torch or llama, not {backend!r}", param="backend")
-    ref = resolve(spec)
+    ref = resolve(model)
     if ref.kind == "gguf":
         if backend == "llama" or (backend == "auto" and _has_llama_cpp()):
             from lmlab.lm.llama_cpp_lm import LlamaCppLM
@@ -220,9 +223,11 @@ def _load_gguf_with_torch(ref: ModelRef, **options) -> LanguageModel:
     return lm
 
 
-def load_tokenizer(spec: str | Path, *, backend: Backend = "auto") -> Tokenizer:
-    """The tokenizer of a model, without loading its weights where that can be avoided."""
-    ref = resolve(spec)
+@renamed_kwargs(spec="model")
+def load_tokenizer(model: str | Path, *, backend: Backend = "auto") -> Tokenizer:
+    """The tokenizer of a model, without loading its weights where that can be avoided
+    (`spec=` is deprecated: use `model=`)."""
+    ref = resolve(model)
     if ref.kind == "hf" and (ref.path / "tokenizer.json").is_file():
         from lmlab.text.hf_tokenizer import HFTokenizer
 

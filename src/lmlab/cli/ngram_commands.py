@@ -78,7 +78,7 @@ def train_ngram(
         max_vocab=max_vocab,
         lowercase=lowercase,
         tokenizer=tokenizer,
-        show_progress=not as_json,
+        progress=not as_json,
     )
     if not as_json:
         i = lm.info

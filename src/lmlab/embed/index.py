@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmlab.deprecation import renamed_kwargs
 from lmlab.embed.base import Encoder, finish
 from lmlab.embed.load import load_encoder
 from lmlab.errors import LmlabError
@@ -38,7 +39,9 @@ class VectorIndex:
     """Texts and their unit vectors under one encoder; `search` returns the k most similar.
 
     Args:
-        encoder: the encoder (or its spec) that embeds added texts and queries.
+        model: the encoder (or its name or path) that embeds added texts and queries; called
+            `model` as in `encode`, `embed_file` and OpenAI's embeddings API (`encoder=` is
+            deprecated).
         approximate: search an HNSW graph (needs `pip install hnswlib`) instead of every vector.
 
     Example:
@@ -49,8 +52,9 @@ class VectorIndex:
         >>> index.save("my-index")
     """
 
-    def __init__(self, encoder: Encoder | str | Path = "all-minilm-l6-v2", *, approximate=False):
-        self.encoder = load_encoder(encoder)
+    @renamed_kwargs(encoder="model")
+    def __init__(self, model: Encoder | str | Path = "all-minilm-l6-v2", *, approximate=False):
+        self.encoder = load_encoder(model)
         self.approximate = approximate
         self.ids: list[str] = []
         self.texts: list[str] = []
@@ -151,10 +155,11 @@ class VectorIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, encoder: Encoder | str | Path | None = None) -> VectorIndex:
+    @renamed_kwargs(encoder="model")
+    def load(cls, folder: str | Path, model: Encoder | str | Path | None = None) -> VectorIndex:
         """Read an index folder; its encoder is loaded by the name saved with it, unless given.
 
-        A given encoder must be the one the index was built with (same name and dimension).
+        A given `model` must be the one the index was built with (same name and dimension).
         """
         folder = Path(folder)
         try:
@@ -164,7 +169,7 @@ class VectorIndex:
             rows = [json.loads(line) for line in lines]
         except (OSError, ValueError) as e:
             raise LmlabError(f"{folder} is not an lmlab index (lmlab index build): {e}") from None
-        index = cls(encoder if encoder is not None else meta.get("spec", meta["model"]))
+        index = cls(model if model is not None else meta.get("spec", meta["model"]))
         index.approximate = bool(meta.get("approximate", False))
         if index.encoder.name != meta["model"] or index.encoder.dimension != meta["dimension"]:
             raise LmlabError(

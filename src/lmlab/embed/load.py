@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lmlab.deprecation import renamed_kwargs
 from lmlab.embed.base import Encoder
 from lmlab.errors import LmlabError
 from lmlab.models import BUNDLED, DEFAULT_ENCODER, ModelRef, resolve
@@ -24,8 +25,9 @@ if TYPE_CHECKING:
     from lmlab.embed.transformer import TokenEmbeddings
 
 
+@renamed_kwargs(spec="model")
 def load_encoder(
-    spec: str | Path | Encoder = DEFAULT_ENCODER,
+    model: str | Path | Encoder = DEFAULT_ENCODER,
     *,
     pooling: str | None = None,
     layer: int = -1,
@@ -36,8 +38,8 @@ def load_encoder(
     """Load an encoder by name or path (a loaded encoder is returned as it is).
 
     Args:
-        spec: a bundled name, a transformers folder, a .gguf file (static only) or a saved
-            bow/tfidf folder.
+        model: a bundled name, a transformers folder, a .gguf file (static only) or a saved
+            bow/tfidf folder (`spec=` is deprecated: use `model=`).
         pooling: mean, cls or max (transformer encoders; default: the folder's own, else mean).
         layer: which layer's states to pool (-1: the last; 0: the embedding layer's output).
         static: use the model's input-embedding rows instead of its contextual states.
@@ -49,9 +51,9 @@ def load_encoder(
         >>> enc = lmlab.load_encoder()            # all-minilm-l6-v2
         >>> enc.encode(["bank", "banks"]) @ enc.encode("river")
     """
-    if isinstance(spec, Encoder):
-        return spec
-    ref = resolve(spec)
+    if isinstance(model, Encoder):
+        return model
+    ref = resolve(model)
     encoder = _load(
         ref, pooling=pooling, layer=layer, static=static, max_length=max_length, backend=backend
     )

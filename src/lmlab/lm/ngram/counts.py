@@ -103,7 +103,7 @@ def read_corpus(
     min_count: int = 1,
     max_vocab: int | None = None,
     split: Callable[[str], list[str]] = str.split,
-    show_progress: bool = False,
+    progress: bool = False,
 ) -> Corpus:
     """Read text files into word ids in one streaming pass, then fix the vocabulary.
 
@@ -128,7 +128,7 @@ def read_corpus(
     provisional: defaultdict[str, int] = defaultdict(itertools.count(len(SPECIALS)).__next__)
     stream = array("i")
     n_sentences = 0
-    with reading_progress(paths, show_progress) as on_bytes:
+    with reading_progress(paths, progress) as on_bytes:
         sentences = read_sentences(paths, lowercase=lowercase, split=split, on_bytes=on_bytes)
         for words in sentences:
             stream.append(BOS)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lmlab.deprecation import renamed_kwargs
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel, State
 from lmlab.lm.ngram.arpa import read_arpa, write_arpa
@@ -193,14 +194,16 @@ class NgramLM(LanguageModel):
 
     # ---- building ----------------------------------------------------------------------
     @classmethod
+    @renamed_kwargs(show_progress="progress")
     def train(
-        cls, corpus: str | Path | list[str | Path], *, show_progress: bool = False, **options
+        cls, corpus: str | Path | list[str | Path], *, progress: bool = False, **options
     ) -> NgramLM:
         """Estimate a model from one or more text files (one sentence per line).
 
         Args:
             corpus: a path or a list of paths.
-            show_progress: report the reading's progress (lmlab.progress shows it).
+            progress: report the reading's progress (lmlab.progress shows it); the name every
+                trainer uses (`show_progress=` is deprecated).
             **options: the fields of NgramConfig (order, smoothing, k, min_count, max_vocab,
                 lowercase, tokenizer).
         """
@@ -214,7 +217,7 @@ class NgramLM(LanguageModel):
             min_count=config.min_count,
             max_vocab=config.max_vocab,
             split=splitter(config.tokenizer),
-            show_progress=show_progress,
+            progress=progress,
         )
         counts = count_ngrams(text, config.order)
         model = cls.from_counts(counts, config)

@@ -1,0 +1,109 @@
+"""Every deprecated public name still works for one release: it warns (DeprecationWarning, at
+the caller's line) and gives the same result as its replacement."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import lmlab
+from lmlab.deprecation import renamed_kwargs
+from lmlab.lm.ngram.model import NgramLM
+
+SENTENCES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"] * 5
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "train.txt"
+    path.write_text("\n".join(SENTENCES) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def ngram_dir(corpus, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ngram") / "lm"
+    NgramLM.train([corpus], order=2, smoothing="mle").save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bow(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bow") / "bow"
+    return lmlab.BagOfWordsEncoder.fit(SENTENCES).save(folder)
+
+
+def new_and_old(new, old):
+    """(new(), old()) where new must not warn and old must warn once, from this file."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        expected = new()
+    with pytest.warns(DeprecationWarning, match="deprecated") as caught:
+        got = old()
+    assert [w.filename for w in caught if w.category is DeprecationWarning] == [__file__]
+    return expected, got
+
+
+def test_renamed_kwargs_refuses_both_names():
+    @renamed_kwargs(encoder="model")
+    def f(*, model=None):
+        return model
+
+    with pytest.raises(TypeError, match="both encoder= and model="):
+        f(encoder=1, model=2)
+
+
+def test_vector_index_encoder_is_model(bow):
+    texts = ["the cat sat", "a dog and a log"]
+    new, old = new_and_old(
+        lambda: lmlab.VectorIndex(model=bow).add(texts).search("cat", 1),
+        lambda: lmlab.VectorIndex(encoder=bow).add(texts).search("cat", 1),
+    )
+    assert new == old and new[0].text == "the cat sat"
+
+
+def test_vector_index_load_encoder_is_model(bow, tmp_path):
+    lmlab.VectorIndex(bow).add(["the cat sat", "a dog"]).save(tmp_path / "idx")
+    new, old = new_and_old(
+        lambda: lmlab.VectorIndex.load(tmp_path / "idx", model=bow).search("dog", 2),
+        lambda: lmlab.VectorIndex.load(tmp_path / "idx", encoder=bow).search("dog", 2),
+    )
+    assert new == old and new[0].text == "a dog"
+
+
+def test_load_encoder_spec_is_model(bow):
+    new, old = new_and_old(
+        lambda: lmlab.load_encoder(model=bow).encode(["the cat"]),
+        lambda: lmlab.load_encoder(spec=bow).encode(["the cat"]),
+    )
+    np.testing.assert_array_equal(new, old)
+
+
+def test_load_lm_spec_is_model(ngram_dir):
+    new, old = new_and_old(
+        lambda: lmlab.load_lm(model=ngram_dir).prob("sat", ["cat"]),
+        lambda: lmlab.load_lm(spec=ngram_dir).prob("sat", ["cat"]),
+    )
+    assert new == old == pytest.approx(0.5)  # cat sat, cat and
+
+
+def test_load_tokenizer_spec_is_model(ngram_dir):
+    new, old = new_and_old(
+        lambda: lmlab.load_tokenizer(model=ngram_dir).encode("the cat"),
+        lambda: lmlab.load_tokenizer(spec=ngram_dir).encode("the cat"),
+    )
+    assert new == old and len(new) == 2
+
+
+def test_ngram_show_progress_is_progress(corpus):
+    new, old = new_and_old(
+        lambda: NgramLM.train([corpus], order=2, smoothing="mle", progress=True).prob(
+            "sat", ["cat"]
+        ),
+        lambda: NgramLM.train([corpus], order=2, smoothing="mle", show_progress=True).prob(
+            "sat", ["cat"]
+        ),
+    )
+    assert new == old == pytest.approx(0.5)  # cat sat, cat and
