@@ -3,6 +3,9 @@ the caller's line) and gives the same result as its replacement."""
 
 from __future__ import annotations
 
+import copy
+import math
+import pickle
 import warnings
 
 import numpy as np
@@ -107,3 +110,34 @@ def test_ngram_show_progress_is_progress(corpus):
         ),
     )
     assert new == old == pytest.approx(0.5)  # cat sat, cat and
+
+
+def test_perplexity_returns_the_perplexity_and_score_the_score(tmp_path):
+    from mock_lm import BigramLM
+
+    lm, text = BigramLM(), "hello there, general kenobi"
+    path = tmp_path / "t.txt"
+    path.write_text(text)
+    expected = lmlab.score(lm, text)
+    assert math.isclose(expected.perplexity, math.exp(-sum(expected.logprobs) / 26))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        for given in (text, path, str(path)):  # a text, a Path, a str naming a file
+            ppl = lmlab.perplexity(lm, given)
+            assert type(float(ppl)) is float and ppl == pytest.approx(expected.perplexity)
+        assert lmlab.score(lm, path).logprobs == expected.logprobs  # score reads a Path too
+        assert copy.deepcopy(ppl) == ppl and pickle.loads(pickle.dumps(ppl)) == ppl
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        ppl.nonsense  # noqa: B018
+
+
+@pytest.mark.parametrize("name", ["perplexity", "logprobs", "tokens", "nll", "to_dict"])
+def test_perplexity_still_answers_the_score_attributes(name):
+    from mock_lm import BigramLM
+
+    lm, text = BigramLM(), "hello there"
+    new, old = new_and_old(
+        lambda: getattr(lmlab.score(lm, text), name),
+        lambda: getattr(lmlab.perplexity(lm, text), name),
+    )
+    assert (new() == old()) if callable(new) else (new == old)

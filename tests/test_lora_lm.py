@@ -51,7 +51,7 @@ def test_lora_steps_lower_the_loss_and_the_run_loads(tmp_path):
     assert all(torch.equal(untouched[k], v) for k, v in base_state.items())
 
     # The adapted model has learnt the text: it scores it better than the base model.
-    assert lmlab.perplexity(tuned, TEXT).perplexity < lmlab.perplexity(base, TEXT).perplexity
+    assert lmlab.perplexity(tuned, TEXT) < lmlab.perplexity(base, TEXT)
     out = lmlab.generate(tuned, "The quokka", max_tokens=8, temperature=0)
     assert out.text.strip()
 

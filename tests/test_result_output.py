@@ -21,7 +21,7 @@ LONG = "the quick brown fox jumps over the lazy dog. " * 40  # 1,800 bytes: toke
 
 
 def test_a_score_of_a_long_text_prints_its_totals_not_its_tokens():
-    s = lmlab.perplexity(BigramLM(), LONG)
+    s = lmlab.score(BigramLM(), LONG)
     assert s.n_tokens == len(LONG) - 1 and len(s.logprobs) == len(s.token_ids) == s.n_tokens
     assert repr(s) == (
         f"Score(tokens={s.n_tokens}, total_logprob={s.total_logprob:.6g}, "

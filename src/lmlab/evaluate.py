@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lmlab.deprecation import deprecated
 from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
 from lmlab.results import Evaluation, Score
@@ -54,7 +55,7 @@ def token_logprobs(
 
 def score(
     model: str | Path | LanguageModel,
-    text: str,
+    text: str | Path,
     *,
     window: int | None = 1024,
     stride: int | None = 512,
@@ -62,6 +63,8 @@ def score(
 ) -> Score:
     """Log-probability, per-token surprisal and perplexity of `text` under a model.
 
+    `text` is the text itself, or a Path object naming a UTF-8 file to read (a str is always
+    the text: `perplexity` is the function that also takes a file name as a str).
     Texts longer than `window` tokens (capped at the context window) are scored with a sliding
     window that advances by `stride`.
 
@@ -71,6 +74,8 @@ def score(
     """
     from lmlab.models import load_lm
 
+    if isinstance(text, Path):
+        text = _read(text)
     lm = load_lm(model, backend=backend)
     ids = lm.tokenizer.encode(text, add_special_tokens=True)
     if len(ids) < 2:
@@ -88,20 +93,51 @@ def perplexity(
     window: int | None = 1024,
     stride: int | None = 512,
     backend: str = "auto",
-) -> Score:
-    """Score a long text or a text file (`score` with a path accepted).
+) -> float:
+    """The perplexity of a text or a text file under a model: exp(mean negative log-likelihood
+    per token), scored as `score` does (a str that names an existing file is read).
 
-    Returns a Score; its `.perplexity` is the number usually reported.
+    Before lmlab 0.2 this returned the whole Score; the number it returns now still answers
+    the Score's attributes (`.perplexity`, `.logprobs`, ...) for one release, with a
+    DeprecationWarning: use `score` for them.
+
+    Example:
+        >>> perplexity("smollm2-135m-instruct", "The man bites the dog.")
     """
-    path = Path(text_or_path)
-    if isinstance(text_or_path, Path) or _looks_like_file(text_or_path):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise LmlabError(f"cannot read {path}: {e}") from None
-    else:
-        text = str(text_or_path)
-    return score(model, text, window=window, stride=stride, backend=backend)
+    if isinstance(text_or_path, str) and _looks_like_file(text_or_path):
+        text_or_path = Path(text_or_path)
+    result = score(model, text_or_path, window=window, stride=stride, backend=backend)
+    return _Perplexity(result)
+
+
+class _Perplexity(float):
+    """A perplexity (a float) that still answers, with a DeprecationWarning, the attributes of
+    the Score that `perplexity` returned before lmlab 0.2."""
+
+    def __new__(cls, result: Score) -> _Perplexity:
+        number = super().__new__(cls, result.perplexity)
+        number._score = result
+        return number
+
+    def __getattr__(self, name: str):
+        result = self.__dict__.get("_score")
+        if name.startswith("_") or result is None or not hasattr(result, name):
+            raise AttributeError(f"'float' object has no attribute {name!r}")
+        deprecated(
+            f"perplexity(...).{name}",
+            f"score(model, text).{name} (perplexity() returns the perplexity, a float)",
+        )
+        return getattr(result, name)
+
+    def __reduce__(self):  # pickles and copies as the plain number it is
+        return (float, (float(self),))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LmlabError(f"cannot read {path}: {e}") from None
 
 
 def _looks_like_file(text: str) -> bool:
@@ -143,7 +179,7 @@ def evaluate_file(
     lm = load_lm(model, backend=backend)
     if hasattr(lm, "evaluate_file"):
         return lm.evaluate_file(path)
-    result = perplexity(lm, Path(path), window=window, stride=stride)
+    result = score(lm, Path(path), window=window, stride=stride)
     return Evaluation(
         perplexity=result.perplexity,
         loss=result.nll,

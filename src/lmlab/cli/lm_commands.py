@@ -245,7 +245,7 @@ def score(
     as_json: JsonOpt = False,
 ) -> None:
     """Log-probability, surprisal and perplexity of a text under a language model."""
-    from lmlab.evaluate import names_a_file, perplexity
+    from lmlab.evaluate import names_a_file
     from lmlab.evaluate import score as score_text
 
     if window < 2 or not 1 <= stride <= window:
@@ -254,10 +254,8 @@ def score(
     if not as_text and not is_file and _looks_like_a_path(text_or_file):
         raise LmlabError(f"no file {text_or_file!r} (to score it as text, add --text)")
     lm = load(model, backend)
-    if is_file:
-        result = perplexity(lm, Path(text_or_file), window=window, stride=stride)
-    else:
-        result = score_text(lm, text_or_file, window=window, stride=stride)
+    text = Path(text_or_file) if is_file else text_or_file
+    result = score_text(lm, text, window=window, stride=stride)
     if as_json:
         emit_json(result.to_dict(per_token=per_token))
         return
