@@ -7,7 +7,7 @@ import torch
 from mock_lm import EOS, BigramLM
 
 import lmlab
-from lmlab.decode import Detokenizer, generate
+from lmlab.decode import Detokenizer, generate, generate_stream
 from lmlab.errors import LmlabError
 
 
@@ -58,7 +58,7 @@ def test_stop_strings_cut_the_text_and_set_finish_reason():
 def test_streaming_holds_back_what_could_start_a_stop_string():
     lm = forced(cycle("quick brown"))
     options = dict(temperature=0, max_tokens=12, stop=["ckx"])
-    pieces = list(generate(lm, "q", stream=True, **options))
+    pieces = list(generate_stream(lm, "q", **options))
     by_token = {chr(p.token_ids[0]): p.text for p in pieces[:6]}
     assert by_token == {"u": "u", "i": "i", "c": "", "k": "", " ": "ck ", "b": "b"}
     text = "".join(p.text for p in pieces)
@@ -69,9 +69,7 @@ def test_streaming_holds_back_what_could_start_a_stop_string():
 def test_streamed_pieces_join_to_the_full_text():
     lm = BigramLM()
     full = generate(lm, "x", temperature=0.9, seed=7, max_tokens=40, ignore_eos=True)
-    pieces = list(
-        generate(lm, "x", temperature=0.9, seed=7, max_tokens=40, ignore_eos=True, stream=True)
-    )
+    pieces = list(generate_stream(lm, "x", temperature=0.9, seed=7, max_tokens=40, ignore_eos=True))
     assert "".join(p.text for p in pieces) == full.text
     assert [t for p in pieces for t in p.token_ids] == full.token_ids
 
@@ -155,7 +153,7 @@ def test_token_id_prompts_are_accepted_and_checked():
 
 def test_streaming_validates_before_the_first_piece():
     with pytest.raises(LmlabError, match="temperature"):
-        generate(BigramLM(), "a", temperature=-1, stream=True)
+        generate_stream(BigramLM(), "a", temperature=-1)
 
 
 def test_sampled_frequencies_follow_temperature():

@@ -141,3 +141,30 @@ def test_perplexity_still_answers_the_score_attributes(name):
         lambda: getattr(lmlab.perplexity(lm, text), name),
     )
     assert (new() == old()) if callable(new) else (new == old)
+
+
+def _texts(chunks) -> list[str]:
+    return [c.text for c in chunks]
+
+
+def test_generate_stream_true_is_generate_stream():
+    from mock_lm import BigramLM
+
+    options = dict(temperature=0.9, seed=3, max_tokens=20, ignore_eos=True)
+    new, old = new_and_old(
+        lambda: _texts(lmlab.generate_stream(BigramLM(), "x", **options)),
+        lambda: _texts(lmlab.generate(BigramLM(), "x", stream=True, **options)),
+    )
+    assert new == old and "".join(new) == lmlab.generate(BigramLM(), "x", **options).text
+
+
+def test_chat_stream_true_is_chat_stream():
+    from mock_lm import BigramLM
+
+    messages = [{"role": "user", "content": "hi"}]
+    options = dict(temperature=0.9, seed=3, max_tokens=20, ignore_eos=True)
+    new, old = new_and_old(
+        lambda: _texts(lmlab.chat_stream(BigramLM(), messages, **options)),
+        lambda: _texts(lmlab.chat(BigramLM(), messages, stream=True, **options)),
+    )
+    assert new == old and "".join(new) == lmlab.chat(BigramLM(), messages, **options).text

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mock_lm import BigramLM
 
-from lmlab.decode import chat, generate
+from lmlab.decode import chat, generate, generate_stream
 from lmlab.errors import LmlabError
 from lmlab.models import BUNDLED, DEFAULT_LM, load_lm
 from lmlab.sampling import SamplingParams
@@ -149,7 +149,7 @@ def test_generate_and_chat_use_the_models_defaults_unless_told_otherwise():
     # nothing given: the model's defaults (greedy here), whatever the seed
     for seed in range(3):
         assert generate(lm, "x", max_tokens=20, ignore_eos=True, seed=seed).token_ids == greedy
-    streamed = generate(lm, "x", max_tokens=20, ignore_eos=True, stream=True)
+    streamed = generate_stream(lm, "x", max_tokens=20, ignore_eos=True)
     assert [t for c in streamed for t in c.token_ids] == greedy
     # OpenAI's defaults, or an explicit temperature: sampled, not greedy
     openai = [

@@ -6,6 +6,8 @@ decoded as a batch of rows. Text is detokenized incrementally, so streamed piece
 UTF-8 character, and text that could begin a stop string is held back until it is decided.
 
 `chat` renders OpenAI-style messages with the model's chat template and calls `generate`.
+`generate_stream` and `chat_stream` are their streaming forms: they yield Chunks as they come
+(one function, one return type).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from lmlab.deprecation import deprecated
 from lmlab.errors import LmlabError
 from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
@@ -371,46 +374,75 @@ def generate(
     model: str | Path | LanguageModel,
     prompt: str | list[int],
     *,
-    stream: bool = False,
     backend: str = "auto",
     sampling_defaults: str = "model",
+    stream: bool = False,
     **options,
-) -> Generation | Iterator[Chunk]:
-    """Continue `prompt` with a language model.
+) -> Generation:
+    """Continue `prompt` with a language model; `generate_stream` yields the text as it comes.
 
     Args:
         model: a loaded LanguageModel, a bundled name or a path (see `load_lm`).
         prompt: text, or token ids.
-        stream: yield Chunk pieces as they are generated instead of returning a Generation.
         backend: for GGUF names and paths: auto, torch or llama.
         sampling_defaults: what the sampling options left out take: "model" (the model's
             recommended settings, `lm.sampling_defaults`), "llama.cpp" (temperature 0.8, top-k
             40, top-p 0.95, min-p 0.05) or "openai" (temperature 1, no filtering).
+        stream: deprecated: `stream=True` returns `generate_stream(...)`'s iterator, with a
+            DeprecationWarning (one function returns one type).
         **options: SamplingParams fields (max_tokens, temperature, top_k, top_p, min_p,
             repetition_penalty, presence_penalty, frequency_penalty, stop, stop_token_ids,
             seed, n, logprobs, top_logprobs, ignore_eos).
 
     Returns:
-        A Generation (`.text`, `.token_ids`, `.finish_reason`, `.logprobs`, `.choices`), or an
-        iterator of Chunks when `stream=True`.
+        A Generation (`.text`, `.token_ids`, `.finish_reason`, `.logprobs`, `.choices`).
 
     Example:
         >>> out = generate("smollm2-135m-instruct", "The capital of France is", temperature=0)
         >>> out.text, out.finish_reason
     """
+    if stream:
+        deprecated("generate(..., stream=True)", "generate_stream(...)")
+        return generate_stream(
+            model, prompt, backend=backend, sampling_defaults=sampling_defaults, **options
+        )
+    lm, ids, p = _prepare(model, prompt, backend, sampling_defaults, options)
+    seqs: list[Sequence] = []
+    for _ in _stream(lm, ids, p, seqs):
+        pass
+    return Generation([seq.choice() for seq in seqs], ids)
+
+
+def generate_stream(
+    model: str | Path | LanguageModel,
+    prompt: str | list[int],
+    *,
+    backend: str = "auto",
+    sampling_defaults: str = "model",
+    **options,
+) -> Iterator[Chunk]:
+    """Continue `prompt` as `generate` does, yielding Chunks (`.index`, `.text`, `.token_ids`,
+    `.finish_reason`) as the tokens come. Bad options raise here, before the first chunk.
+
+    Example:
+        >>> for chunk in generate_stream("smollm2-135m-instruct", "Once upon a time"):
+        ...     print(chunk.text, end="", flush=True)
+    """
+    lm, ids, p = _prepare(model, prompt, backend, sampling_defaults, options)
+    return _stream(lm, ids, p)
+
+
+def _prepare(
+    model, prompt, backend: str, sampling_defaults: str, options: dict
+) -> tuple[LanguageModel, list[int], SamplingParams]:
+    """The loaded model, the prompt's ids and the sampling settings: every check, done once."""
     from lmlab.models import load_lm
 
     p = SamplingParams.from_options(options)
     check_choice(sampling_defaults)
     lm = load_lm(model, backend=backend)
     p = p.with_defaults(choose_defaults(lm, sampling_defaults))
-    ids = encode_prompt(lm, prompt)
-    if stream:
-        return _stream(lm, ids, p)
-    seqs: list[Sequence] = []
-    for _ in _stream(lm, ids, p, seqs):
-        pass
-    return Generation([seq.choice() for seq in seqs], ids)
+    return lm, encode_prompt(lm, prompt), p
 
 
 def render(model: LanguageModel, messages: list[dict[str, str]]) -> list[int]:
@@ -423,11 +455,11 @@ def chat(
     model: str | Path | LanguageModel,
     messages: list[dict[str, str]],
     *,
-    stream: bool = False,
     backend: str = "auto",
     sampling_defaults: str = "model",
+    stream: bool = False,
     **options,
-) -> Generation | Iterator[Chunk]:
+) -> Generation:
     """Answer the last message of a conversation, as the OpenAI chat API does.
 
     The whole history is passed each turn: `messages` is a list of
@@ -436,8 +468,8 @@ def chat(
     Args:
         model: a loaded LanguageModel, a bundled name or a path.
         messages: the conversation so far.
-        stream: yield Chunks instead of returning a Generation.
         sampling_defaults: what sampling options left out take, as for `generate`.
+        stream: deprecated: use `chat_stream` (as `generate`'s `stream`).
         **options: sampling options, as for `generate`.
 
     Example:
@@ -446,7 +478,30 @@ def chat(
     """
     from lmlab.models import load_lm
 
+    if stream:
+        deprecated("chat(..., stream=True)", "chat_stream(...)")
+        return chat_stream(
+            model, messages, backend=backend, sampling_defaults=sampling_defaults, **options
+        )
     lm = load_lm(model, backend=backend)
-    return generate(
-        lm, render(lm, messages), stream=stream, sampling_defaults=sampling_defaults, **options
-    )
+    return generate(lm, render(lm, messages), sampling_defaults=sampling_defaults, **options)
+
+
+def chat_stream(
+    model: str | Path | LanguageModel,
+    messages: list[dict[str, str]],
+    *,
+    backend: str = "auto",
+    sampling_defaults: str = "model",
+    **options,
+) -> Iterator[Chunk]:
+    """Answer the last message of a conversation as `chat` does, yielding Chunks as they come.
+
+    Example:
+        >>> for chunk in chat_stream("smollm2-135m-instruct", [{"role": "user", "content": "Hi"}]):
+        ...     print(chunk.text, end="", flush=True)
+    """
+    from lmlab.models import load_lm
+
+    lm = load_lm(model, backend=backend)
+    return generate_stream(lm, render(lm, messages), sampling_defaults=sampling_defaults, **options)

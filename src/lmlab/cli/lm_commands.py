@@ -128,6 +128,7 @@ def generate(
 ) -> None:
     """Continue PROMPT with a language model."""
     from lmlab.decode import generate as run
+    from lmlab.decode import generate_stream
 
     options = checked_options(
         max_tokens=max_tokens,
@@ -145,7 +146,7 @@ def generate(
     lm = load(model, backend)
     options["sampling_defaults"] = sampling_defaults.value
     if stream and n == 1 and not as_json:
-        for chunk in run(lm, prompt, stream=True, **options):
+        for chunk in generate_stream(lm, prompt, **options):
             print(chunk.text, end="", flush=True)
         print()
         return
@@ -179,6 +180,7 @@ def chat(
 ) -> None:
     """Talk to a chat model: one answer to MESSAGE, or a conversation (/reset, /exit)."""
     from lmlab.decode import chat as run
+    from lmlab.decode import chat_stream
 
     options = checked_options(
         max_tokens=max_tokens,
@@ -200,7 +202,7 @@ def chat(
             emit_json({"messages": messages, **result.to_dict()})
             return result.text
         pieces = []
-        for chunk in run(lm, messages, stream=True, **options):
+        for chunk in chat_stream(lm, messages, **options):
             print(chunk.text, end="", flush=True)
             pieces.append(chunk.text)
         print()
