@@ -1,6 +1,7 @@
 """The n-gram commands as a user runs them: train, eval, table, compare, generate."""
 
 import csv
+import gzip
 import json
 import math
 import os
@@ -254,3 +255,32 @@ def test_ptb_five_gram_mkn_matches_the_published_perplexity(tmp_path):
     assert data["tokens"] == 82430 and data["oov"] == 0
     arpa = lmlab("eval", tmp_path / "m" / "model.arpa", PTB / "ptb.test.txt", "--json")
     assert json.loads(arpa.stdout)["perplexity"] == pytest.approx(data["perplexity"], rel=1e-5)
+
+
+def test_lmlab_train_ngram_from_python_matches_the_command(tmp_path):
+    import lmlab as api
+
+    corpus, valid = tmp_path / "train.txt", tmp_path / "valid.txt"
+    corpus.write_text(RESTAURANT)
+    valid.write_text("i want chinese food\nto eat\n")
+    out = lmlab(
+        "train", "ngram", corpus, "--out", tmp_path / "cli", "--order", "2", "--smoothing", "kn"
+    )
+    assert out.returncode == 0, out.stderr
+    options = {"order": 2, "smoothing": "kn", "gzip": True}
+    result = api.train("ngram", [corpus], tmp_path / "py", valid=valid, model_options=options)
+    assert result.out == str(tmp_path / "py") and result.steps == 0
+    with gzip.open(tmp_path / "py" / "model.arpa.gz", "rt") as f:
+        assert f.read() == (tmp_path / "cli" / "model.arpa").read_text()
+    expected = evaluate_file(tmp_path / "cli", valid)
+    assert result.valid_perplexity == pytest.approx(expected.perplexity)
+    assert result.valid_loss == pytest.approx(expected.loss)
+    assert result.train_loss == pytest.approx(evaluate_file(tmp_path / "cli", corpus).loss)
+    for wrong, message in [
+        ({"preset": "tiny"}, "preset does not apply"),
+        ({"config": api.TrainConfig(steps=5)}, "config does not apply"),
+        ({"model_options": {"layers": 2}}, "no option layers"),
+        ({"progress": print}, "progress must be True or False"),
+    ]:
+        with pytest.raises(api.LmlabError, match=message):
+            api.train("ngram", [corpus], tmp_path / "bad", **wrong)

@@ -52,7 +52,7 @@ def train_ngram(
     corpus: Annotated[
         list[Path], typer.Argument(help="Text files, one sentence per line, words by spaces.")
     ],
-    out: Annotated[Path, typer.Option("--out", help="The model directory to write.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The model directory to write.")],
     order: Annotated[int, typer.Option(help="N: the model conditions on N-1 words.")] = 3,
     smoothing: SmoothingOpt = Smoothing.mkn,
     k: KOpt = 1.0,

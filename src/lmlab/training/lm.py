@@ -1,4 +1,4 @@
-"""`train()`: a language model of ours (mlp, rnn, lstm, gru, gpt, bert) on text files.
+"""`train()`: a language model of ours (mlp, rnn, lstm, gru, gpt, bert, ngram) on text files.
 
 The tokenizer and run directory are made here, the model built, its objective chosen (causal,
 or masked with NSP for bert), and the loop (loop.py) does the training.
@@ -55,7 +55,10 @@ def train(
     """Train a language model of `kind` on text files; write a run directory in `out`.
 
     Args:
-        kind: mlp, rnn, lstm, gru, gpt or bert.
+        kind: mlp, rnn, lstm, gru, gpt or bert; or ngram, as `lmlab train ngram`: counted in
+            one pass, so only tokenizer (split lines with that model's tokenizer), valid,
+            model_options (NgramConfig's order, smoothing, k, min_count, max_vocab,
+            lowercase; and gzip, to write model.arpa.gz) and progress (True or False) apply.
         corpus: UTF-8 text files.
         out: the run directory (model.safetensors, config.json, tokenizer.json, lmlab.json,
             checkpoint/, metrics.jsonl, loss.png). A run that fails before its first
@@ -83,6 +86,15 @@ def train(
         >>> train("gpt", ["input.txt"], "runs/shakespeare", preset="shakespeare-cpu",
         ...       valid_fraction=0.1, config=TrainConfig(steps=2000))
     """
+    if kind == "ngram":
+        given = dict(vocab_size=vocab_size, valid_fraction=valid_fraction, preset=preset,
+                     config=config, resume=resume or None, init_from=init_from,
+                     freeze=freeze or None, on_step=on_step)  # fmt: skip
+        if wrong := [name for name, value in given.items() if value is not None]:
+            raise LmlabError(f"an ngram model is counted, not trained by steps: "
+                             f"{', '.join(wrong)} does not apply")  # fmt: skip
+        return _train_ngram(corpus, out, tokenizer=tokenizer, valid=valid,
+                            model_options=model_options, progress=progress)  # fmt: skip
     config = config or TrainConfig()
     # Building any torch optimizer imports torch._dynamo (2-3 s); do it while the text is read.
     threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True).start()
@@ -105,6 +117,39 @@ def train(
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
     return result
+
+
+def _train_ngram(corpus, out, *, tokenizer, valid, model_options, progress) -> TrainResult:
+    """Count, smooth and save an n-gram model; its losses are SRILM-style cross-entropies (nats
+    per scored word) of the training files and of `valid`."""
+    import time
+
+    from lmlab.lm.ngram.model import NgramConfig, NgramLM
+
+    if callable(progress):
+        raise LmlabError("an ngram model has no steps to report: progress must be True or False")
+    options = dict(model_options or {})
+    gzip = bool(options.pop("gzip", False))
+    allowed = set(NgramConfig.__dataclass_fields__) - {"tokenizer"}  # that one is an argument
+    if unknown := set(options) - allowed:
+        raise LmlabError(f"an ngram model has no option {', '.join(sorted(unknown))}")
+    paths = [corpus] if isinstance(corpus, str | Path) else list(corpus)
+    start = time.perf_counter()
+    lm = NgramLM.train(paths, progress=bool(progress), tokenizer=tokenizer, **options)
+    lm.save(out, gzip=gzip)
+    counted = time.perf_counter() - start
+    train = [lm.evaluate_file(path) for path in paths]
+    tokens = max(1, sum(e.tokens for e in train))
+    valid_eval = lm.evaluate_file(valid) if valid is not None else None
+    return TrainResult(
+        out=str(out),
+        steps=0,
+        train_loss=sum(e.loss * e.tokens for e in train) / tokens,
+        valid_loss=valid_eval.loss if valid_eval else None,
+        valid_perplexity=valid_eval.perplexity if valid_eval else None,
+        tokens_per_second=lm.info["words"] / counted if counted > 0 else 0.0,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _setup(
