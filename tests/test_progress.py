@@ -87,3 +87,17 @@ def test_a_bundled_model_that_cannot_be_requantized_is_a_logged_warning(monkeypa
         assert llama_file(ref) == ref.path
     assert capfd.readouterr() == ("", "")
     assert "copy could not be made (no room)" in caplog.text
+
+
+def test_train_ngram_has_the_progress_flag_of_every_train_command(tmp_path, recorder):
+    import lmlab
+    from lmlab.cli import _run
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c\nb c a\n" * 50)
+    assert _run(["train", "ngram", str(corpus), "-o", str(tmp_path / "a"), "--no-progress"]) == 0
+    lmlab.train("ngram", [corpus], tmp_path / "b", progress=False)
+    assert recorder.tasks == []
+    assert _run(["train", "ngram", str(corpus), "-o", str(tmp_path / "c"), "--progress"]) == 0
+    lmlab.train("ngram", [corpus], tmp_path / "d", progress=True)
+    assert [task[2] for task in recorder.tasks] == ["reading", "reading"]

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lmlab.cli.app import JsonOpt, app, emit_json, train_app
+from lmlab.cli.app import JsonOpt, ProgressOpt, app, emit_json, train_app
 from lmlab.errors import LmlabError
 
 ngram_app = typer.Typer(
@@ -61,6 +61,7 @@ def train_ngram(
     lowercase: LowercaseOpt = False,
     tokenizer: TokenizerOpt = None,
     gzip: Annotated[bool, typer.Option("--gzip", help="Write model.arpa.gz.")] = False,
+    progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Count n-grams in CORPUS, smooth them and write an ARPA model directory (--out)."""
@@ -78,7 +79,7 @@ def train_ngram(
         max_vocab=max_vocab,
         lowercase=lowercase,
         tokenizer=tokenizer,
-        progress=not as_json,
+        progress=progress and not as_json,
     )
     if not as_json:
         i = lm.info
