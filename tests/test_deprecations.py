@@ -168,3 +168,24 @@ def test_chat_stream_true_is_chat_stream():
         lambda: _texts(lmlab.chat(BigramLM(), messages, stream=True, **options)),
     )
     assert new == old and "".join(new) == lmlab.chat(BigramLM(), messages, **options).text
+
+
+def test_encode_normalize_is_normalize_embeddings(bow):
+    encoder, texts = lmlab.load_encoder(bow), ["the cat sat on the mat", "a dog"]
+    for new_call, old_call in [
+        (
+            lambda: encoder.encode(texts, normalize_embeddings=False),
+            lambda: encoder.encode(texts, normalize=False),
+        ),
+        (
+            lambda: encoder.encode_with_stats(texts, normalize_embeddings=False).vectors,
+            lambda: encoder.encode_with_stats(texts, normalize=False).vectors,
+        ),
+        (
+            lambda: lmlab.encode(texts, encoder, normalize_embeddings=False),
+            lambda: lmlab.encode(texts, encoder, normalize=False),
+        ),
+    ]:
+        new, old = new_and_old(new_call, old_call)
+        np.testing.assert_array_equal(new, old)
+        assert new[0].sum() == 6  # raw counts: not normalized

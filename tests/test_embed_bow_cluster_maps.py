@@ -14,14 +14,14 @@ CORPUS = ["the man bites the dog", "the dog bites the man", "a dog sleeps"]
 def test_bag_of_words_counts_are_exact(tmp_path):
     enc = lmlab.BagOfWordsEncoder.fit(CORPUS)
     assert enc.vocabulary == ["bites", "dog", "man", "sleeps", "the"]  # "a": one letter, dropped
-    counts = enc.encode(CORPUS, normalize=False)
+    counts = enc.encode(CORPUS, normalize_embeddings=False)
     np.testing.assert_array_equal(counts, [[1, 1, 1, 0, 2], [1, 1, 1, 0, 2], [0, 1, 0, 1, 0]])
     # word order is lost: the lecture's point about bags of words
     assert lmlab.similarity(counts[0], counts[1]) == pytest.approx(1)
     enc.save(tmp_path / "bow")
     loaded = lmlab.load_encoder(tmp_path / "bow")
     np.testing.assert_array_equal(
-        loaded.encode(["the the cat"], normalize=False), [[0, 0, 0, 0, 2]]
+        loaded.encode(["the the cat"], normalize_embeddings=False), [[0, 0, 0, 0, 2]]
     )
 
 
@@ -29,7 +29,7 @@ def test_frequencies_and_stop_words():
     enc = lmlab.BagOfWordsEncoder.fit(CORPUS, weighting="frequencies", stop_words="english")
     assert enc.vocabulary == ["bites", "dog", "man", "sleeps"]
     np.testing.assert_allclose(
-        enc.encode("the man bites the dog", normalize=False), [1 / 3] * 3 + [0]
+        enc.encode("the man bites the dog", normalize_embeddings=False), [1 / 3] * 3 + [0]
     )
 
 

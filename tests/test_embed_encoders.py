@@ -89,7 +89,7 @@ def test_dimensions_truncate_and_renormalize(encoder):
     np.testing.assert_allclose(np.linalg.norm(short, axis=1), 1, atol=1e-6)
     expected = full[:, :64] / np.linalg.norm(full[:, :64], axis=1, keepdims=True)
     np.testing.assert_allclose(short, expected, atol=1e-6)
-    raw = encoder.encode(SENTENCES[:2], normalize=False)
+    raw = encoder.encode(SENTENCES[:2], normalize_embeddings=False)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1)
 
 
@@ -160,13 +160,13 @@ def test_static_rows_are_the_input_embedding_matrix(folder):
     ids = static.tokenizer.encode("river bank")
     expected = static.matrix[ids].mean(0)
     np.testing.assert_allclose(
-        static.encode("river bank", normalize=False), expected, rtol=1e-6, atol=1e-7
+        static.encode("river bank", normalize_embeddings=False), expected, rtol=1e-6, atol=1e-7
     )
     # static rows do not depend on context: "bank" alone is its own row
     np.testing.assert_allclose(
-        static.encode("bank", normalize=False), static.matrix[ids[1]], atol=1e-7
+        static.encode("bank", normalize_embeddings=False), static.matrix[ids[1]], atol=1e-7
     )
-    assert np.all(static.encode("", normalize=False) == 0)
+    assert np.all(static.encode("", normalize_embeddings=False) == 0)
 
 
 def test_bad_specs():

@@ -64,7 +64,7 @@ def test_causal_vector_is_the_mean_of_the_states_the_output_layer_reads(runs, ki
             head = lm.model.lm_head(states)
             torch.testing.assert_close(head, lm.model(ids), atol=1e-5, rtol=1e-5)
     mean = states[0].mean(0).numpy()
-    raw = encoder.encode("the lazy dog", normalize=False)
+    raw = encoder.encode("the lazy dog", normalize_embeddings=False)
     np.testing.assert_allclose(raw, mean, atol=1e-5)
 
 
@@ -73,7 +73,7 @@ def test_bert_vectors_are_the_masked_lm_encode(runs):
     mlm = load_masked_lm(runs / "bert")
     for text in TEXTS[:2]:
         reference = mlm.encode([text])[0]
-        raw = encoder.encode(text, normalize=False)
+        raw = encoder.encode(text, normalize_embeddings=False)
         np.testing.assert_allclose(raw, reference, atol=1e-5)
 
 

@@ -120,7 +120,7 @@ def test_feature_extraction_is_tokens_by_dimension():
     states = np.array(out)
     assert states.shape == (1, n_tokens, 384)  # [CLS] and [SEP] included
     # mean pooling over every token is the bundled encoder's sentence vector
-    expected = lmlab.encode(text, normalize=False)
+    expected = lmlab.encode(text, normalize_embeddings=False)
     np.testing.assert_allclose(states[0].mean(0), expected, atol=1e-4)
     assert [np.array(o).shape[:2] for o in extract(["a", "b c"])] == [(1, 3), (1, 4)]
 

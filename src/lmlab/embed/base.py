@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lmlab.deprecation import renamed_kwargs
 from lmlab.errors import LmlabError
 from lmlab.text.tokenizer import Tokenizer
 
@@ -68,13 +69,14 @@ class Encoder(ABC):
     def _pool_batch(self, rows: list[list[int]]) -> np.ndarray:
         raise NotImplementedError
 
+    @renamed_kwargs(normalize="normalize_embeddings")
     def encode(
         self,
         texts: str | list[str],
         *,
         batch_size: int = 32,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize_embeddings: bool = True,
     ) -> np.ndarray:
         """Embed `texts`: a float32 array (n, d), or (d,) for one string.
 
@@ -84,7 +86,8 @@ class Encoder(ABC):
             batch_size: texts per forward pass.
             dimensions: keep the first k components (and re-normalize), as OpenAI's
                 `dimensions` does for its text-embedding-3 models.
-            normalize: L2-normalize each row (cosine similarity becomes a dot product).
+            normalize_embeddings: L2-normalize each row (cosine similarity becomes a dot
+                product); sentence-transformers' name (`normalize=` is deprecated).
 
         Example:
             >>> enc = lmlab.load_encoder("all-minilm-l6-v2")
@@ -92,16 +95,20 @@ class Encoder(ABC):
             (2, 384)
         """
         return self.encode_with_stats(
-            texts, batch_size=batch_size, dimensions=dimensions, normalize=normalize
+            texts,
+            batch_size=batch_size,
+            dimensions=dimensions,
+            normalize_embeddings=normalize_embeddings,
         ).vectors
 
+    @renamed_kwargs(normalize="normalize_embeddings")
     def encode_with_stats(
         self,
         texts: str | list[str],
         *,
         batch_size: int = 32,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize_embeddings: bool = True,
     ) -> Encoded:
         """As `encode`, returning also the number of tokens read and of texts truncated."""
         single = isinstance(texts, str)
@@ -112,25 +119,26 @@ class Encoder(ABC):
         if not items:
             return Encoded(np.zeros((0, dimensions or self.dimension), np.float32))
         out = self._encode_batch(items, batch_size)
-        out.vectors = finish(out.vectors, dimensions, normalize)
+        out.vectors = finish(out.vectors, dimensions, normalize_embeddings)
         if single:
             out.vectors = out.vectors[0]
         return out
 
+    @renamed_kwargs(normalize="normalize_embeddings")
     def encode_token_ids(
         self,
         ids: list[list[int]],
         *,
         batch_size: int = 32,
         dimensions: int | None = None,
-        normalize: bool = True,
+        normalize_embeddings: bool = True,
     ) -> Encoded:
         """Embed pre-tokenized inputs (OpenAI accepts token-id arrays); ids exclude [CLS]/[SEP]."""
         self._check(batch_size, dimensions)
         if not ids:
             return Encoded(np.zeros((0, dimensions or self.dimension), np.float32))
         out = self._encode_ids([list(map(int, row)) for row in ids], batch_size)
-        out.vectors = finish(out.vectors, dimensions, normalize)
+        out.vectors = finish(out.vectors, dimensions, normalize_embeddings)
         return out
 
     def _check(self, batch_size: int, dimensions: int | None) -> None:

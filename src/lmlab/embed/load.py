@@ -92,13 +92,14 @@ def _cached(spec: str) -> Encoder:
     return load_encoder(spec)
 
 
+@renamed_kwargs(normalize="normalize_embeddings")
 def encode(
     texts: str | list[str],
     model: str | Path | Encoder = DEFAULT_ENCODER,
     *,
     batch_size: int = 32,
     dimensions: int | None = None,
-    normalize: bool = True,
+    normalize_embeddings: bool = True,
 ) -> np.ndarray:
     """Embed texts in one call: `load_encoder(model).encode(texts, ...)`.
 
@@ -109,7 +110,12 @@ def encode(
         (2, 384)
     """
     encoder = model if isinstance(model, Encoder) else _cached(str(model))
-    return encoder.encode(texts, batch_size=batch_size, dimensions=dimensions, normalize=normalize)
+    return encoder.encode(
+        texts,
+        batch_size=batch_size,
+        dimensions=dimensions,
+        normalize_embeddings=normalize_embeddings,
+    )
 
 
 def embed_tokens(text: str, model: str | Path | Encoder = DEFAULT_ENCODER) -> TokenEmbeddings:

@@ -5,8 +5,8 @@ A text becomes one column per vocabulary word:
   frequencies  counts / number of (kept) words in the text;
   tfidf        counts x idf, idf(w) = ln((1 + n) / (1 + df(w))) + 1 (scikit-learn's smoothed
                idf: n texts, df(w) of them contain w).
-`encode` L2-normalizes rows by default, as for every encoder; pass normalize=False for raw
-counts. Fitted encoders are saved as a folder: lmlab.json, vocabulary.json (+ idf.npy).
+`encode` L2-normalizes rows by default, as for every encoder; pass normalize_embeddings=False
+for raw counts. Fitted encoders are saved as a folder: lmlab.json, vocabulary.json (+ idf.npy).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class BagOfWordsEncoder(Encoder):
         >>> enc = BagOfWordsEncoder.fit(["the man bites the dog", "the dog bites the man"])
         >>> enc.vocabulary
         ['bites', 'dog', 'man', 'the']
-        >>> enc.encode("the dog", normalize=False)
+        >>> enc.encode("the dog", normalize_embeddings=False)
         array([0., 1., 0., 1.], dtype=float32)
     """
 
