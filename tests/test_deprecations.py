@@ -189,3 +189,11 @@ def test_encode_normalize_is_normalize_embeddings(bow):
         new, old = new_and_old(new_call, old_call)
         np.testing.assert_array_equal(new, old)
         assert new[0].sum() == 6  # raw counts: not normalized
+
+
+def test_the_warning_names_the_call_and_its_replacement(bow):
+    with pytest.warns(DeprecationWarning) as caught:
+        lmlab.VectorIndex(encoder=bow)
+    assert str(caught[0].message) == (
+        "VectorIndex(encoder=...) is deprecated and will be removed in lmlab 0.3: use model="
+    )

@@ -35,14 +35,16 @@ def renamed_kwargs(**renames: str) -> Callable[[F], F]:
     """
 
     def decorate(fn: F) -> F:
+        name = fn.__qualname__.removesuffix(".__init__")  # VectorIndex(encoder=...)
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             for old, new in renames.items():
                 if old not in kwargs:
                     continue
                 if new in kwargs:
-                    raise TypeError(f"{fn.__qualname__}() got both {old}= and {new}=")
-                deprecated(f"{fn.__qualname__}({old}=...)", f"{new}=")
+                    raise TypeError(f"{name}() got both {old}= and {new}=")
+                deprecated(f"{name}({old}=...)", f"{new}=")
                 kwargs[new] = kwargs.pop(old)
             return fn(*args, **kwargs)
 
