@@ -97,6 +97,18 @@ class CrossAttention(nn.Module):
         y = attention(q, *kv, attn_mask=mask, dropout_p=dropout)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
 
+    def weights(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The attention probabilities (B, H, T, S) of positions `x` (B, T, C) over the source:
+        what `forward` attends with, written out (the fused kernel does not return them)."""
+        B, T, C = x.shape
+        q = self.q(x).float().view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        scores = q @ kv[0].float().transpose(-1, -2) / math.sqrt(C // self.n_head)
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1)
+
 
 class EncoderBlock(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
@@ -152,6 +164,17 @@ class DecoderCache:
     def length(self) -> int:
         """Target positions read so far."""
         return self.self_attention.length
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows `index` (N,) in that order (beam search: each new hypothesis continues
+        the row it came from; a finished sentence's rows are dropped). Only the positions read
+        so far are copied, into the first N rows of the preallocated buffers."""
+        cache, n, past = self.self_attention, index.shape[0], self.self_attention.length
+        for buffers in (cache.k, cache.v):
+            for layer in buffers:
+                layer[:n, :, :past] = layer[index, :, :past]
+        self.cross = [(k[index], v[index]) for k, v in self.cross]
+        self.keep = self.keep[index] if self.keep is not None else None
 
 
 class Transformer(nn.Module):
@@ -245,6 +268,23 @@ class Transformer(nn.Module):
             self_cache.advance(tgt.shape[1])
         x = self.ln_f(x)
         return self.lm_head(x[:, -1:] if last_only else x)
+
+    @torch.no_grad()
+    def cross_attention(
+        self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor
+    ) -> torch.Tensor:
+        """How much each target position (decoder input `tgt`, B x T) attends to each source
+        position: (B, T, S), the cross-attention probabilities averaged over heads and layers."""
+        memory = self.encode(src, keep)
+        keep = keep.bool() if keep is not None else None
+        x = self.embed(self.wte, tgt)
+        maps = []
+        for layer, block in enumerate(self.decoder):
+            kv = block.cross.keys_values(memory)
+            after_self = x + block.attn(block.ln_1(x), None, layer, None)
+            maps.append(block.cross.weights(block.ln_2(after_self), kv, keep).mean(dim=1))
+            x = block(x, kv, keep, None, layer)
+        return torch.stack(maps).mean(dim=0)
 
     def forward(
         self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor
