@@ -177,6 +177,9 @@ def translate_command(
         raise LmlabError(f"give TEXTS or --file ({given})", param="texts")
     if out is not None and file is None:
         raise LmlabError("--out writes the translations of --file; give --file", param="out")
+    empty = [i + 1 for i, text in enumerate(texts or []) if not text.strip()]
+    if empty:
+        raise LmlabError(f"source text {empty[0]} is empty", param="texts")
     check_beam(beam)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                     repetition_penalty=repetition_penalty)  # fmt: skip

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lmlab.seq2seq.decoding import encode_batch
+from lmlab.seq2seq.decoding import encode_batch, within_positions
 from lmlab.seq2seq.search_options import DEFAULT_ALPHA, check_beam, length_penalty
 
 
@@ -44,12 +44,13 @@ def beam_search(
     alpha: float = DEFAULT_ALPHA,
 ) -> list[Hypothesis]:
     """The best hypothesis of a beam search of width `beam` for each token-id source; target
-    i has at most limits[i] tokens (without the end token)."""
+    i has at most limits[i] tokens (without the end token) and fits the model's positions."""
     check_beam(beam)
-    K = beam
+    K, limits = beam, within_positions(model, limits)
     memory, keep = encode_batch(model, sources, end_id)
     device = memory.device
-    cache = model.new_cache(memory.repeat_interleave(K, 0), keep.repeat_interleave(K, 0))
+    cache = model.new_cache(memory, keep)  # one row per source, then K rows each
+    cache.reorder(torch.arange(len(sources), device=device).repeat_interleave(K))
     live = list(range(len(sources)))  # the source of each group of K rows still searching
     scores = torch.full((len(sources), K), float("-inf"))
     scores[:, 0] = 0.0  # one empty hypothesis per source to start from

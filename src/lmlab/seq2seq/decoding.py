@@ -22,10 +22,19 @@ from lmlab.sampling import SamplingParams, apply_penalties, choose
 from lmlab.sampling_defaults import SamplingDefaults
 from lmlab.seq2seq.search_options import check_beam
 
+# what translation uses for a sampling option left out: greedy decoding, no filtering
+GREEDY = SamplingDefaults(temperature=0.0, source="greedy")
+
 
 def positions(model) -> int | None:
     """The most positions the model's decoder reads (None: no limit, a recurrent one)."""
     return getattr(getattr(model, "config", None), "context", None)
+
+
+def within_positions(model, limits: list[int]) -> list[int]:
+    """The length bounds, each cut to what the model's decoder can read."""
+    cap = positions(model)
+    return list(limits) if cap is None else [max(1, min(n, cap - 1)) for n in limits]
 
 
 def device_of(model) -> torch.device:
@@ -53,7 +62,10 @@ def sample_batch(
     generator: torch.Generator | None = None,
 ) -> list[list[int]]:
     """One target per source, each token the argmax (params.greedy) or drawn with the
-    sampling parameters; target i has at most limits[i] tokens, without the end token."""
+    sampling parameters (those left out: greedy); target i has at most limits[i] tokens
+    (without the end token) and fits the model's positions."""
+    params = params.with_defaults(GREEDY)
+    limits = within_positions(model, limits)
     memory, keep = encode_batch(model, sources, end_id)
     cache = model.new_cache(memory, keep)
     n, device = len(sources), memory.device
@@ -87,10 +99,6 @@ def sample_batch(
             rows = [rows[i] for i in going]
         last = torch.tensor([[chosen[i]] for i in going], dtype=torch.long, device=device)
     return out
-
-
-# what translation uses for a sampling option left out: greedy decoding, no filtering
-GREEDY = SamplingDefaults(temperature=0.0, source="greedy")
 
 
 def sampling_params(beam: int, options: dict) -> SamplingParams:

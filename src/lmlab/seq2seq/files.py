@@ -40,7 +40,7 @@ def count_lines(path: Path) -> int:
             except UnicodeDecodeError as e:
                 line = lines + chunk[: e.start].count(b"\n") + 1
                 raise LmlabError(
-                    f"{path} is not UTF-8 text (byte {offset + e.start}, line {line})",
+                    f"{path} is not UTF-8 text (byte {offset + e.start + 1}, line {line})",
                     param="file",
                 ) from None
             offset += len(chunk)

@@ -149,7 +149,14 @@ class DecoderBlock(nn.Module):
 
 class DecoderCache:
     """What decoding a batch of sources keeps: the cross-attention keys and values of every
-    layer (computed once), the source's padding mask, and the decoder's self-attention cache."""
+    layer (computed once per source), the sources' padding mask, and the decoder's
+    self-attention cache.
+
+    `reorder(index)` keeps rows `index` in that order: beam search starts from one row per
+    source, widens to K rows each, and at every step lets each new hypothesis continue the row
+    it came from (a finished source's rows are dropped). Rows hold sources through `origin`,
+    so reordering hypotheses of the same source copies no cross-attention keys, and only the
+    self-attention positions read so far are copied."""
 
     def __init__(self, model: Transformer, memory: torch.Tensor, keep: torch.Tensor | None):
         c = model.config
@@ -157,8 +164,10 @@ class DecoderCache:
                           n_embd=c.n_embd)  # fmt: skip
         weight = model.wte.weight
         self.self_attention = KVCache(shape, memory.shape[0], weight.device, weight.dtype)
-        self.cross = [block.cross.keys_values(memory) for block in model.decoder]
-        self.keep = keep
+        self.sources = [block.cross.keys_values(memory) for block in model.decoder]
+        self.source_keep = keep
+        self.origin = torch.arange(memory.shape[0], device=memory.device)  # each row's source
+        self.cross, self.keep = self.sources, keep
 
     @property
     def length(self) -> int:
@@ -166,15 +175,21 @@ class DecoderCache:
         return self.self_attention.length
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep rows `index` (N,) in that order (beam search: each new hypothesis continues
-        the row it came from; a finished sentence's rows are dropped). Only the positions read
-        so far are copied, into the first N rows of the preallocated buffers."""
+        """Keep rows `index` (N,) in that order (N may be more or fewer rows than now)."""
         cache, n, past = self.self_attention, index.shape[0], self.self_attention.length
         for buffers in (cache.k, cache.v):
-            for layer in buffers:
-                layer[:n, :, :past] = layer[index, :, :past]
-        self.cross = [(k[index], v[index]) for k, v in self.cross]
-        self.keep = self.keep[index] if self.keep is not None else None
+            for layer, buffer in enumerate(buffers):
+                if n > buffer.shape[0]:  # more rows than allocated: new buffers
+                    wider = buffer.new_empty((n, *buffer.shape[1:]))
+                    wider[:, :, :past] = buffer[index, :, :past]
+                    buffers[layer] = wider
+                else:
+                    buffer[:n, :, :past] = buffer[index, :, :past]
+        origin = self.origin[index]
+        if not torch.equal(origin, self.origin):  # rows now read other sources
+            self.cross = [(k[origin], v[origin]) for k, v in self.sources]
+            self.keep = self.source_keep[origin] if self.source_keep is not None else None
+        self.origin = origin
 
 
 class Transformer(nn.Module):
