@@ -3,11 +3,11 @@ picture (`lmlab attention RUN "..." --out attn.png`).
 
 The model translates the source, then reads it again with its own translation as the target
 (`cross_attention`: the probabilities with which each target position attends to each source
-position, averaged over heads and layers). The row of a target token is the position that
-predicted it. Tokens are grouped into words (a token that starts with a space starts a word):
-a source word's column sums its tokens' weights (the attention it gets), a target word's row
-averages its tokens' rows, so every row still sums to 1. The end token is a word of its own on
-both sides ("</s>"): attention often rests on it.
+position in the last decoder layer, averaged over its heads). The row of a target token is the
+position that predicted it. Tokens are grouped into words (a token that starts with a space
+starts a word): a source word's column sums its tokens' weights (the attention it gets), a
+target word's row averages its tokens' rows, so every row still sums to 1. The end token is a
+word of its own on both sides ("</s>"): attention often rests on it.
 """
 
 from __future__ import annotations

@@ -87,6 +87,18 @@ class CrossAttention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4)
         return k, v
 
+    def weights(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The attention weights (B, H, T, S) of the decoder's positions x (B, T, C) over the
+        source (the same as `forward` computes inside scaled_dot_product_attention)."""
+        B, T, C = x.shape
+        q = self.q(x).float().view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        scores = q @ kv[0].float().transpose(-2, -1) / math.sqrt(C // self.n_head)
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        return scores.softmax(-1)
+
     def forward(
         self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
     ) -> torch.Tensor:
@@ -96,18 +108,6 @@ class CrossAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         y = attention(q, *kv, attn_mask=mask, dropout_p=dropout)
         return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, C)))
-
-    def weights(
-        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
-    ) -> torch.Tensor:
-        """The attention probabilities (B, H, T, S) of positions `x` (B, T, C) over the source:
-        what `forward` attends with, written out (the fused kernel does not return them)."""
-        B, T, C = x.shape
-        q = self.q(x).float().view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        scores = q @ kv[0].float().transpose(-1, -2) / math.sqrt(C // self.n_head)
-        if keep is not None:
-            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
-        return scores.softmax(dim=-1)
 
 
 class EncoderBlock(nn.Module):
@@ -284,26 +284,26 @@ class Transformer(nn.Module):
         x = self.ln_f(x)
         return self.lm_head(x[:, -1:] if last_only else x)
 
-    @torch.no_grad()
-    def cross_attention(
-        self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor
-    ) -> torch.Tensor:
-        """How much each target position (decoder input `tgt`, B x T) attends to each source
-        position: (B, T, S), the cross-attention probabilities averaged over heads and layers."""
-        memory = self.encode(src, keep)
-        keep = keep.bool() if keep is not None else None
-        x = self.embed(self.wte, tgt)
-        maps = []
-        for layer, block in enumerate(self.decoder):
-            kv = block.cross.keys_values(memory)
-            after_self = x + block.attn(block.ln_1(x), None, layer, None)
-            maps.append(block.cross.weights(block.ln_2(after_self), kv, keep).mean(dim=1))
-            x = block(x, kv, keep, None, layer)
-        return torch.stack(maps).mean(dim=0)
-
     def forward(
         self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor
     ) -> torch.Tensor:
         """Teacher forcing: the logits (B, T, V) of the target's next tokens, given the whole
         source (B, S) and its mask, and the target so far (B, T)."""
         return self.decode(tgt, self.encode(src, keep), keep)
+
+    @torch.no_grad()
+    def cross_attention(
+        self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor, *, layer: int = -1
+    ) -> torch.Tensor:
+        """The cross-attention weights (B, T, S) of each target position over the source
+        positions in decoder `layer` (default the last), averaged over its heads, by teacher
+        forcing (rows sum to 1 over the kept positions)."""
+        memory = self.encode(src, keep)
+        keep = keep.bool() if keep is not None else None
+        layer = range(len(self.decoder))[layer]
+        x = self.embed(self.wte, tgt)
+        for i, block in enumerate(self.decoder[:layer]):
+            x = block(x, block.cross.keys_values(memory), keep, None, i)
+        block = self.decoder[layer]
+        x = x + block.attn(block.ln_1(x), None, layer, None)
+        return block.cross.weights(block.ln_2(x), block.cross.keys_values(memory), keep).mean(1)
