@@ -53,7 +53,7 @@ def s2s(run):
 
 
 def ids_of(s2s, texts):
-    return s2s.source_ids(texts)[0]
+    return s2s.source_token_ids(texts)[0]
 
 
 def test_beam_one_is_greedy_token_by_token(s2s):

@@ -48,7 +48,7 @@ def words_of(tokenizer, ids: list[int]) -> tuple[list[str], list[int]]:
 def attention_map(s2s, source: str, **options) -> AttentionMap:
     """Translate `source` (`options` go to `Seq2Seq.translate`) and return the cross-attention
     of that translation, word by word."""
-    (src_ids,), _ = s2s.source_ids([source])
+    (src_ids,), _ = s2s.source_token_ids([source])
     (tgt_ids,) = s2s.translate_ids([source], **options)
     end = s2s.end_id
     device = next(s2s.model.parameters()).device

@@ -55,8 +55,8 @@ def pair_log_probs(
 
     if len(sources) != len(targets):
         raise LmlabError(f"{len(sources)} sources but {len(targets)} targets")
-    src_ids, _ = s2s.source_ids(sources, truncate=truncate)
-    tgt_ids, _ = s2s.target_ids(targets, truncate=truncate)
+    src_ids, _ = s2s.source_token_ids(sources, truncate=truncate)
+    tgt_ids, _ = s2s.target_token_ids(targets, truncate=truncate)
     model, device = s2s.model, next(s2s.model.parameters()).device
     order = sorted(range(len(sources)), key=lambda i: len(src_ids[i]) + len(tgt_ids[i]))
     out: list[tuple[float, int]] = [(0.0, 0)] * len(sources)
@@ -101,8 +101,8 @@ def evaluate_translation(
 
     pairs = read_pairs(table, source_col, target_col)
     sources, targets = pairs.sources, pairs.targets
-    _, cut_sources = s2s.source_ids(sources, truncate=True)
-    _, cut_targets = s2s.target_ids(targets, truncate=True)
+    _, cut_sources = s2s.source_token_ids(sources, truncate=True)
+    _, cut_targets = s2s.target_token_ids(targets, truncate=True)
     scored = pair_log_probs(s2s, sources, targets, batch_size=batch_size, truncate=True)
     translations: list[str] = []
     chunk = batch_size * 4

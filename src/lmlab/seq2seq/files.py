@@ -94,7 +94,7 @@ def translate_file(
             for part in chunks(path, chunk):
                 filled = [i for i, text in enumerate(part) if text.strip()]
                 texts = [part[i] for i in filled]
-                truncated += s2s.source_ids(texts, truncate=True)[1]
+                truncated += s2s.source_token_ids(texts, truncate=True)[1]
                 found = s2s.translate(texts, truncate=True, **options) if texts else []
                 lines = [""] * len(part)
                 for i, text in zip(filled, found, strict=True):

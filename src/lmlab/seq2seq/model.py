@@ -81,17 +81,17 @@ class Seq2Seq:
         keep = torch.ones_like(src)
         return ConditionedLM(self, self.model.encode(src, keep), keep)
 
-    def source_ids(
+    def source_token_ids(
         self, texts: list[str], *, truncate: bool = False
     ) -> tuple[list[list[int]], int]:
         """Token ids of source texts, and how many were longer than the model reads: cut to
         fit when `truncate`, else an error naming the first one."""
         return self._token_ids(texts, "source", truncate)
 
-    def target_ids(
+    def target_token_ids(
         self, texts: list[str], *, truncate: bool = False
     ) -> tuple[list[list[int]], int]:
-        """Token ids of target texts, as `source_ids`."""
+        """Token ids of target texts, as `source_token_ids`."""
         return self._token_ids(texts, "target", truncate)
 
     def _token_ids(self, texts: list[str], side: str, truncate: bool):
@@ -150,7 +150,7 @@ class Seq2Seq:
         """The target token ids of `translate` (same options)."""
         params = sampling_params(beam, sampling)
         bound = Limits(*length, max_tokens=max_tokens)
-        sources, _ = self.source_ids(texts, truncate=truncate)
+        sources, _ = self.source_token_ids(texts, truncate=truncate)
         limits = [bound.of(len(s), positions(self.model)) for s in sources]
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return in_batches(self.model, sources, self.end_id, limits, beam=beam, alpha=alpha,
