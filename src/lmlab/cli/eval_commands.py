@@ -34,6 +34,7 @@ def eval_(
     backend: BackendOpt = BackendChoice.auto,
     window: Annotated[int, typer.Option(help="Tokens per window (pretrained models).")] = 1024,
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
+    beam: Annotated[int, typer.Option(help="Seq2seq runs: beam width (1: greedy).")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Perplexity of TEXT_FILE under MODEL, with tokens scored (and, for word-level models,
@@ -43,10 +44,16 @@ def eval_(
     not, and words outside the vocabulary are left out (reported as OOV). Runs of `lmlab train`
     score non-overlapping windows of their training length (recurrent ones: one stream), as
     their validation did: `--split valid` gives the final validation loss. Other models score
-    the whole text with a sliding window.
+    the whole text with a sliding window. A sequence-to-sequence run reads a table of pairs
+    and reports BLEU, chrF and the references' perplexity.
     """
     from lmlab.evaluate import evaluate_file
+    from lmlab.runs import is_run, read_run
 
+    if text_file is not None and is_run(Path(model)) and read_run(Path(model))["kind"] == "seq2seq":
+        from lmlab.cli.seq2seq_commands import eval_seq2seq  # BLEU, chrF: TEXT_FILE has pairs
+
+        return eval_seq2seq(model, text_file, beam=beam, as_json=as_json)
     if (text_file is None) == (split is None):
         given = "not both" if text_file is not None else "neither was given"
         raise LmlabError(f"give either a TEXT_FILE or --split ({given})", param="text_file")

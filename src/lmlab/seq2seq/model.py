@@ -17,6 +17,8 @@ from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
 from lmlab.lm.neural.run import NeuralState, load_weights, read_run
 from lmlab.sampling_defaults import OPENAI
+from lmlab.seq2seq.decoding import in_batches, positions, sampling_params
+from lmlab.seq2seq.search_options import DEFAULT_ALPHA, Limits
 
 
 class ConditionedLM(LanguageModel):
@@ -79,21 +81,87 @@ class Seq2Seq:
         keep = torch.ones_like(src)
         return ConditionedLM(self, self.model.encode(src, keep), keep)
 
-    def translate(self, texts: str | list[str], *, max_tokens: int | None = None) -> list[str]:
-        """Greedy translations of `texts` (one text: a list of one), each at most `max_tokens`
-        tokens (default: twice the source's tokens plus 10, within the model's positions)."""
-        from lmlab.decode import generate
+    def source_token_ids(
+        self, texts: list[str], *, truncate: bool = False
+    ) -> tuple[list[list[int]], int]:
+        """Token ids of source texts, and how many were longer than the model reads: cut to
+        fit when `truncate`, else an error naming the first one."""
+        return self._token_ids(texts, "source", truncate)
 
+    def target_token_ids(
+        self, texts: list[str], *, truncate: bool = False
+    ) -> tuple[list[list[int]], int]:
+        """Token ids of target texts, as `source_token_ids`."""
+        return self._token_ids(texts, "target", truncate)
+
+    def _token_ids(self, texts: list[str], side: str, truncate: bool):
+        limit = positions(self.model)
+        ids = self.tokenizer.encode_batch(list(texts)) if texts else []
+        if limit is None:
+            return ids, 0
+        long = [i for i, row in enumerate(ids) if len(row) > limit - 1]  # + the end or start
+        if long and not truncate:
+            i = long[0]
+            raise LmlabError(
+                f"{side} {i + 1} has {len(ids[i])} tokens; this model reads at most {limit - 1}",
+                param=side,
+            )
+        return [row[: limit - 1] for row in ids], len(long)
+
+    def translate(
+        self,
+        texts: str | list[str],
+        *,
+        beam: int = 1,
+        alpha: float = DEFAULT_ALPHA,
+        max_tokens: int | None = None,
+        length: tuple[float, int] = (2.0, 10),
+        batch_size: int = 32,
+        truncate: bool = False,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+    ) -> list[str]:
+        """Translations of `texts` (one text: a list of one), `batch_size` sources at a time.
+
+        Greedy by default; `beam` > 1 is beam search with GNMT's length penalty `alpha`
+        (seq2seq/beam.py); a temperature, top-k, top-p, min-p or repetition penalty samples
+        (lmlab.sampling; `seed` makes it repeatable). A translation has at most
+        `a * source tokens + b` tokens for `length` = (a, b), and at most `max_tokens`.
+        A source longer than the model reads is an error, or cut when `truncate`.
+
+        Example:
+            >>> lmlab.load_seq2seq("runs/en-es").translate(["A man is playing a guitar."], beam=4)
+        """
         texts = [texts] if isinstance(texts, str) else list(texts)
-        out = []
-        for text in texts:
-            lm = self.condition(text)
-            budget = max_tokens or 2 * len(self.tokenizer.encode(text)) + 10
-            budget = min(budget, lm.context_length - 1)
-            result = generate(lm, [self.end_id], temperature=0, max_tokens=budget,
-                              sampling_defaults="model")  # fmt: skip
-            out.append(result.text.strip())
-        return out
+        ids = self.translate_ids(texts, beam=beam, alpha=alpha, max_tokens=max_tokens,
+                                 length=length, batch_size=batch_size, truncate=truncate,
+                                 temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+                                 repetition_penalty=repetition_penalty, seed=seed)  # fmt: skip
+        return [self.tokenizer.decode(row).strip() for row in ids]
+
+    def translate_ids(self, texts: list[str], *, beam: int = 1, alpha: float = DEFAULT_ALPHA,
+                      max_tokens: int | None = None, length: tuple[float, int] = (2.0, 10),
+                      batch_size: int = 32, truncate: bool = False, seed: int | None = None,
+                      **sampling) -> list[list[int]]:  # fmt: skip
+        """The target token ids of `translate` (same options)."""
+        params = sampling_params(beam, sampling)
+        bound = Limits(*length, max_tokens=max_tokens)
+        sources, _ = self.source_token_ids(texts, truncate=truncate)
+        limits = [bound.of(len(s), positions(self.model)) for s in sources]
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return in_batches(self.model, sources, self.end_id, limits, beam=beam, alpha=alpha,
+                          params=params, batch_size=batch_size, generator=generator)  # fmt: skip
+
+    def score(self, sources: list[str], targets: list[str], *, batch_size: int = 32) -> list[float]:
+        """log P(target | source) of each pair, in nats: the sum of the teacher-forced
+        log-probabilities of the target's tokens and its end token."""
+        from lmlab.seq2seq.evaluate import pair_log_probs
+
+        return [lp for lp, _ in pair_log_probs(self, sources, targets, batch_size=batch_size)]
 
     def __repr__(self) -> str:
         return f"Seq2Seq({self.name!r})"

@@ -87,6 +87,18 @@ class CrossAttention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4)
         return k, v
 
+    def weights(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The attention weights (B, H, T, S) of the decoder's positions x (B, T, C) over the
+        source (the same as `forward` computes inside scaled_dot_product_attention)."""
+        B, T, C = x.shape
+        q = self.q(x).float().view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        scores = q @ kv[0].float().transpose(-2, -1) / math.sqrt(C // self.n_head)
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        return scores.softmax(-1)
+
     def forward(
         self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
     ) -> torch.Tensor:
@@ -137,7 +149,14 @@ class DecoderBlock(nn.Module):
 
 class DecoderCache:
     """What decoding a batch of sources keeps: the cross-attention keys and values of every
-    layer (computed once), the source's padding mask, and the decoder's self-attention cache."""
+    layer (computed once per source), the sources' padding mask, and the decoder's
+    self-attention cache.
+
+    `reorder(index)` keeps rows `index` in that order: beam search starts from one row per
+    source, widens to K rows each, and at every step lets each new hypothesis continue the row
+    it came from (a finished source's rows are dropped). Rows hold sources through `origin`,
+    so reordering hypotheses of the same source copies no cross-attention keys, and only the
+    self-attention positions read so far are copied."""
 
     def __init__(self, model: Transformer, memory: torch.Tensor, keep: torch.Tensor | None):
         c = model.config
@@ -145,13 +164,32 @@ class DecoderCache:
                           n_embd=c.n_embd)  # fmt: skip
         weight = model.wte.weight
         self.self_attention = KVCache(shape, memory.shape[0], weight.device, weight.dtype)
-        self.cross = [block.cross.keys_values(memory) for block in model.decoder]
-        self.keep = keep
+        self.sources = [block.cross.keys_values(memory) for block in model.decoder]
+        self.source_keep = keep
+        self.origin = torch.arange(memory.shape[0], device=memory.device)  # each row's source
+        self.cross, self.keep = self.sources, keep
 
     @property
     def length(self) -> int:
         """Target positions read so far."""
         return self.self_attention.length
+
+    def reorder(self, index: torch.Tensor) -> None:
+        """Keep rows `index` (N,) in that order (N may be more or fewer rows than now)."""
+        cache, n, past = self.self_attention, index.shape[0], self.self_attention.length
+        for buffers in (cache.k, cache.v):
+            for layer, buffer in enumerate(buffers):
+                if n > buffer.shape[0]:  # more rows than allocated: new buffers
+                    wider = buffer.new_empty((n, *buffer.shape[1:]))
+                    wider[:, :, :past] = buffer[index, :, :past]
+                    buffers[layer] = wider
+                else:
+                    buffer[:n, :, :past] = buffer[index, :, :past]
+        origin = self.origin[index]
+        if not torch.equal(origin, self.origin):  # rows now read other sources
+            self.cross = [(k[origin], v[origin]) for k, v in self.sources]
+            self.keep = self.source_keep[origin] if self.source_keep is not None else None
+        self.origin = origin
 
 
 class Transformer(nn.Module):
@@ -252,3 +290,20 @@ class Transformer(nn.Module):
         """Teacher forcing: the logits (B, T, V) of the target's next tokens, given the whole
         source (B, S) and its mask, and the target so far (B, T)."""
         return self.decode(tgt, self.encode(src, keep), keep)
+
+    @torch.no_grad()
+    def cross_attention(
+        self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor, *, layer: int = -1
+    ) -> torch.Tensor:
+        """The cross-attention weights (B, T, S) of each target position over the source
+        positions in decoder `layer` (default the last), averaged over its heads, by teacher
+        forcing (rows sum to 1 over the kept positions)."""
+        memory = self.encode(src, keep)
+        keep = keep.bool() if keep is not None else None
+        layer = range(len(self.decoder))[layer]
+        x = self.embed(self.wte, tgt)
+        for i, block in enumerate(self.decoder[:layer]):
+            x = block(x, block.cross.keys_values(memory), keep, None, i)
+        block = self.decoder[layer]
+        x = x + block.attn(block.ln_1(x), None, layer, None)
+        return block.cross.weights(block.ln_2(x), block.cross.keys_values(memory), keep).mean(1)
