@@ -26,13 +26,18 @@ from lmlab.cli.app import (
 )
 from lmlab.cli.train_commands import TRAIN_OPTIONS, _summary
 
-MODEL_OPTIONS = {  # option -> TransformerConfig field
+MODEL_OPTIONS = {  # option -> TransformerConfig or Seq2SeqRNNConfig field
     "encoder_layers": "n_encoder_layer",
     "decoder_layers": "n_decoder_layer",
     "heads": "n_head",
     "dim": "n_embd",
     "context": "context",
     "dropout": "dropout",
+    "layers": "n_layer",
+    "hidden": "n_hidden",
+    "cell": "cell",
+    "attention": "attention",
+    "bidirectional": "bidirectional",
 }
 
 
@@ -47,7 +52,22 @@ def train_seq2seq_command(
     target_col: Annotated[
         str | None, typer.Option("--target-col", help="The target column (e.g. es).")
     ] = None,
-    arch: Annotated[str, typer.Option(help="transformer.")] = "transformer",
+    arch: Annotated[str, typer.Option(help="transformer or rnn.")] = "transformer",
+    attention: Annotated[
+        str | None,
+        typer.Option(help="--arch rnn: none, bahdanau (the default), luong or luong-dot."),
+    ] = None,
+    cell: Annotated[str | None, typer.Option(help="--arch rnn: gru (the default) or lstm.")] = None,
+    bidirectional: Annotated[
+        bool | None,
+        typer.Option("--bidirectional/--unidirectional", help="--arch rnn: the encoder's reading."),
+    ] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="--arch rnn: recurrent layers on each side.")
+    ] = None,
+    hidden: Annotated[
+        int | None, typer.Option(help="--arch rnn: the decoder's state size (default 512).")
+    ] = None,
     tokenizer: Annotated[
         str,
         typer.Option(help="A tokenizer folder, or train one on both sides: byte-bpe or bpe."),
@@ -65,7 +85,9 @@ def train_seq2seq_command(
         int | None, typer.Option("--decoder-layers", help="Decoder layers.")
     ] = None,
     heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
-    dim: Annotated[int | None, typer.Option(help="Model width (the FFN is 4x).")] = None,
+    dim: Annotated[
+        int | None, typer.Option(help="Model width (the FFN is 4x); rnn: embedding size.")
+    ] = None,
     context: Annotated[
         int | None, typer.Option(help="The most tokens of a source or a target.")
     ] = None,
@@ -88,7 +110,8 @@ def train_seq2seq_command(
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train an encoder-decoder (source -> target) on a table of pairs; write the run to --out."""
+    """Train an encoder-decoder (source -> target) on a table of pairs; write the run to --out:
+    a Transformer, or an RNN with or without attention."""
     from lmlab.training import TrainConfig, TrainingInterrupted
     from lmlab.training.seq2seq import train_seq2seq
 

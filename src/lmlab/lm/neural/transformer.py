@@ -87,6 +87,18 @@ class CrossAttention(nn.Module):
         k, v = kv.permute(2, 0, 3, 1, 4)
         return k, v
 
+    def weights(
+        self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The attention weights (B, H, T, S) of the decoder's positions x (B, T, C) over the
+        source (the same as `forward` computes inside scaled_dot_product_attention)."""
+        B, T, C = x.shape
+        q = self.q(x).float().view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        scores = q @ kv[0].float().transpose(-2, -1) / math.sqrt(C // self.n_head)
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
+        return scores.softmax(-1)
+
     def forward(
         self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], keep: torch.Tensor | None
     ) -> torch.Tensor:
@@ -160,8 +172,7 @@ class Transformer(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
-        if config.positions not in ("sinusoidal", "learned"):
-            raise ValueError(f"positions must be sinusoidal or learned, not {config.positions!r}")
+        self.check(config)
         self.config = config
         C = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, C)  # the target's
@@ -187,6 +198,14 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+
+    @staticmethod
+    def check(config: TransformerConfig) -> None:
+        """A ValueError for a config no model can be built from."""
+        if config.positions not in ("sinusoidal", "learned"):
+            raise ValueError(f"positions must be sinusoidal or learned, not {config.positions!r}")
+        if config.n_embd % config.n_head:
+            raise ValueError(f"--dim {config.n_embd} must be a multiple of --heads {config.n_head}")
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -252,3 +271,20 @@ class Transformer(nn.Module):
         """Teacher forcing: the logits (B, T, V) of the target's next tokens, given the whole
         source (B, S) and its mask, and the target so far (B, T)."""
         return self.decode(tgt, self.encode(src, keep), keep)
+
+    @torch.no_grad()
+    def cross_attention(
+        self, src: torch.Tensor, keep: torch.Tensor | None, tgt: torch.Tensor, *, layer: int = -1
+    ) -> torch.Tensor:
+        """The cross-attention weights (B, T, S) of each target position over the source
+        positions in decoder `layer` (default the last), averaged over its heads, by teacher
+        forcing (rows sum to 1 over the kept positions)."""
+        memory = self.encode(src, keep)
+        keep = keep.bool() if keep is not None else None
+        layer = range(len(self.decoder))[layer]
+        x = self.embed(self.wte, tgt)
+        for i, block in enumerate(self.decoder[:layer]):
+            x = block(x, block.cross.keys_values(memory), keep, None, i)
+        block = self.decoder[layer]
+        x = x + block.attn(block.ln_1(x), None, layer, None)
+        return block.cross.weights(block.ln_2(x), block.cross.keys_values(memory), keep).mean(1)
