@@ -95,6 +95,9 @@ def train_seq2seq_command(
     label_smoothing: Annotated[
         float, typer.Option("--label-smoothing", help="Training's label smoothing (0: none).")
     ] = 0.0,
+    minutes: Annotated[
+        float | None, typer.Option(help="A time budget: stop when it is spent (or at --steps).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per step.")] = None,
     accumulate: AccumulateOpt = None,
     steps: StepsOpt = None,
@@ -122,7 +125,8 @@ def train_seq2seq_command(
         result = train_seq2seq(table, out, valid=valid, source_col=source_col,
                                target_col=target_col, arch=arch, tokenizer=tokenizer,
                                vocab_size=vocab_size, preset=preset, model_options=model_options,
-                               label_smoothing=label_smoothing, config=config, resume=resume,
+                               label_smoothing=label_smoothing, minutes=minutes, config=config,
+                               resume=resume,
                                progress=progress and not as_json)  # fmt: skip
     except TrainingInterrupted as e:  # Ctrl-C: the checkpoint is saved; say how to go on
         print(e, file=sys.stderr)

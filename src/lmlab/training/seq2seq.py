@@ -57,6 +57,7 @@ def train_seq2seq(
     preset: str | None = None,
     model_options: dict | None = None,
     label_smoothing: float = 0.0,
+    minutes: float | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool | Callable[[dict], None] = True,
@@ -78,6 +79,8 @@ def train_seq2seq(
         preset: tiny or base-cpu (the default shape); `model_options` override its fields
             (the arch's config dataclass: TransformerConfig or Seq2SeqRNNConfig).
         label_smoothing: training's label smoothing (0: none; Vaswani et al. used 0.1).
+        minutes: a time budget: training stops (and the schedule ends) when it is spent, or
+            at the steps, whichever comes first (benchmarks compare models at equal minutes).
         config: optimisation settings (TrainConfig); batch_size counts pairs.
         resume: continue the run in `out` from its checkpoint, exactly.
         progress: a progress bar (True), none (False), or a callback of the loop's events.
@@ -91,6 +94,8 @@ def train_seq2seq(
     config = config or TrainConfig()
     out = Path(out)
     model_config(arch, preset, **(model_options or {}))  # a bad arch or shape: an error first
+    if minutes is not None and minutes <= 0:
+        raise LmlabError("--minutes must be positive", param="minutes")
     if not 0 <= label_smoothing < 1:
         raise LmlabError("--label-smoothing must be in [0, 1)", param="label_smoothing")
     device = pick_device(config.device)
@@ -102,7 +107,7 @@ def train_seq2seq(
     options.update(arch=arch, train=str(train_file), valid=str(valid or ""),
                    source_col=pairs.source_col, target_col=pairs.target_col,
                    tokenizer=str(tokenizer), vocab_size=vocab_size,
-                   label_smoothing=label_smoothing)  # fmt: skip
+                   label_smoothing=label_smoothing, minutes=minutes)  # fmt: skip
     created = setup.CreatedFiles(out)
     try:
         loop = _setup(pairs, held_out, out, options, tokenizer=tokenizer, vocab_size=vocab_size,
@@ -230,4 +235,5 @@ def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, 
         (out / "metrics.jsonl").unlink(missing_ok=True)
     return Loop(model, objective, optimizer_for(model, config), config, total=total, out=out,
                 device=device, weights=ModelWeights(model), resume=resume,
+                budget=options["minutes"] * 60 if options["minutes"] else None,
                 progress=progress_callback(progress), ylabel="target cross-entropy")  # fmt: skip
