@@ -64,6 +64,12 @@ class Seq2Seq:
     def __init__(self, model, tokenizer, *, name: str, end_id: int) -> None:
         self.model, self.tokenizer, self.name, self.end_id = model.eval(), tokenizer, name, end_id
 
+    @property
+    def start_id(self) -> int:
+        """The token a target starts from: ours, the end of text (a Hugging Face model's is
+        its decoder_start_token_id)."""
+        return self.end_id
+
     @torch.inference_mode()
     def condition(self, source: str) -> ConditionedLM:
         """The language model of the targets of `source` (start it from `[end_id]`)."""
