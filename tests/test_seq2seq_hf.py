@@ -6,36 +6,17 @@ import json
 
 import pytest
 import torch
+from seq2seq_models import save_tiny_t5
 
 from lmlab.cli import main
 from lmlab.decode import generate
 from lmlab.seq2seq.hf import HFSeq2Seq
 from lmlab.seq2seq.model import load_seq2seq
 
-WORDS = ["the", "a", "cat", "dog", "sees", "likes", "small", "big", "red", "old", "house",
-         "tree", "el", "la", "gato", "perro", "ve"]  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def t5(tmp_path_factory):
-    from tokenizers import Tokenizer, pre_tokenizers, processors
-    from tokenizers.models import WordLevel
-    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
-
-    folder = tmp_path_factory.mktemp("t5")
-    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>", *WORDS])}
-    raw = Tokenizer(WordLevel(vocab, unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    raw.post_processor = processors.TemplateProcessing(single="$A </s>",
-                                                       special_tokens=[("</s>", 1)])  # fmt: skip
-    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="</s>", pad_token="<pad>",
-                            unk_token="<unk>").save_pretrained(folder)  # fmt: skip
-    config = T5Config(vocab_size=len(vocab), d_model=16, d_ff=32, d_kv=8, num_layers=1,
-                      num_decoder_layers=1, num_heads=2, pad_token_id=0, eos_token_id=1,
-                      decoder_start_token_id=0)  # fmt: skip
-    torch.manual_seed(0)
-    T5ForConditionalGeneration(config).save_pretrained(folder)
-    return folder
+    return save_tiny_t5(tmp_path_factory.mktemp("t5"))
 
 
 def test_translate_is_lm_decoding_through_the_condition(t5):
