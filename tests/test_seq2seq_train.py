@@ -99,9 +99,16 @@ def test_columns_default_to_a_two_column_tables_and_bad_options_are_errors(tmp_p
     data.write_text("id,src,tgt\n1,hello,hola\n")
     code, out = cli(capsys, data, "--out", tmp_path / "run")
     assert code == 2 and "--source-col and --target-col (columns: id, src, tgt)" in out.err
-    code, out = cli(capsys, data, "--source-col", "src", "--target-col", "tgt", "--arch", "rnn",
+    code, out = cli(capsys, data, "--source-col", "src", "--target-col", "tgt", "--arch", "lstm",
                     "--out", tmp_path / "run")  # fmt: skip
-    assert code == 2 and "--arch must be one of transformer" in out.err
+    assert code == 2 and "--arch must be one of transformer, rnn, not 'lstm'" in out.err
+    code, out = cli(capsys, data, "--source-col", "src", "--target-col", "tgt", "--arch", "rnn",
+                    "--attention", "additive", "--out", tmp_path / "run")  # fmt: skip
+    assert code == 2
+    assert "--attention must be one of none, bahdanau, luong, luong-dot, not 'additive'" in out.err
+    code, out = cli(capsys, data, "--source-col", "src", "--target-col", "tgt", "--attention",
+                    "luong", "--out", tmp_path / "run")  # fmt: skip
+    assert code == 2 and "a transformer model has no option attention" in out.err
     code, out = cli(capsys, data, "--source-col", "src", "--target-col", "tgt", "--tokenizer",
                     "wordpiece", "--out", tmp_path / "run")  # fmt: skip
     assert code == 2 and "no end-of-text token" in out.err

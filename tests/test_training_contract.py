@@ -88,16 +88,21 @@ def mlp_probe(corpus, out, resume):
     classifier(MLP, encoder="bow", hidden=8, epochs=1, batch_size=32, seed=0)(corpus, out, resume)
 
 
-def seq2seq(corpus, out, resume):
-    from lmlab.training.seq2seq import train_seq2seq
+def seq2seq(arch, **model_options):
+    def run(corpus, out, resume):
+        from lmlab.training.seq2seq import train_seq2seq
 
-    pairs = out.parent / "pairs.tsv"  # each review to its words in reverse order
-    pairs.write_text("en\tes\n" + "".join(f"{r}\t{' '.join(r.split()[::-1])}\n" for r in REVIEWS))
-    train_seq2seq(pairs, out, valid=pairs, source_col="en", target_col="es", vocab_size=300,
-                  model_options={"n_encoder_layer": 1, "n_decoder_layer": 1, "n_head": 2,
-                                 "n_embd": 16, "context": 16, "dropout": 0.1},
-                  label_smoothing=0.1, config=TrainConfig(**CONFIG), resume=resume,
-                  progress=False)  # fmt: skip
+        pairs = out.parent / "pairs.tsv"  # each review to its words in reverse order
+        pairs.write_text(
+            "en\tes\n" + "".join(f"{r}\t{' '.join(r.split()[::-1])}\n" for r in REVIEWS)
+        )
+        train_seq2seq(pairs, out, valid=pairs, source_col="en", target_col="es", vocab_size=300,
+                      arch=arch, model_options={"n_embd": 16, "context": 16, "dropout": 0.1,
+                                                **model_options},
+                      label_smoothing=0.1, config=TrainConfig(**CONFIG), resume=resume,
+                      progress=False)  # fmt: skip
+
+    return run
 
 
 OBJECTIVES = {
@@ -111,7 +116,8 @@ OBJECTIVES = {
         finetune, marks=pytest.mark.skipif(no_encoder, reason="no bundled encoder")
     ),
     "classify-mlp-probe": mlp_probe,
-    "seq2seq-transformer": seq2seq,
+    "seq2seq-transformer": seq2seq("transformer", n_encoder_layer=1, n_decoder_layer=1, n_head=2),
+    "seq2seq-rnn-bahdanau": seq2seq("rnn", n_hidden=16, attention="bahdanau", cell="lstm"),
 }
 
 

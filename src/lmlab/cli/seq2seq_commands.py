@@ -39,13 +39,18 @@ TemperatureS2SOpt = Annotated[
     float | None, typer.Option(help="Sample at this temperature (default: greedy).")
 ]
 
-MODEL_OPTIONS = {  # option -> TransformerConfig field
+MODEL_OPTIONS = {  # option -> TransformerConfig or Seq2SeqRNNConfig field
     "encoder_layers": "n_encoder_layer",
     "decoder_layers": "n_decoder_layer",
     "heads": "n_head",
     "dim": "n_embd",
     "context": "context",
     "dropout": "dropout",
+    "layers": "n_layer",
+    "hidden": "n_hidden",
+    "cell": "cell",
+    "attention": "attention",
+    "bidirectional": "bidirectional",
 }
 
 
@@ -60,7 +65,22 @@ def train_seq2seq_command(
     target_col: Annotated[
         str | None, typer.Option("--target-col", help="The target column (e.g. es).")
     ] = None,
-    arch: Annotated[str, typer.Option(help="transformer.")] = "transformer",
+    arch: Annotated[str, typer.Option(help="transformer or rnn.")] = "transformer",
+    attention: Annotated[
+        str | None,
+        typer.Option(help="--arch rnn: none, bahdanau (the default), luong or luong-dot."),
+    ] = None,
+    cell: Annotated[str | None, typer.Option(help="--arch rnn: gru (the default) or lstm.")] = None,
+    bidirectional: Annotated[
+        bool | None,
+        typer.Option("--bidirectional/--unidirectional", help="--arch rnn: the encoder's reading."),
+    ] = None,
+    layers: Annotated[
+        int | None, typer.Option(help="--arch rnn: recurrent layers on each side.")
+    ] = None,
+    hidden: Annotated[
+        int | None, typer.Option(help="--arch rnn: the decoder's state size (default 512).")
+    ] = None,
     tokenizer: Annotated[
         str,
         typer.Option(help="A tokenizer folder, or train one on both sides: byte-bpe or bpe."),
@@ -78,7 +98,9 @@ def train_seq2seq_command(
         int | None, typer.Option("--decoder-layers", help="Decoder layers.")
     ] = None,
     heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
-    dim: Annotated[int | None, typer.Option(help="Model width (the FFN is 4x).")] = None,
+    dim: Annotated[
+        int | None, typer.Option(help="Model width (the FFN is 4x); rnn: embedding size.")
+    ] = None,
     context: Annotated[
         int | None, typer.Option(help="The most tokens of a source or a target.")
     ] = None,
@@ -86,6 +108,9 @@ def train_seq2seq_command(
     label_smoothing: Annotated[
         float, typer.Option("--label-smoothing", help="Training's label smoothing (0: none).")
     ] = 0.0,
+    minutes: Annotated[
+        float | None, typer.Option(help="A time budget: stop when it is spent (or at --steps).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per step.")] = None,
     accumulate: AccumulateOpt = None,
     steps: StepsOpt = None,
@@ -101,7 +126,8 @@ def train_seq2seq_command(
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train an encoder-decoder (source -> target) on a table of pairs; write the run to --out."""
+    """Train an encoder-decoder (source -> target) on a table of pairs; write the run to --out:
+    a Transformer, or an RNN with or without attention."""
     from lmlab.training import TrainConfig, TrainingInterrupted
     from lmlab.training.seq2seq import train_seq2seq
 
@@ -112,7 +138,8 @@ def train_seq2seq_command(
         result = train_seq2seq(table, out, valid=valid, source_col=source_col,
                                target_col=target_col, arch=arch, tokenizer=tokenizer,
                                vocab_size=vocab_size, preset=preset, model_options=model_options,
-                               label_smoothing=label_smoothing, config=config, resume=resume,
+                               label_smoothing=label_smoothing, minutes=minutes, config=config,
+                               resume=resume,
                                progress=progress and not as_json)  # fmt: skip
     except TrainingInterrupted as e:  # Ctrl-C: the checkpoint is saved; say how to go on
         print(e, file=sys.stderr)

@@ -66,6 +66,12 @@ class Seq2Seq:
     def __init__(self, model, tokenizer, *, name: str, end_id: int) -> None:
         self.model, self.tokenizer, self.name, self.end_id = model.eval(), tokenizer, name, end_id
 
+    @property
+    def start_id(self) -> int:
+        """The token a target starts from: ours, the end of text (a Hugging Face model's is
+        its decoder_start_token_id)."""
+        return self.end_id
+
     @torch.inference_mode()
     def condition(self, source: str) -> ConditionedLM:
         """The language model of the targets of `source` (start it from `[end_id]`)."""
@@ -168,17 +174,22 @@ class Seq2Seq:
 
 
 def load_seq2seq(folder: str | Path, *, device: str = "cpu") -> Seq2Seq:
-    """The sequence-to-sequence model of a run directory (`lmlab train seq2seq`).
+    """The sequence-to-sequence model of a run directory (`lmlab train seq2seq`, either
+    arch), or of a local Hugging Face encoder-decoder folder (T5, BART, Marian: seq2seq/hf.py).
 
     Example:
         >>> m = load_seq2seq("runs/en-es")
         >>> m.translate(["A man is playing a guitar."])
     """
-    from lmlab.lm.neural.transformer import Transformer
+    from lmlab.runs import is_run
     from lmlab.text.hf_tokenizer import HFTokenizer
-    from lmlab.training.seq2seq import KIND, end_id, model_config
+    from lmlab.training.seq2seq import KIND, build_model, end_id, model_config
 
     folder = Path(folder)
+    if folder.is_dir() and not is_run(folder) and (folder / "config.json").is_file():
+        from lmlab.seq2seq.hf import load_hf_seq2seq  # a Hugging Face folder (T5, BART, Marian)
+
+        return load_hf_seq2seq(folder, device=device)
     run = read_run(folder)
     if run.get("kind") != KIND:
         raise LmlabError(
@@ -186,7 +197,8 @@ def load_seq2seq(folder: str | Path, *, device: str = "cpu") -> Seq2Seq:
             "(lmlab train seq2seq)",
             param="model",
         )
-    model = Transformer(model_config(None, **run["model"])).to(device)
+    arch = run["train"].get("arch", "transformer")
+    model = build_model(arch, model_config(arch, None, **run["model"])).to(device)
     load_weights(model, folder / "model.safetensors")
     tokenizer = HFTokenizer(folder)
     return Seq2Seq(model, tokenizer, name=folder.name, end_id=end_id(tokenizer))

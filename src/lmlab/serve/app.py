@@ -51,6 +51,7 @@ class ServedModels:
     def __init__(self, config: ServerConfig) -> None:
         from lmlab.models import load_lm
         from lmlab.sampling_defaults import choose_defaults
+        from lmlab.seq2seq.serve import is_seq2seq, load_served
         from lmlab.serve.engine import Engine
 
         self.created = int(time.time())
@@ -67,8 +68,11 @@ class ServedModels:
         torch.set_num_threads(batch_threads(config.threads, config.threads_batch))
         on_llama = []
         for spec in config.chat_models:
-            options = _load_options(spec, config)
-            lm = load_lm(spec, backend=config.backend, **options)
+            if is_seq2seq(spec):  # a translation model: prompt = source (seq2seq/serve.py)
+                options, lm = {}, load_served(spec)
+            else:
+                options = _load_options(spec, config)
+                lm = load_lm(spec, backend=config.backend, **options)
             engine = Engine(lm, config.parallel, config.prefill_chunk)
             if "n_threads" in options and config.threads is None:
                 # on the engine's thread, as all of the model's work: llama.cpp's OpenMP

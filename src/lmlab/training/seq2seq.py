@@ -1,7 +1,8 @@
 """`train_seq2seq()`: an encoder-decoder on a table of source-target pairs.
 
 The pairs are read (seq2seq/data.py), one joint tokenizer is trained on both sides (or a given
-one copied) into the run, the model built (lm/neural/transformer.py), and the one loop
+one copied) into the run, the model built (lm/neural/transformer.py or seq2seq_rnn.py, by
+`arch`), and the one loop
 (loop.py) trains it on the Seq2Seq objective (objectives/seq2seq.py): resume, dtype, metrics
 and loss.png come with it.
 
@@ -17,11 +18,13 @@ import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, fields, replace
+from importlib import import_module
 from pathlib import Path
 
 import torch
 
 from lmlab.errors import LmlabError
+from lmlab.lm.neural import SEQ2SEQ_ARCHS
 from lmlab.lm.neural.run import read_run, write_run_files
 from lmlab.training import lm_setup as setup
 from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
@@ -33,7 +36,7 @@ from lmlab.training.progress import progress_callback
 from lmlab.training.results import TrainConfig, TrainResult
 
 KIND = "seq2seq"
-ARCHS = ("transformer",)
+ARCHS = tuple(SEQ2SEQ_ARCHS)
 TOKENIZERS = ("byte-bpe", "bpe")  # the kinds trained here that have an end-of-text token
 
 
@@ -54,6 +57,7 @@ def train_seq2seq(
     preset: str | None = None,
     model_options: dict | None = None,
     label_smoothing: float = 0.0,
+    minutes: float | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
     progress: bool | Callable[[dict], None] = True,
@@ -67,12 +71,16 @@ def train_seq2seq(
         valid: a held-out table with the same columns (validation loss and perplexity of its
             targets; the best weights by it are kept).
         source_col, target_col: the columns (default: a table's only two columns, in order).
-        arch: transformer.
+        arch: transformer or rnn (lm/neural/seq2seq_rnn.py: set its attention, cell, ... in
+            `model_options`).
         tokenizer: a folder with tokenizer.json, or a kind to train on both sides jointly:
             byte-bpe (default) or bpe.
         vocab_size: of a tokenizer trained here.
-        preset: tiny or base-cpu (the default shape); `model_options` override its fields.
+        preset: tiny or base-cpu (the default shape); `model_options` override its fields
+            (the arch's config dataclass: TransformerConfig or Seq2SeqRNNConfig).
         label_smoothing: training's label smoothing (0: none; Vaswani et al. used 0.1).
+        minutes: a time budget: training stops (and the schedule ends) when it is spent, or
+            at the steps, whichever comes first (benchmarks compare models at equal minutes).
         config: optimisation settings (TrainConfig); batch_size counts pairs.
         resume: continue the run in `out` from its checkpoint, exactly.
         progress: a progress bar (True), none (False), or a callback of the loop's events.
@@ -85,8 +93,9 @@ def train_seq2seq(
 
     config = config or TrainConfig()
     out = Path(out)
-    if arch not in ARCHS:
-        raise LmlabError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}", param="arch")
+    model_config(arch, preset, **(model_options or {}))  # a bad arch or shape: an error first
+    if minutes is not None and minutes <= 0:
+        raise LmlabError("--minutes must be positive", param="minutes")
     if not 0 <= label_smoothing < 1:
         raise LmlabError("--label-smoothing must be in [0, 1)", param="label_smoothing")
     device = pick_device(config.device)
@@ -98,7 +107,7 @@ def train_seq2seq(
     options.update(arch=arch, train=str(train_file), valid=str(valid or ""),
                    source_col=pairs.source_col, target_col=pairs.target_col,
                    tokenizer=str(tokenizer), vocab_size=vocab_size,
-                   label_smoothing=label_smoothing)  # fmt: skip
+                   label_smoothing=label_smoothing, minutes=minutes)  # fmt: skip
     created = setup.CreatedFiles(out)
     try:
         loop = _setup(pairs, held_out, out, options, tokenizer=tokenizer, vocab_size=vocab_size,
@@ -111,20 +120,38 @@ def train_seq2seq(
         raise
 
 
-def model_config(preset: str | None, **options):
-    """The Transformer's config from a preset and overrides; a clear error for a bad one."""
-    from lmlab.lm.neural.transformer import PRESETS, TransformerConfig
+def model_config(arch: str, preset: str | None, **options):
+    """The config of an `arch` model from a preset and overrides; a clear error for a bad one."""
+    if arch not in ARCHS:
+        raise LmlabError(f"--arch must be one of {', '.join(ARCHS)}, not {arch!r}", param="arch")
+    module, _, config_name = SEQ2SEQ_ARCHS[arch]
+    presets, config_class = (
+        import_module(module).PRESETS,
+        getattr(import_module(module), config_name),
+    )
 
-    if preset is not None and preset not in PRESETS:
-        raise LmlabError(f"unknown preset {preset!r}; one of {', '.join(PRESETS)}")
-    known = {f.name for f in fields(TransformerConfig)}
+    if preset is not None and preset not in presets:
+        raise LmlabError(f"unknown preset {preset!r}; one of {', '.join(presets)}")
+    known = {f.name for f in fields(config_class)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise LmlabError(f"a transformer has no option {', '.join(unknown)}")
-    config = TransformerConfig(**{**PRESETS.get(preset or "", {}), **options})
-    if config.n_embd % config.n_head:
-        raise LmlabError(f"--dim {config.n_embd} must be a multiple of --heads {config.n_head}")
+        raise LmlabError(f"a {arch} model has no option {', '.join(unknown)}")
+    config = config_class(**{**presets.get(preset or "", {}), **options})
+    try:
+        build_model(arch, config, check_only=True)
+    except ValueError as e:
+        raise LmlabError(f"--arch {arch}: {e}") from None
     return config
+
+
+def build_model(arch: str, config, *, check_only: bool = False):
+    """A freshly initialised `arch` model (seed torch first for reproducible weights); with
+    `check_only`, only the config's checks (a ValueError for a bad one)."""
+    module, model_name, _ = SEQ2SEQ_ARCHS[arch]
+    model_class = getattr(import_module(module), model_name)
+    if check_only:
+        return model_class.check(config)
+    return model_class(config)
 
 
 def end_id(tok) -> int:
@@ -159,7 +186,6 @@ def _encode(tok, texts: list[str], limit: int) -> tuple[list[list[int]], int]:
 
 def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, preset,
            model_options, config: TrainConfig, device, resume, progress) -> Loop:  # fmt: skip
-    from lmlab.lm.neural.transformer import Transformer
     from lmlab.text.hf_tokenizer import HFTokenizer
 
     if resume:
@@ -174,13 +200,13 @@ def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, 
                 f"--resume needs the options of the run in {out}; these differ: "
                 + ", ".join(changed)
             )
-        tok, shape = HFTokenizer(out), model_config(None, **run["model"])
+        tok, shape = HFTokenizer(out), model_config(run["train"]["arch"], None, **run["model"])
     else:
         if (out / CHECKPOINT).exists():
             raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
-        model_config(preset, **(model_options or {}))  # a bad shape: an error before writing
         tok = _tokenizer(tokenizer, pairs, out, vocab_size)
-        shape = model_config(preset, **{**(model_options or {}), "vocab_size": tok.vocab_size})
+        shape = model_config(options["arch"], preset,
+                             **{**(model_options or {}), "vocab_size": tok.vocab_size})  # fmt: skip
     end = end_id(tok)
     limit = shape.context - 1  # room for the end token (source) or the start token (target)
     sources, cut_s = _encode(tok, pairs.sources, limit)
@@ -198,7 +224,7 @@ def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, 
         valid_targets, _ = _encode(tok, held_out.targets, limit)
         valid = validation_batches(valid_sources, valid_targets, config.batch_size, end)
     torch.manual_seed(config.seed)
-    model = Transformer(shape).to(device)
+    model = build_model(options["arch"], shape).to(device)
     batches = PairBatches(sources, targets, config.batch_size, end, config.seed)
     objective = Seq2Seq(batches, valid, device, label_smoothing=options["label_smoothing"],
                         eval_batches=config.eval_batches)  # fmt: skip
@@ -209,4 +235,5 @@ def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, 
         (out / "metrics.jsonl").unlink(missing_ok=True)
     return Loop(model, objective, optimizer_for(model, config), config, total=total, out=out,
                 device=device, weights=ModelWeights(model), resume=resume,
+                budget=options["minutes"] * 60 if options["minutes"] else None,
                 progress=progress_callback(progress), ylabel="target cross-entropy")  # fmt: skip

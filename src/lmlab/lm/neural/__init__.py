@@ -21,6 +21,13 @@ MODELS = {
     "bert": ("lmlab.lm.neural.bert", "BertMLM", "BertConfig", {}),  # masked, not causal
 }
 
+# encoder-decoders (`lmlab train seq2seq --arch`): arch -> module, model class, config dataclass;
+# both have the same surface: encode, new_cache, decode, forward, cross_attention
+SEQ2SEQ_ARCHS = {
+    "transformer": ("lmlab.lm.neural.transformer", "Transformer", "TransformerConfig"),
+    "rnn": ("lmlab.lm.neural.seq2seq_rnn", "Seq2SeqRNN", "Seq2SeqRNNConfig"),
+}
+
 # `lmlab train` options -> the model config field they set (the same name in every config)
 TRAIN_CLI_OPTIONS = {
     "layers": "n_layer",

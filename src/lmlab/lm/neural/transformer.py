@@ -198,8 +198,7 @@ class Transformer(nn.Module):
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
-        if config.positions not in ("sinusoidal", "learned"):
-            raise ValueError(f"positions must be sinusoidal or learned, not {config.positions!r}")
+        self.check(config)
         self.config = config
         C = config.n_embd
         self.wte = nn.Embedding(config.vocab_size, C)  # the target's
@@ -225,6 +224,14 @@ class Transformer(nn.Module):
         for name, p in self.named_parameters():
             if name.endswith("proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+
+    @staticmethod
+    def check(config: TransformerConfig) -> None:
+        """A ValueError for a config no model can be built from."""
+        if config.positions not in ("sinusoidal", "learned"):
+            raise ValueError(f"positions must be sinusoidal or learned, not {config.positions!r}")
+        if config.n_embd % config.n_head:
+            raise ValueError(f"--dim {config.n_embd} must be a multiple of --heads {config.n_head}")
 
     def _init_weights(self, module: nn.Module) -> None:
         if isinstance(module, nn.Linear):

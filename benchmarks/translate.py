@@ -1,0 +1,243 @@
+"""English -> Spanish: the RNN without attention, the RNN with Bahdanau attention and the
+Transformer, each trained for the same minutes, beside Hugging Face's MarianMTModel.
+
+The lecture's bottleneck argument, measured: an RNN that squeezes the source into its last
+state should fall behind one with attention as sources grow longer. Every model is trained by
+`train_seq2seq` (the one loop) with a time budget of `--minutes` on the en-es training pairs,
+one joint byte-level BPE of 8,000 (trained once, shared by all), batches of 64 pairs of similar
+length, then translates the first `--test` test pairs greedily (batched). Reported: test BLEU
+and chrF (sacrebleu), BLEU by source length (1-10, 11-20, 21-40 words), training minutes,
+steps and target tokens/s.
+
+The peer: `MarianMTModel` from scratch with the Transformer's dimensions (3 + 3 layers, d 256,
+4 heads, FFN 1024), trained by a plain PyTorch loop (AdamW 7e-4, 400 warm-up steps, bfloat16
+autocast as ours) on the very same token ids and batches for the same minutes, decoded by
+`generate` (greedy).
+
+Usage: python benchmarks/translate.py [--minutes 1] [--test 200] [--threads N] [--out DIR]
+       [--no-marian]
+Writes DIR/translate.md (the table) and DIR/bleu_by_length.png (one line per model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "en-es"
+BUCKETS = ((1, 10), (11, 20), (21, 40))
+MODELS = {  # name -> train_seq2seq arguments
+    "rnn (no attention)": dict(arch="rnn", model_options={"attention": "none"}),
+    "rnn + bahdanau": dict(arch="rnn", model_options={"attention": "bahdanau"}),
+    "transformer": dict(arch="transformer", preset="base-cpu"),
+}
+
+
+@torch.inference_mode()
+def greedy(model, tok, end: int, texts: list[str], batch: int = 64) -> list[str]:
+    """Batched greedy decoding through the model interface (encode, new_cache, decode), each
+    target at most 2 x its source's tokens + 10."""
+    out = [""] * len(texts)
+    ids = tok.encode_batch(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
+    for start in range(0, len(order), batch):
+        rows = order[start : start + batch]
+        srcs = [[*ids[i][: model.config.context - 1], end] for i in rows]
+        S = max(map(len, srcs))
+        src = torch.tensor([s + [end] * (S - len(s)) for s in srcs])
+        keep = torch.tensor([[1] * len(s) + [0] * (S - len(s)) for s in srcs])
+        cache = model.new_cache(model.encode(src, keep), keep)
+        limit = min(2 * S + 10, model.config.context - 1)
+        token = torch.full((len(rows), 1), end)
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        made: list[list[int]] = [[] for _ in rows]
+        for _ in range(limit):
+            token = model.decode(token, cache=cache, last_only=True)[:, -1].argmax(-1, True)
+            for b, t in enumerate(token[:, 0].tolist()):
+                if not done[b]:
+                    if t == end:
+                        done[b] = True
+                    else:
+                        made[b].append(t)
+            if done.all():
+                break
+        for b, i in enumerate(rows):
+            out[i] = tok.decode(made[b]).strip()
+    return out
+
+
+def scores(hyps: list[str], refs: list[str], sources: list[str]) -> dict:
+    """BLEU and chrF of the whole set, and BLEU by source length in words."""
+    import sacrebleu
+
+    result = {
+        "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
+        "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score,
+    }
+    for lo, hi in BUCKETS:
+        rows = [i for i, s in enumerate(sources) if lo <= len(s.split()) <= hi]
+        bleu = sacrebleu.corpus_bleu([hyps[i] for i in rows], [[refs[i] for i in rows]]).score
+        result[f"bleu {lo}-{hi}"] = bleu if rows else float("nan")
+        result[f"n {lo}-{hi}"] = len(rows)
+    return result
+
+
+def train_ours(name: str, args, out: Path, tokenizer: str) -> tuple[dict, Path]:
+    from lmlab.training import TrainConfig
+    from lmlab.training.seq2seq import train_seq2seq
+
+    config = TrainConfig(steps=100_000, batch_size=64, lr=7e-4, warmup=400, eval_every=10**9,
+                         seed=0, device="cpu")  # fmt: skip
+    run = out / name.replace(" ", "-").replace("(", "").replace(")", "").replace("+", "")
+    result = train_seq2seq(args.data / "train.tsv", run, source_col="en", target_col="es",
+                           tokenizer=tokenizer, vocab_size=8000, minutes=args.minutes,
+                           config=config, progress=False, **MODELS[name])  # fmt: skip
+    return {"minutes": result.seconds / 60, "steps": result.steps,
+            "tokens/s": result.tokens_per_second}, run  # fmt: skip
+
+
+def train_marian(args, run: Path) -> tuple[dict, object]:
+    """MarianMTModel with the Transformer's dimensions, a plain loop on our batches."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from lmlab.seq2seq.data import read_pairs
+    from lmlab.text.hf_tokenizer import HFTokenizer
+    from lmlab.training.objectives.seq2seq import IGNORE, PairBatches
+    from lmlab.training.seq2seq import end_id
+
+    tok = HFTokenizer(run)
+    end = end_id(tok)
+    pairs = read_pairs(args.data / "train.tsv", "en", "es")
+    cut = lambda rows: [r[:255] for r in rows]  # noqa: E731
+    batches = PairBatches(cut(tok.encode_batch(pairs.sources)),
+                          cut(tok.encode_batch(pairs.targets)), 64, end, 0)  # fmt: skip
+    config = MarianConfig(vocab_size=tok.vocab_size, d_model=256, encoder_layers=3,
+                          decoder_layers=3, encoder_attention_heads=4,
+                          decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024,
+                          max_position_embeddings=256, pad_token_id=end, eos_token_id=end,
+                          decoder_start_token_id=end, forced_eos_token_id=end,
+                          scale_embedding=True, share_encoder_decoder_embeddings=True)  # fmt: skip
+    torch.manual_seed(0)
+    model = MarianMTModel(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=7e-4, betas=(0.9, 0.99))
+    warmup, steps, tokens = 400, 0, 0
+    start = time.perf_counter()
+    model.train()
+    while time.perf_counter() - start < args.minutes * 60:
+        src, keep, tgt_in, labels = batches.next()
+        for group in optimizer.param_groups:
+            group["lr"] = 7e-4 * min(1.0, (steps + 1) / warmup)
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = model(input_ids=src, attention_mask=keep, decoder_input_ids=tgt_in,
+                         labels=labels).loss  # fmt: skip
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        steps += 1
+        tokens += int((labels != IGNORE).sum())
+    seconds = time.perf_counter() - start
+    return {"minutes": seconds / 60, "steps": steps, "tokens/s": tokens / seconds}, model.eval()
+
+
+@torch.inference_mode()
+def marian_translate(model, tok, end: int, texts: list[str], batch: int = 64) -> list[str]:
+    out = []
+    for start in range(0, len(texts), batch):
+        ids = [[*row[:255], end] for row in tok.encode_batch(texts[start : start + batch])]
+        S = max(map(len, ids))
+        src = torch.tensor([r + [end] * (S - len(r)) for r in ids])
+        keep = torch.tensor([[1] * len(r) + [0] * (S - len(r)) for r in ids])
+        made = model.generate(input_ids=src, attention_mask=keep, num_beams=1, do_sample=False,
+                              max_new_tokens=min(2 * S + 10, 255))  # fmt: skip
+        out += [tok.decode([t for t in row.tolist() if t != end]).strip() for row in made]
+    return out
+
+
+def plot(table: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    labels = [f"{lo}-{hi}" for lo, hi in BUCKETS]
+    for name, row in table.items():
+        ax.plot(labels, [row[f"bleu {b}"] for b in labels], marker="o", label=name)
+    ax.set_xlabel("source length (words)")
+    ax.set_ylabel("test BLEU")
+    ax.set_title("en-es, equal training minutes")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def markdown(table: dict[str, dict]) -> str:
+    labels = [f"{lo}-{hi}" for lo, hi in BUCKETS]
+    head = ["model", "BLEU", "chrF", *(f"BLEU {b}" for b in labels), "minutes", "steps",
+            "target tokens/s", "decode s"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in table.items():
+        cells = [name, f"{r['bleu']:.1f}", f"{r['chrf']:.1f}",
+                 *(f"{r[f'bleu {b}']:.1f}" for b in labels), f"{r['minutes']:.1f}",
+                 str(r["steps"]), f"{r['tokens/s']:.0f}", f"{r['decode s']:.0f}"]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = ", ".join(f"{b}: {next(iter(table.values()))[f'n {b}']}" for b in labels)
+    return "\n".join(lines) + f"\n\nTest sources by length (words): {counts}.\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=1.0, help="training minutes per model")
+    parser.add_argument("--test", type=int, default=200, help="the first N test pairs")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=Path("runs/translate-benchmark"))
+    parser.add_argument("--no-marian", action="store_true", help="leave out the peer")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from lmlab.seq2seq.data import read_pairs
+    from lmlab.seq2seq.model import load_seq2seq
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    test = read_pairs(args.data / "test.tsv", "en", "es")
+    sources, refs = test.sources[: args.test], test.targets[: args.test]
+    table: dict[str, dict] = {}
+    tokenizer: str = "byte-bpe"  # trained by the first run, then shared
+    first_run = None
+    for name in ("transformer", "rnn (no attention)", "rnn + bahdanau"):
+        row, run = train_ours(name, args, args.out, tokenizer)
+        first_run = first_run or run
+        tokenizer = str(first_run)
+        s2s = load_seq2seq(run)
+        start = time.perf_counter()
+        hyps = greedy(s2s.model, s2s.tokenizer, s2s.end_id, sources)
+        row["decode s"] = time.perf_counter() - start
+        table[name] = {**row, **scores(hyps, refs, sources)}
+        print(name, {k: round(v, 2) for k, v in table[name].items()}, flush=True)
+    if not args.no_marian:
+        from lmlab.text.hf_tokenizer import HFTokenizer
+        from lmlab.training.seq2seq import end_id
+
+        row, model = train_marian(args, first_run)
+        tok = HFTokenizer(first_run)
+        start = time.perf_counter()
+        hyps = marian_translate(model, tok, end_id(tok), sources)
+        row["decode s"] = time.perf_counter() - start
+        table["HF MarianMTModel (peer)"] = {**row, **scores(hyps, refs, sources)}
+    text = (
+        f"en-es, {args.minutes:g} training minutes per model, greedy decoding of the first "
+        f"{len(sources)} test pairs, {torch.get_num_threads()} torch threads\n\n" + markdown(table)
+    )
+    (args.out / "translate.md").write_text(text)
+    plot(table, args.out / "bleu_by_length.png")
+    print(text)
+    print(f"wrote {args.out / 'translate.md'} and {args.out / 'bleu_by_length.png'}")
+
+
+if __name__ == "__main__":
+    main()
