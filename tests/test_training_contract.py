@@ -100,6 +100,14 @@ def seq2seq(corpus, out, resume):
                   progress=False)  # fmt: skip
 
 
+def word2vec(corpus, out, resume):
+    from lmlab.wordvec.train import train_word2vec
+
+    # 560 words in blocks of 480: two steps, the second drawing its own windows and noise
+    train_word2vec(corpus, out, dim=8, min_count=1, epochs=1, batch_words=480, resume=resume,
+                   progress=False)  # fmt: skip
+
+
 OBJECTIVES = {
     "causal-gpt": language_model("gpt", model_options=TINY),
     "causal-lstm": language_model(
@@ -112,6 +120,7 @@ OBJECTIVES = {
     ),
     "classify-mlp-probe": mlp_probe,
     "seq2seq-transformer": seq2seq,
+    "word2vec-skip-gram": word2vec,
 }
 
 
