@@ -105,6 +105,14 @@ def seq2seq(arch, **model_options):
     return run
 
 
+def word2vec(corpus, out, resume):
+    from lmlab.wordvec.train import train_word2vec
+
+    # 560 words in blocks of 480: two steps, the second drawing its own windows and noise
+    train_word2vec(corpus, out, dim=8, min_count=1, epochs=1, batch_words=480, resume=resume,
+                   progress=False)  # fmt: skip
+
+
 OBJECTIVES = {
     "causal-gpt": language_model("gpt", model_options=TINY),
     "causal-lstm": language_model(
@@ -118,6 +126,7 @@ OBJECTIVES = {
     "classify-mlp-probe": mlp_probe,
     "seq2seq-transformer": seq2seq("transformer", n_encoder_layer=1, n_decoder_layer=1, n_head=2),
     "seq2seq-rnn-bahdanau": seq2seq("rnn", n_hidden=16, attention="bahdanau", cell="lstm"),
+    "word2vec-skip-gram": word2vec,
 }
 
 

@@ -57,6 +57,10 @@ _EXPORTS = {
     "load_seq2seq": "lmlab.seq2seq.model",
     "TextClassifier": "lmlab.classify.classifier",
     "pipeline": "lmlab.pipelines",
+    "train_word2vec": "lmlab.wordvec.train",
+    "WordVectors": "lmlab.wordvec.vectors",
+    "evaluate_analogies": "lmlab.wordvec.evaluate",
+    "evaluate_word_sim": "lmlab.wordvec.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,6 +52,11 @@ RUN_KINDS: dict[str, RunKind] = {
         not_lm="a sequence-to-sequence model, P(target | source); use it with `lmlab "
         "translate` or lmlab.load_seq2seq(...).condition(source), a language model of the targets"
     ),
+    "word2vec": RunKind(
+        encoder="lmlab.wordvec.vectors:load_run_vectors",
+        not_lm="word vectors (word2vec), not a language model; use it as an encoder "
+        "(lmlab embed/similarity/map --encoder), or with `lmlab analogy`",
+    ),
     "classifier": RunKind(
         not_lm="a text classifier, not a language model; use it with "
         "`lmlab classify predict` or lmlab.TextClassifier.load"

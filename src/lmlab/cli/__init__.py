@@ -25,6 +25,7 @@ from lmlab.cli import (  # noqa: F401
     serve_commands,
     tokenizer_commands,
     train_commands,
+    word2vec_commands,
 )
 from lmlab.cli.app import app
 from lmlab.cli.display import install_display

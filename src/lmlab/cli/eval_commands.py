@@ -35,6 +35,9 @@ def eval_(
     window: Annotated[int, typer.Option(help="Tokens per window (pretrained models).")] = 1024,
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
     beam: Annotated[int, typer.Option(help="Seq2seq runs: beam width (1: greedy).")] = 1,
+    task: Annotated[
+        str | None, typer.Option(help="analogy or word-sim (word vectors); default: perplexity.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Perplexity of TEXT_FILE under MODEL, with tokens scored (and, for word-level models,
@@ -50,6 +53,12 @@ def eval_(
     from lmlab.evaluate import evaluate_file
     from lmlab.runs import is_run, read_run
 
+    if task in ("analogy", "word-sim"):
+        from lmlab.cli.word2vec_commands import eval_word_vectors
+
+        return eval_word_vectors(model, text_file, task, as_json)
+    if task is not None:
+        raise LmlabError(f"unknown --task {task!r}: analogy or word-sim", param="task")
     if text_file is not None and is_run(Path(model)) and read_run(Path(model))["kind"] == "seq2seq":
         from lmlab.cli.seq2seq_commands import eval_seq2seq  # BLEU, chrF: TEXT_FILE has pairs
 

@@ -11,11 +11,14 @@ from lmlab.training.results import TrainConfig
 
 
 def learning_rate(step: int, config: TrainConfig, total: int) -> float:
-    """Linear warm-up to lr over `warmup` steps, then cosine decay to min_lr at `total`."""
+    """Linear warm-up to lr over `warmup` steps, then cosine (or, with schedule "linear",
+    linear: word2vec's) decay to min_lr at `total`."""
     min_lr = config.lr / 10 if config.min_lr is None else config.min_lr
     if step < config.warmup:
         return config.lr * (step + 1) / (config.warmup + 1)
     progress = min(1.0, (step - config.warmup) / max(1, total - config.warmup))
+    if config.schedule == "linear":
+        return config.lr - progress * (config.lr - min_lr)
     return min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (config.lr - min_lr)
 
 

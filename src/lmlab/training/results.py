@@ -21,6 +21,7 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr: float | None = None  # the end of the cosine; None: lr / 10
     warmup: int = 100  # steps of linear warm-up
+    schedule: str = "cosine"  # after warm-up: cosine, or linear (word2vec's decay) to min_lr
     optimizer: str = "adamw"  # adamw, or sgd (plain SGD, as Zaremba et al. 2014 trained LSTMs)
     weight_decay: float | None = None  # None: 0.1 for adamw (decoupled); 0 for sgd (an L2 term)
     beta2: float = 0.99  # 0.99 rather than 0.999: small models, few tokens per step (nanoGPT)

@@ -1,0 +1,78 @@
+"""A word2vec corpus: its vocabulary, its words as ids, and the two distributions word2vec
+samples from (Mikolov et al. 2013): which words to keep and which to draw as noise.
+
+Words are whitespace-separated, one sentence per line (windows never cross a line); words
+seen fewer than `min_count` times are dropped before windows are taken, as gensim does.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmlab.errors import LmlabError
+
+NOISE_TABLE = 1_000_000  # entries of the table negatives are drawn from (word2vec.c: 1e8)
+
+
+@dataclass
+class Corpus:
+    """The vocabulary (most frequent first), counts, and the corpus as ids with line numbers."""
+
+    words: list[str]
+    counts: np.ndarray  # int64 (V,)
+    ids: np.ndarray  # int64 (N,): the in-vocabulary words, in order
+    lines: np.ndarray  # int64 (N,): the line each word is on
+    raw_words: int  # words read, out-of-vocabulary ones included
+
+
+def read_corpus(path: str | Path, *, min_count: int = 5, lowercase: bool = False) -> Corpus:
+    """Count the words of a text file and keep those seen at least `min_count` times."""
+    path = Path(path)
+    try:
+        lines = [
+            (line.lower() if lowercase else line).split()
+            for line in path.read_text(encoding="utf-8").splitlines()
+        ]
+    except (OSError, UnicodeDecodeError) as e:
+        raise LmlabError(f"cannot read {path}: {e}") from None
+    counts = Counter(word for line in lines for word in line)
+    words = [w for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
+    if len(words) < 2:
+        raise LmlabError(
+            f"{path} has {len(words)} word(s) seen at least --min-count {min_count} times; "
+            "word2vec needs at least 2 (lower --min-count or give more text)"
+        )
+    index = {w: i for i, w in enumerate(words)}
+    ids, line_of = [], []
+    for n, line in enumerate(lines):
+        kept = [index[w] for w in line if w in index]
+        ids += kept
+        line_of += [n] * len(kept)
+    return Corpus(
+        words,
+        np.array([counts[w] for w in words], np.int64),
+        np.array(ids, np.int64),
+        np.array(line_of, np.int64),
+        sum(map(len, lines)),
+    )
+
+
+def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
+    """The chance each word is kept by frequent-word subsampling (word2vec.c's, as gensim's):
+    (sqrt(f / t) + 1) * t / f with f the word's share of the corpus; 1 when sample is 0."""
+    if sample <= 0:
+        return np.ones(len(counts))
+    share = counts / counts.sum()
+    return np.minimum(1.0, (np.sqrt(share / sample) + 1) * sample / share)
+
+
+def noise_table(counts: np.ndarray, power: float = 0.75, size: int = NOISE_TABLE) -> np.ndarray:
+    """Word ids in proportion to count**power: a uniform draw from it is a noise word."""
+    weights = counts.astype(np.float64) ** power
+    cumulative = np.cumsum(weights / weights.sum())
+    table = np.searchsorted(cumulative, (np.arange(size) + 0.5) / size)
+    return np.minimum(table, len(counts) - 1).astype(np.int64)
