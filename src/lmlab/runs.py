@@ -52,6 +52,11 @@ RUN_KINDS: dict[str, RunKind] = {
         not_lm="a sequence-to-sequence model, P(target | source); use it with `lmlab "
         "translate` or lmlab.load_seq2seq(...).condition(source), a language model of the targets"
     ),
+    "sentence-encoder": RunKind(
+        encoder="lmlab.contrastive.encoder:load_sentence_encoder",
+        not_lm="a sentence encoder (lmlab train simcse / contrastive), not a language model; "
+        "use it with `lmlab embed`, `lmlab similarity` or lmlab.load_encoder",
+    ),
     "classifier": RunKind(
         not_lm="a text classifier, not a language model; use it with "
         "`lmlab classify predict` or lmlab.TextClassifier.load"

@@ -34,6 +34,9 @@ def eval_(
     backend: BackendOpt = BackendChoice.auto,
     window: Annotated[int, typer.Option(help="Tokens per window (pretrained models).")] = 1024,
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
+    task: Annotated[
+        str | None, typer.Option(help="sts: an encoder's STS correlation (default: perplexity).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Perplexity of TEXT_FILE under MODEL, with tokens scored (and, for word-level models,
@@ -47,6 +50,12 @@ def eval_(
     """
     from lmlab.evaluate import evaluate_file
 
+    if task == "sts":
+        from lmlab.cli.contrastive_commands import eval_sts
+
+        return eval_sts(model, text_file, as_json)
+    if task is not None:
+        raise LmlabError(f"unknown --task {task!r}; one of: sts", param="task")
     if (text_file is None) == (split is None):
         given = "not both" if text_file is not None else "neither was given"
         raise LmlabError(f"give either a TEXT_FILE or --split ({given})", param="text_file")
