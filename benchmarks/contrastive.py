@@ -12,7 +12,7 @@ Each part returns rows of a markdown table (and JSON facts); --parts picks them.
 shared: report the load (`uptime`) beside the figures.
 
 Usage: python benchmarks/contrastive.py [--parts minilm,tuned,peer,simcse] [--out DIR]
-       [--bert-steps 2000] [--simcse-lr 1e-4] [--quick]
+       [--bert-steps 2000] [--simcse-lr 1e-4] [--steps N] [--quick]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def part_tuned(args) -> list[dict]:
     from lmlab.contrastive.train import default_config, train_contrastive
 
     out = args.out / "minilm-stsb"
-    config = default_config("contrastive", **({"steps": 20} if args.quick else {}))
+    config = default_config("contrastive", **({"steps": args.steps} if args.steps else {}))
     result, wall, cpu = timed(
         lambda: train_contrastive(STSB / "sts-train.csv", out, config=config, progress=False)
     )
@@ -79,8 +79,8 @@ def part_peer(args) -> list[dict]:
     pairs = read_pairs(STSB / "sts-train.csv")
     rows = zip(pairs.text1, pairs.text2, pairs.scores, strict=True)
     examples = [InputExample(texts=[a, b], label=s / 5.0) for a, b, s in rows]
-    if args.quick:
-        examples = examples[: 20 * 16]
+    if args.steps:
+        examples = examples[: args.steps * 16]
     model = SentenceTransformer(str(bundled_path(BUNDLED["all-minilm-l6-v2"])), device="cpu")
     loader = DataLoader(examples, shuffle=True, batch_size=16)
     loss = losses.CosineSimilarityLoss(model)
@@ -174,8 +174,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark-contrastive"))
     parser.add_argument("--bert-steps", type=int, default=2000)
     parser.add_argument("--simcse-lr", type=float, default=None)
+    parser.add_argument("--steps", type=int, help="train (b) for this many steps only (speed)")
     parser.add_argument("--quick", action="store_true", help="20 steps each: a smoke test")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = args.steps or 20
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.parts.split(","):

@@ -9,14 +9,14 @@ bfloat16 where the CPU computes in it, checkpoints, exact resume, metrics.jsonl,
 The run directory is an encoder folder with a run file, {"kind": "sentence-encoder",
 "base": "transformers" or "bert", "pooling", "encoder", "train": options}: for a transformers
 encoder its config.json, tokenizer files and pooling config with the tuned weights in
-model.safetensors (it loads with transformers and sentence-transformers too); for a BERT run
-its config.json and tokenizer with "model" (the BERT's shape) in the run file.
+model.safetensors (the loop writes the best weights by validation, else the last, there; it
+loads with transformers and sentence-transformers too); for a BERT run its config.json and
+tokenizer with "model" (the BERT's shape) in the run file.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -42,9 +42,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 COMMON = {"min_lr": 0.0, "weight_decay": 0.01, "beta2": 0.999, "log_every": 10,
           "eval_every": 500}  # fmt: skip
 MAX_LENGTH = {"simcse": 32, "contrastive": 128}
-ENCODER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                 "vocab.txt", "sentence_bert_config.json", "modules.json",
-                 "config_sentence_transformers.json")  # fmt: skip
 
 
 def default_config(command: str, **given: Any) -> TrainConfig:
@@ -172,9 +169,7 @@ def _train(mode, columns, scores, out, *, encoder, options, max_length, valid, c
     try:
         loop = _setup(mode, columns, scores, held_out, out, encoder, options, config, device,
                       max_length, resume, progress, temperature, scale)  # fmt: skip
-        result = loop.run()
-        _export(loop.model, out)
-        return result
+        return loop.run()
     except BaseException:
         from lmlab.training.checkpoint import CHECKPOINT
 
@@ -187,7 +182,7 @@ def _setup(mode, columns, scores, held_out: Pairs | None, out: Path, encoder, op
            device, max_length, resume, progress, temperature, scale):  # fmt: skip
     from tokenizers import Tokenizer
 
-    from lmlab.classify.finetune import PooledEncoder, _encoder_folder
+    from lmlab.classify.finetune import PooledEncoder, _copy_encoder_files, _encoder_folder
     from lmlab.home import atomic_write_text
     from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
     from lmlab.training.loop import Loop
@@ -231,7 +226,7 @@ def _setup(mode, columns, scores, held_out: Pairs | None, out: Path, encoder, op
     total = config.steps or max(1, math.ceil((config.epochs or 1.0) * per_epoch))
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
-        _copy_encoder_files(source_folder, out, model)
+        _copy_encoder_files(source_folder, out)  # config, tokenizer, pooling
         run = {"kind": KIND, "base": "bert" if model.ours else "transformers",
                "pooling": model.pooling, "encoder": str(encoder), "train": options}  # fmt: skip
         if model.ours:
@@ -248,20 +243,3 @@ def _json(data: dict) -> str:
     import json
 
     return json.dumps(data, indent=2) + "\n"
-
-
-def _copy_encoder_files(source: Path, target: Path, model) -> None:
-    """The encoder folder's files besides its weights: config, tokenizer, pooling."""
-    for name in ("config.json", *ENCODER_FILES):
-        if (source / name).is_file():
-            shutil.copyfile(source / name, target / name)
-    if (source / "1_Pooling").is_dir():
-        shutil.copytree(source / "1_Pooling", target / "1_Pooling", dirs_exist_ok=True)
-
-
-def _export(model, out: Path) -> None:
-    """The best weights (loaded by the loop after validation; else the last) as the run's
-    model.safetensors: the loop wrote them with ModelWeights; a transformers body is written
-    again by save_pretrained, which adds the metadata transformers reads."""
-    if not model.ours:
-        model.body.save_pretrained(out, safe_serialization=True)
