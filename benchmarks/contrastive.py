@@ -120,13 +120,13 @@ def part_simcse(args) -> list[dict]:
 
     sentences = simcse_sentences(args.out)
     bert_run = args.out / "bert-small-run"
+    steps = 20 if args.quick else args.bert_steps
     if not (bert_run / "model.safetensors").exists():
         corpus = []
         for name in CORPUS:
             path = args.out / name.replace("/", "-")
             path.write_text(clean((DATA / name).read_text(encoding="utf-8")), encoding="utf-8")
             corpus.append(path)
-        steps = 20 if args.quick else args.bert_steps
         config = TrainConfig(steps=steps, batch_size=64, lr=1e-3, warmup=min(500, steps // 4),
                              eval_every=500, seed=0)  # fmt: skip
         train("bert", corpus, bert_run, tokenizer="wordpiece", vocab_size=6000,
@@ -134,7 +134,7 @@ def part_simcse(args) -> list[dict]:
               progress=False)  # fmt: skip
     rows = []
     for label, base in (("bundled fill-mask BERT (8000 steps)", BUNDLED_BERT),
-                        (f"lmlab train bert ({args.bert_steps} steps)", bert_run)):  # fmt: skip
+                        (f"lmlab train bert ({steps} steps)", bert_run)):  # fmt: skip
         before = sts(base)
         out = args.out / f"simcse-{base.name}"
         given = {"lr": args.simcse_lr, **({"steps": 20} if args.quick else {})}
@@ -182,8 +182,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.parts.split(","):
-        rows += PARTS[name](args)
-        print(json.dumps(rows[-1]), flush=True)
+        part = PARTS[name](args)
+        for row in part:
+            print(json.dumps(row), flush=True)
+        rows += part
     tuned = next((r for r in rows if "lmlab train contrastive" in r["model"]), None)
     peer = next((r for r in rows if "sentence-transformers fit" in r["model"]), None)
     print(table(rows))
