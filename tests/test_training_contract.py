@@ -113,6 +113,33 @@ def word2vec(corpus, out, resume):
                    progress=False)  # fmt: skip
 
 
+def simcse(corpus, out, resume):
+    from pathlib import Path
+
+    import lmlab
+    from lmlab.contrastive.train import train_simcse
+
+    bert = Path(lmlab.__file__).parent / "resources" / "bert-small"  # the bundled BERT
+    train_simcse(corpus, out, encoder=bert, config=TrainConfig(**CONFIG), resume=resume,
+                 progress=False)  # fmt: skip
+
+
+def contrastive_cosent(corpus, out, resume):
+    from lmlab.contrastive.train import train_contrastive
+
+    pairs = out.parent / "scored.csv"  # each review with itself reversed, scored by its label
+    pairs.write_text("".join(f"{r},{' '.join(r.split()[::-1])},{y}\n"
+                             for r, y in zip(REVIEWS, LABELS, strict=True)))  # fmt: skip
+    sts = out.parent / "sts.csv"  # validation: Spearman on a few of them
+    sts.write_text(
+        "".join(
+            f"{r},{r.split()[-1]},{y}\n" for r, y in zip(REVIEWS[:12], LABELS[:12], strict=True)
+        )
+    )
+    train_contrastive(pairs, out, valid=sts, config=TrainConfig(**CONFIG), resume=resume,
+                      progress=False)  # fmt: skip
+
+
 OBJECTIVES = {
     "causal-gpt": language_model("gpt", model_options=TINY),
     "causal-lstm": language_model(
@@ -127,6 +154,10 @@ OBJECTIVES = {
     "seq2seq-transformer": seq2seq("transformer", n_encoder_layer=1, n_decoder_layer=1, n_head=2),
     "seq2seq-rnn-bahdanau": seq2seq("rnn", n_hidden=16, attention="bahdanau", cell="lstm"),
     "word2vec-skip-gram": word2vec,
+    "contrastive-simcse": simcse,
+    "contrastive-cosent-minilm": pytest.param(
+        contrastive_cosent, marks=pytest.mark.skipif(no_encoder, reason="no bundled encoder")
+    ),
 }
 
 

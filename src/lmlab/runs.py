@@ -57,6 +57,11 @@ RUN_KINDS: dict[str, RunKind] = {
         not_lm="word vectors (word2vec), not a language model; use it as an encoder "
         "(lmlab embed/similarity/map --encoder), or with `lmlab analogy`",
     ),
+    "sentence-encoder": RunKind(
+        encoder="lmlab.contrastive.encoder:load_sentence_encoder",
+        not_lm="a sentence encoder (lmlab train simcse / contrastive), not a language model; "
+        "use it with `lmlab embed`, `lmlab similarity` or lmlab.load_encoder",
+    ),
     "classifier": RunKind(
         not_lm="a text classifier, not a language model; use it with "
         "`lmlab classify predict` or lmlab.TextClassifier.load"

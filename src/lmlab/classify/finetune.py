@@ -77,11 +77,19 @@ class PooledEncoder(nn.Module):
 
     def __init__(self, folder: Path) -> None:
         super().__init__()
-        if (folder / RUN_FILE).is_file():  # a BERT run of ours
-            from lmlab.lm.neural.run import build_model, load_weights, make_config, read_run
+        run = None
+        if (folder / RUN_FILE).is_file():
+            from lmlab.lm.neural.run import read_run
 
             run = read_run(folder)
-            if run.get("kind") != "bert":
+            # a sentence-encoder run (lmlab train simcse / contrastive) of a transformers
+            # encoder is a transformers folder with a run file
+            if run.get("kind") == "sentence-encoder" and run.get("base") != "bert":
+                run = None
+        if run is not None:  # a BERT run of ours, or a sentence-encoder run made from one
+            from lmlab.lm.neural.run import build_model, load_weights, make_config
+
+            if run.get("kind") not in ("bert", "sentence-encoder"):
                 raise LmlabError(f"{folder} holds a {run.get('kind')!r} model, not an encoder")
             self.body = build_model("bert", make_config("bert", **run["model"]))
             load_weights(self.body, folder / "model.safetensors")

@@ -36,7 +36,10 @@ def eval_(
     stride: Annotated[int, typer.Option(help="Tokens the window advances by.")] = 512,
     beam: Annotated[int, typer.Option(help="Seq2seq runs: beam width (1: greedy).")] = 1,
     task: Annotated[
-        str | None, typer.Option(help="analogy or word-sim (word vectors); default: perplexity.")
+        str | None,
+        typer.Option(
+            help="analogy or word-sim (word vectors), sts (encoders); default: perplexity."
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -53,12 +56,8 @@ def eval_(
     from lmlab.evaluate import evaluate_file
     from lmlab.runs import is_run, read_run
 
-    if task in ("analogy", "word-sim"):
-        from lmlab.cli.word2vec_commands import eval_word_vectors
-
-        return eval_word_vectors(model, text_file, task, as_json)
     if task is not None:
-        raise LmlabError(f"unknown --task {task!r}: analogy or word-sim", param="task")
+        return _eval_task(task, model, text_file, as_json)
     if text_file is not None and is_run(Path(model)) and read_run(Path(model))["kind"] == "seq2seq":
         from lmlab.cli.seq2seq_commands import eval_seq2seq  # BLEU, chrF: TEXT_FILE has pairs
 
@@ -85,3 +84,17 @@ def eval_(
             f"OOV:           {result.oov:,} ({100 * result.oov_rate:.2f}% of "
             f"{result.words:,} words; {scored})"
         )
+
+
+def _eval_task(task: str, model: str, text_file: Path | None, as_json: bool) -> None:
+    """`lmlab eval --task`: word-vector and sentence-encoder benchmarks, each in its topic's
+    module."""
+    if task in ("analogy", "word-sim"):
+        from lmlab.cli.word2vec_commands import eval_word_vectors
+
+        return eval_word_vectors(model, text_file, task, as_json)
+    if task == "sts":
+        from lmlab.cli.contrastive_commands import eval_sts
+
+        return eval_sts(model, text_file, as_json)
+    raise LmlabError(f"unknown --task {task!r}; one of: analogy, word-sim, sts", param="task")
