@@ -52,6 +52,11 @@ RUN_KINDS: dict[str, RunKind] = {
         not_lm="a sequence-to-sequence model, P(target | source); use it with `lmlab "
         "translate` or lmlab.load_seq2seq(...).condition(source), a language model of the targets"
     ),
+    "clip": RunKind(
+        encoder="lmlab.clip.encoder:load_clip",
+        not_lm="an image-text encoder (CLIP-style); use it as an encoder: lmlab embed, "
+        "index, search, map, classify --method zero-shot --via cosine --encoder RUN",
+    ),
     "classifier": RunKind(
         not_lm="a text classifier, not a language model; use it with "
         "`lmlab classify predict` or lmlab.TextClassifier.load"
