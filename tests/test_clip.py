@@ -105,7 +105,7 @@ def test_images_of_mixed_sizes_and_colours_are_resized_and_converted():
 def test_a_folder_with_another_file_or_a_broken_image_is_a_one_line_error(tmp_path):
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "a.png")
     (tmp_path / "notes.txt").write_text("not an image")
-    with pytest.raises(LmlabError, match="notes.txt is not an image file"):
+    with pytest.raises(LmlabError, match=r"notes\.txt is not an image file"):
         read_images(tmp_path)
     (tmp_path / "notes.txt").unlink()
     (tmp_path / "b.png").write_bytes(b"\x89PNG but cut short")
@@ -170,7 +170,7 @@ def test_the_run_embeds_image_paths_and_texts_into_one_space(clip_run, tmp_path)
     assert both.shape == (2, enc.dimension)
     assert np.allclose(both[0], enc.encode_images(x[:1])[0], atol=1e-6)
     assert np.allclose(both[1], enc.encode("a photo of a car."), atol=1e-6)
-    with pytest.raises(LmlabError, match="no such image file: .*gone.png"):
+    with pytest.raises(LmlabError, match=r"no such image file: .*gone\.png"):
         enc.encode([str(tmp_path / "gone.png")])
 
 
