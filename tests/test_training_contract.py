@@ -140,6 +140,30 @@ def contrastive_cosent(corpus, out, resume):
                       progress=False)  # fmt: skip
 
 
+def clip(image_encoder, text):
+    def run(corpus, out, resume):
+        from lmlab.training.clip import clip_config, train_clip
+
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 255, (24, 12, 12)).astype(np.uint8)
+        labels = [["good", "bad", "dull"][i % 3] for i in range(24)]
+        encoder = text
+        if text == "bow":  # a frozen bag of words: the text side without a transformer
+            from lmlab.embed.sparse import BagOfWordsEncoder
+
+            encoder = out.parent / "bow"
+            if not encoder.exists():
+                BagOfWordsEncoder.fit([*REVIEWS, "a photo of a dull"]).save(encoder)
+        config = clip_config(**{**CONFIG, "batch_size": 8})
+        train_clip(images, labels, out, labels=True, image_encoder=image_encoder,
+                   text_encoder=str(encoder), freeze_text=text == "bow", preset="tiny",
+                   image_options={"patch": 4} if image_encoder == "vit" else None,
+                   valid_fraction=0.25, config=config, resume=resume,
+                   progress=False)  # fmt: skip
+
+    return run
+
+
 OBJECTIVES = {
     "causal-gpt": language_model("gpt", model_options=TINY),
     "causal-lstm": language_model(
@@ -157,6 +181,11 @@ OBJECTIVES = {
     "contrastive-simcse": simcse,
     "contrastive-cosent-minilm": pytest.param(
         contrastive_cosent, marks=pytest.mark.skipif(no_encoder, reason="no bundled encoder")
+    ),
+    "clip-cnn-frozen-bow": clip("cnn", "bow"),
+    "clip-vit-text-trains": pytest.param(
+        clip("vit", DEFAULT_ENCODER),
+        marks=pytest.mark.skipif(no_encoder, reason="no bundled encoder"),
     ),
 }
 

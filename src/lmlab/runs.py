@@ -62,6 +62,11 @@ RUN_KINDS: dict[str, RunKind] = {
         not_lm="a sentence encoder (lmlab train simcse / contrastive), not a language model; "
         "use it with `lmlab embed`, `lmlab similarity` or lmlab.load_encoder",
     ),
+    "clip": RunKind(
+        encoder="lmlab.clip.encoder:load_clip",
+        not_lm="an image-text encoder (CLIP-style); use it as an encoder: lmlab embed, "
+        "index, search, map, classify --method zero-shot --via cosine --encoder RUN",
+    ),
     "classifier": RunKind(
         not_lm="a text classifier, not a language model; use it with "
         "`lmlab classify predict` or lmlab.TextClassifier.load"

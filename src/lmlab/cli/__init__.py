@@ -16,6 +16,7 @@ from lmlab._offline import enforce_offline
 # Each import registers its module's commands on `app`.
 from lmlab.cli import (  # noqa: F401
     classify_commands,
+    clip_commands,
     contrastive_commands,
     embed_commands,
     eval_commands,

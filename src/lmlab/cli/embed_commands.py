@@ -162,6 +162,16 @@ def _vectors_of(file: Path, model: str, column: str | None, label_column: str | 
     return texts, _encoder(model).encode(texts), labels
 
 
+def _image_points(model: str, texts: list[str]) -> list[bool] | None:
+    """Which items an encoder of images (a CLIP-style run) read as images, for their marker."""
+    from lmlab.embed.image_base import ImageEncoder
+    from lmlab.images.files import is_image_path
+
+    if not any(map(is_image_path, texts)) or not isinstance(_encoder(model), ImageEncoder):
+        return None
+    return [is_image_path(t) for t in texts]
+
+
 def _has_embeddings(path: Path) -> bool:
     import pyarrow.parquet as pq
 
@@ -251,6 +261,7 @@ def map_(
         title=f"{method} map of {file.name}",
         show_labels=show_labels,
         legend_title=label_column,  # the column's name above its values; clusters say so
+        images=_image_points(model, texts),
     )
     if as_json:
         emit_json(

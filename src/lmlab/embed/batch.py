@@ -39,7 +39,8 @@ def read_texts(
     """(id, text) pairs of a file; ids are an `id` column when there is one, else line numbers.
 
     Args:
-        path: .txt (every non-blank line), .csv/.tsv, .jsonl or .parquet.
+        path: .txt (every non-blank line), .csv/.tsv, .jsonl or .parquet; or a folder of
+            images (their paths, for an encoder of images such as a CLIP-style run).
         column: the text column of a table (default "text").
         label_column: also return this column of a table: (id, text, label) triples.
     """
@@ -55,6 +56,10 @@ def iter_texts(
     """The rows of `read_texts`, read as they are needed (a file larger than memory is fine):
     text files line by line, CSV and JSONL record by record, Parquet one row group at a time."""
     path = Path(path)
+    if path.is_dir() and label_column is None:  # a folder of images: (file name, its path),
+        from lmlab.images.files import image_files  # which an image encoder reads as the image
+
+        return iter([(p.name, str(p)) for p in image_files(path)])
     if not path.is_file():
         raise LmlabError(f"no such file: {path}", param="file")
     suffix = path.suffix.lower()
@@ -285,7 +290,10 @@ def _chunked(rows: Iterator[tuple[str, ...]], size: int) -> Iterator[list[tuple[
 
 
 def _estimated_rows(path: Path) -> int:
-    """Rows of a Parquet file (its metadata); lines of any other file (for the progress bar)."""
+    """Rows of a Parquet file (its metadata); lines of any other file (for the progress bar);
+    the entries of a folder of images."""
+    if path.is_dir():
+        return sum(1 for _ in path.iterdir())
     if path.suffix.lower() == ".parquet":
         import pyarrow.parquet as pq
 

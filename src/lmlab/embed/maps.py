@@ -61,6 +61,7 @@ def plot_map(
     title: str = "",
     show_labels: bool | None = None,
     legend_title: str | None = None,
+    images: list[bool] | None = None,
 ) -> Path:
     """A scatter plot of `points` (n, 2) coloured by `colors` (cluster numbers or label
     strings), saved as PNG, JPEG, PDF or SVG by `out`'s ending (see `map_figure`)."""
@@ -71,6 +72,7 @@ def plot_map(
         title=title,
         show_labels=show_labels,
         legend_title=legend_title,
+        images=images,
     )
     return save_figure(fig, out)
 
@@ -83,31 +85,39 @@ def map_figure(
     title: str = "",
     show_labels: bool | None = None,
     legend_title: str | None = None,
+    images: list[bool] | None = None,
 ):
     """The matplotlib figure of a map: points coloured by `colors`, the legend titled
     `legend_title` (the column the colours come from), each point labelled with its text (cut
     to 30 characters) when `show_labels`; by default only up to LABEL_UP_TO points, as more
-    labels overlap into an unreadable block."""
+    labels overlap into an unreadable block. `images` marks the points that are images (a map
+    of an image-text space): circles, unlabelled; the texts are stars, labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 7), dpi=120)
-    if colors is None:
-        ax.scatter(points[:, 0], points[:, 1], s=14)
-    else:
-        groups = sorted(dict.fromkeys(str(c) for c in colors))
-        cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
-        for g_i, g in enumerate(groups):
-            rows = [i for i, c in enumerate(colors) if str(c) == g]
-            ax.scatter(points[rows, 0], points[rows, 1], s=14, color=cmap(g_i % cmap.N), label=g)
-        if len(groups) <= 20:
-            ax.legend(fontsize=8, loc="best", title=legend_title, title_fontsize=8)
+    is_image = images or [False] * len(points)
+    shapes = {False: ("*", 90), True: ("o", 14)} if any(is_image) else {False: ("o", 14)}
+    groups = sorted(dict.fromkeys(str(c) for c in colors)) if colors is not None else [None]
+    cmap = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20")
+    for g_i, g in enumerate(groups):
+        color, label = (None if g is None else cmap(g_i % cmap.N)), g
+        for image, (marker, size) in shapes.items():
+            rows = [i for i in range(len(points))
+                    if is_image[i] == image and (g is None or str(colors[i]) == g)]  # fmt: skip
+            if rows:  # the group's name once in the legend, on its first marker
+                ax.scatter(points[rows, 0], points[rows, 1], s=size, marker=marker, color=color,
+                           label=label)  # fmt: skip
+                label = None
+    if colors is not None and len(groups) <= 20:
+        ax.legend(fontsize=8, loc="best", title=legend_title, title_fontsize=8)
+    texts = [i for i in range(len(points)) if not is_image[i]]
     if show_labels is None:
-        show_labels = len(points) <= LABEL_UP_TO
+        show_labels = len(texts) <= LABEL_UP_TO
     if show_labels:
-        for i in range(len(points)):
+        for i in texts:
             ax.annotate(_short(labels[i]), points[i], fontsize=7, alpha=0.8)
     ax.set_title(title)
     ax.set_xticks([])

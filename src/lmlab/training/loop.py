@@ -157,8 +157,8 @@ class Loop:
         config, objective, net = self.config, self.objective, self.net
         self.step_start = (objective.state_dict(), torch.get_rng_state())
         lr = learning_rate(self.schedule_step(), config, self.total)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        for group in self.optimizer.param_groups:  # a group may move slower (lr_scale)
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         accumulate, bfloat16 = config.accumulate, config.dtype == "bfloat16"
         total_loss = 0.0
         for micro in range(accumulate):
