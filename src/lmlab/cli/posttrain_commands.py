@@ -90,7 +90,9 @@ def _train(kind: str, data: Path, out: Path, base: str, lora: bool, rank: int, a
     if result.already_complete:
         print(f"{kind} on {base}: the run in {out} is already complete ({result.steps} steps)")
     else:
-        valid_text = f", valid loss {result.valid_loss:.4f}" if result.valid_loss is not None else ""
+        valid_text = (
+            f", valid loss {result.valid_loss:.4f}" if result.valid_loss is not None else ""
+        )
         if "valid_accuracy" in final:
             valid_text += (f", preference accuracy {final['valid_accuracy']:.3f}, "
                            f"reward margin {final['valid_reward_margin']:.3f}")  # fmt: skip
@@ -197,3 +199,23 @@ def train_reward_command(
     _train("reward", data, out, base, lora, rank, alpha, steps, epochs, batch_size, accumulate,
            lr, warmup, valid, valid_fraction, max_length, eval_every, patience, seed, device,
            dtype, resume, progress, as_json)  # fmt: skip
+
+
+def print_best_of(lm, prompt: str, n: int | None, reward: str | None, options: dict,
+                  as_json: bool) -> None:  # fmt: skip
+    """`lmlab generate --best-of N --reward RUN`: the best of N samples by the reward model."""
+    from lmlab.errors import LmlabError
+    from lmlab.posttrain.reward import best_of
+
+    if n is None or reward is None:
+        raise LmlabError("--best-of N and --reward RUN go together")
+    options = {k: v for k, v in options.items() if k != "n"}
+    ranked = best_of(lm, prompt, n, reward, **options)
+    if as_json:
+        emit_json({"prompt": prompt, "best": ranked[0][1].text,
+                   "samples": [{"reward": r, "text": c.text, "finish_reason": c.finish_reason}
+                               for r, c in ranked]})  # fmt: skip
+        return
+    print(ranked[0][1].text)
+    print(f"(the best of {n} samples by {reward}: reward {ranked[0][0]:.3f}; "
+          f"the worst {ranked[-1][0]:.3f})", file=sys.stderr)  # fmt: skip

@@ -127,7 +127,7 @@ def chat_rows(path: str | Path) -> list[Conversation]:
             messages = prompt + completion
             trained = [False] * len(prompt) + [m["role"] == "assistant" for m in completion]
         else:
-            raise LmlabError(f"{where}: expected {{\"messages\": [...]}} or prompt and completion")
+            raise LmlabError(f'{where}: expected {{"messages": [...]}} or prompt and completion')
         if not any(m["role"] == "assistant" for m in messages):
             raise LmlabError(f"{where}: no assistant message (nothing to learn)")
         if messages[0]["role"] == "assistant":
@@ -173,7 +173,8 @@ def encode_conversation(tokenizer, conv: Conversation) -> Encoded:
                 "the model's chat template does not render a conversation turn by turn "
                 "(an earlier turn changes when a later one is added): it cannot be masked"
             )
-        for text, learned in ((prefix[len(done) :], False), (whole[len(prefix) :], conv.trained[i])):
+        turns = ((prefix[len(done) :], False), (whole[len(prefix) :], conv.trained[i]))
+        for text, learned in turns:
             piece = tokenizer.encode(text)
             ids += piece
             mask += [learned] * len(piece)

@@ -29,7 +29,8 @@ class RewardModel(nn.Module):
         decoder = self.lm.get_decoder()
         hidden = decoder(input_ids=ids, attention_mask=attention).last_hidden_state
         last = attention.sum(1) - 1
-        return self.head(hidden[torch.arange(len(ids), device=ids.device), last]).squeeze(-1).float()
+        rows = torch.arange(len(ids), device=ids.device)
+        return self.head(hidden[rows, last]).squeeze(-1).float()
 
 
 class Scorer:
@@ -86,3 +87,16 @@ def load_reward(folder: str | Path) -> Scorer:
         >>> lmlab.load_reward("runs/rm").score("Name a fruit.", ["An apple.", "A chair."])
     """
     return Scorer(folder)
+
+
+def best_of(lm, prompt: str, n: int, reward: str | Path | Scorer, **options) -> list[tuple]:
+    """Sample `n` continuations of `prompt` and rank them by the reward model: a list of
+    (reward, Choice), best first (the RLHF pipeline's rejection sampling)."""
+    from lmlab.decode import generate
+
+    if n < 1:
+        raise LmlabError("--best-of must be at least 1")
+    scorer = reward if isinstance(reward, Scorer) else Scorer(reward)
+    choices = generate(lm, prompt, **{**options, "n": n}).choices
+    scores = scorer.score(prompt, [c.text for c in choices])
+    return sorted(zip(scores, choices, strict=True), key=lambda x: -x[0])

@@ -38,7 +38,7 @@ def train_sft(
     out: str | Path,
     *,
     base: str | Path = "smollm2-135m-instruct",
-    lora: dict | None | bool = True,
+    lora: dict | bool | None = True,
     config: TrainConfig | None = None,
     valid: str | Path | None = None,
     valid_fraction: float | None = 0.1,
@@ -88,7 +88,7 @@ def train_dpo(
     *,
     base: str | Path = "smollm2-135m-instruct",
     beta: float = 0.1,
-    lora: dict | None | bool = True,
+    lora: dict | bool | None = True,
     config: TrainConfig | None = None,
     valid: str | Path | None = None,
     valid_fraction: float | None = 0.1,
@@ -149,7 +149,7 @@ def train_reward(
     out: str | Path,
     *,
     base: str | Path = "smollm2-135m-instruct",
-    lora: dict | None | bool = True,
+    lora: dict | bool | None = True,
     config: TrainConfig | None = None,
     valid: str | Path | None = None,
     valid_fraction: float | None = 0.1,
@@ -270,11 +270,13 @@ def _train(kind, rows, valid_rows, out, *, base, lora, config, valid, valid_frac
     train_set, held_set, make = setup(lm, model, train_rows, held_rows, config, device)
     train_set, dropped = D.drop_long(train_set, max_length, length)
     held_set, dropped_held = D.drop_long(held_set, max_length, length)
-    if dropped or dropped_held:
-        lines = ", ".join(map(str, (dropped + dropped_held)[:5]))
+    lost = dropped + dropped_held
+    if lost:
+        lines = ", ".join(map(str, lost[:5])) + (", ..." if len(lost) > 5 else "")
+        rows_were = "1 row was" if len(lost) == 1 else f"{len(lost)} rows were"
         warnings.warn(
-            f"{len(dropped) + len(dropped_held)} rows longer than {max_length} tokens were "
-            f"dropped (lines {lines}{', ...' if len(dropped) + len(dropped_held) > 5 else ''})",
+            f"{rows_were} longer than {max_length} tokens and dropped "
+            f"(line{'s' if len(lost) > 1 else ''} {lines}); raise --max-length to keep them",
             DroppedRowsWarning,
             stacklevel=3,
         )
@@ -285,10 +287,16 @@ def _train(kind, rows, valid_rows, out, *, base, lora, config, valid, valid_frac
         "kind": kind,
         "base": spec_of(base),
         "lora": lora,
-        "train": {**asdict(config), **record, "valid": str(valid or ""),
-                  "valid_fraction": valid_fraction, "max_length": max_length,
-                  "rows": len(train_set), "valid_rows": len(held_set),
-                  "dropped": len(dropped) + len(dropped_held)},  # fmt: skip
+        "train": {
+            **asdict(config),
+            **record,
+            "valid": str(valid or ""),
+            "valid_fraction": valid_fraction,
+            "max_length": max_length,
+            "rows": len(train_set),
+            "valid_rows": len(held_set),
+            "dropped": len(lost),
+        },
     }
     if resume:
         _check_resume(out, run)

@@ -29,7 +29,7 @@ class _Pairs:
     def __init__(self, model, pairs, valid_pairs, batch: int, pad_id: int, device, *, seed: int,
                  eval_batches: int) -> None:  # fmt: skip
         self.model, self.pairs, self.valid_pairs = model, pairs, valid_pairs or []
-        self.pad_id, self.device, self.eval_batches, self.batch = pad_id, device, eval_batches, batch
+        self.pad_id, self.device, self.eval_batches = pad_id, device, eval_batches
         self.batches = LengthBatches([_length(p) for p in pairs], batch, seed)
         self.validates = bool(self.valid_pairs)
         self.units_per_batch = batch  # pairs
@@ -81,7 +81,8 @@ class _Pairs:
         model.eval()
         sums = dict.fromkeys(("loss", "chosen", "rejected", "accuracy", "n"), 0.0)
         for rows in self.valid_order if full else self.valid_order[: self.eval_batches]:
-            chosen, rejected = self.rewards(model, self.tensors([self.valid_pairs[i] for i in rows]))
+            tensors = self.tensors([self.valid_pairs[i] for i in rows])
+            chosen, rejected = self.rewards(model, tensors)
             losses = -nn.functional.logsigmoid(chosen - rejected)
             self._add(sums, losses.mean(), chosen, rejected)
         model.train(was_training)
