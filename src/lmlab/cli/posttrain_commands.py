@@ -219,3 +219,39 @@ def print_best_of(lm, prompt: str, n: int | None, reward: str | None, options: d
     print(ranked[0][1].text)
     print(f"(the best of {n} samples by {reward}: reward {ranked[0][0]:.3f}; "
           f"the worst {ranked[-1][0]:.3f})", file=sys.stderr)  # fmt: skip
+
+
+@prefs_app.command("make")
+def prefs_make_command(
+    prompts: Annotated[Path, typer.Argument(help="JSONL: prompt, and constraints for rules.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The preference pairs to write.")],
+    model: Annotated[str, typer.Option(help="The model whose answers are sampled.")] = DEFAULT_LM,
+    samples: Annotated[int, typer.Option(help="Answers sampled per prompt.")] = 4,
+    judge: Annotated[
+        str, typer.Option(help="rules (the row's constraints) or a judge model (yes/no).")
+    ] = "rules",
+    judge_prompt: Annotated[
+        Path | None,
+        typer.Option("--judge-prompt", help="A text file with {prompt} and {answer} in it."),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Most tokens per answer.")] = 128,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = 0.95,
+    seed: Annotated[int, typer.Option(help="Same seed, same samples.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample answers to PROMPTS and keep the best and worst as preference pairs (TRL format)."""
+    from dataclasses import asdict
+
+    from lmlab.posttrain.prefs import JUDGE_PROMPT, make_prefs
+
+    template = judge_prompt.read_text() if judge_prompt is not None else JUDGE_PROMPT
+    result = make_prefs(prompts, out, model=model, samples=samples, judge=judge,
+                        judge_prompt=template, max_tokens=max_tokens, temperature=temperature,
+                        top_p=top_p, seed=seed)  # fmt: skip
+    if as_json:
+        emit_json(asdict(result))
+        return
+    print(f"{result.pairs} pairs from {result.prompts} prompts ({result.samples} samples each, "
+          f"judged by {judge}); {result.ties} prompts gave no pair (every sample scored the "
+          f"same); written to {out}")  # fmt: skip
