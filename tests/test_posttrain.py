@@ -183,8 +183,17 @@ def test_sft_cli_trains_and_the_run_loads_everywhere(tiny, tmp_path):
     assert lmlab.chat(tuned, [{"role": "user", "content": "hi"}], max_tokens=3).text is not None
     assert lmlab_cli("generate", "--model", str(run), "--max-tokens", "3", "hi").returncode == 0
     assert lmlab_cli("chat", "--model", str(run), "--max-tokens", "3", "hi").returncode == 0
+    assert lmlab_cli("score", "--model", str(run), "Paris.").returncode == 0
     # A tuned run is a base for the next one (SFT then DPO), its adapters merged.
     from lmlab.posttrain.model import load_base
+    from lmlab.posttrain.train import train_dpo
+
+    prefs = jsonl(tmp_path / "p.jsonl", PREFS)
+    train_dpo(prefs, tmp_path / "dpo", base=run, valid_fraction=None,
+              config=TrainConfig(steps=1, lr=1e-2, **FAST), progress=False)  # fmt: skip
+    dpo = lmlab.load_lm(tmp_path / "dpo")
+    assert json.loads((tmp_path / "dpo" / "lmlab.json").read_text())["base"] == str(run.resolve())
+    assert lmlab.generate(dpo, "Paris", max_tokens=2).text is not None
 
     merged = load_base(run)
     ids = torch.tensor([tuned.tokenizer.encode("Paris is")])
