@@ -1,12 +1,14 @@
 """Every objective through the one loop, on the same contract: two steps, Ctrl-C after the
 first, resume, and the weights are those of a run never interrupted (same seed)."""
 
+import json
 import os
 import signal
 
 import numpy as np
 import pytest
 import torch
+from posttrain_models import no_chat_model
 from safetensors.torch import load_file
 
 from lmlab.models import BUNDLED, DEFAULT_ENCODER, bundled_path
@@ -164,6 +166,35 @@ def clip(image_encoder, text):
     return run
 
 
+CHATS = "".join(
+    json.dumps({"messages": [{"role": "user", "content": f"{r}?"},
+                             {"role": "assistant", "content": f"{w}."}]}) + "\n"
+    for r, w in zip(REVIEWS[:16], GOOD + BAD, strict=True)
+)  # fmt: skip
+PAIRS = "".join(
+    json.dumps({"prompt": "Describe the film.", "chosen": r, "rejected": f"it is {w}"}) + "\n"
+    for r, w in zip(REVIEWS[:8], BAD, strict=True)
+)
+
+
+def post_training(kind):
+    def run(corpus, out, resume):
+        from lmlab.posttrain import train as post
+
+        base = out.parent / "chat-base"
+        if not base.exists():
+            from posttrain_models import tiny_chat_lm
+
+            tiny_chat_lm(base)
+        data = out.parent / f"{kind}.jsonl"
+        data.write_text(CHATS if kind == "sft" else PAIRS)
+        train = {"sft": post.train_sft, "dpo": post.train_dpo, "reward": post.train_reward}[kind]
+        train(data, out, base=base, valid_fraction=0.25, lora={"r": 4},
+              config=TrainConfig(**CONFIG, lr=1e-2), resume=resume, progress=False)  # fmt: skip
+
+    return run
+
+
 OBJECTIVES = {
     "causal-gpt": language_model("gpt", model_options=TINY),
     "causal-lstm": language_model(
@@ -187,6 +218,13 @@ OBJECTIVES = {
         clip("vit", DEFAULT_ENCODER),
         marks=pytest.mark.skipif(no_encoder, reason="no bundled encoder"),
     ),
+    **{
+        f"post-training-{kind}": pytest.param(
+            post_training(kind),
+            marks=pytest.mark.skipif(no_chat_model, reason="no bundled chat model"),
+        )
+        for kind in ("sft", "dpo", "reward")
+    },
 }
 
 

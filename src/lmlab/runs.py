@@ -46,6 +46,12 @@ RUN_KINDS: dict[str, RunKind] = {
         "use it with lmlab.pipeline('fill-mask', model=...) or lmlab.load_masked_lm",
     ),
     "lora-lm": RunKind(lm="lmlab.lm.lora_lm:load_run"),
+    "sft": RunKind(lm="lmlab.posttrain.model:load_tuned"),
+    "dpo": RunKind(lm="lmlab.posttrain.model:load_tuned"),
+    "reward": RunKind(
+        not_lm="a reward model (it scores answers); use it with `lmlab generate --best-of N "
+        "--reward RUN` or lmlab.load_reward"
+    ),
     "bow": RunKind(encoder=_BAG_OF_WORDS),
     "tfidf": RunKind(encoder=_BAG_OF_WORDS),
     "seq2seq": RunKind(

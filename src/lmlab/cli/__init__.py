@@ -23,6 +23,7 @@ from lmlab.cli import (  # noqa: F401
     lm_commands,
     lora_commands,
     ngram_commands,
+    posttrain_commands,
     seq2seq_commands,
     serve_commands,
     tokenizer_commands,

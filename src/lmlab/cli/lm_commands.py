@@ -124,6 +124,12 @@ def generate(
         int, typer.Option(help="Show this many top alternatives per token (JSON).")
     ] = 0,
     stream: Annotated[bool, typer.Option(help="Print tokens as they come.")] = True,
+    best_of: Annotated[
+        int | None, typer.Option("--best-of", help="Sample N; print the best by --reward.")
+    ] = None,
+    reward: Annotated[
+        str | None, typer.Option(help="A reward model run (lmlab train reward) for --best-of.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Continue PROMPT with a language model."""
@@ -145,6 +151,10 @@ def generate(
     )
     lm = load(model, backend)
     options["sampling_defaults"] = sampling_defaults.value
+    if best_of is not None or reward is not None:
+        from lmlab.cli.posttrain_commands import print_best_of
+
+        return print_best_of(lm, prompt, best_of, reward, options, as_json)
     if stream and n == 1 and not as_json:
         for chunk in generate_stream(lm, prompt, **options):
             print(chunk.text, end="", flush=True)
