@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,6 +58,7 @@ def run_on_ray(build: Callable[[], Any], out: Path, address: str | None) -> int:
     with ray_session(address) as ray:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # Ray's bars and logs would bury the one line
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         try:
             return write_parquet(build(), out)
         except LmlabError:

@@ -182,8 +182,7 @@ def map_with_pool(
         n_workers = max(1, int(cpus // cpus_per_worker))
     if n_workers < 1:
         raise LmlabError("--workers must be at least 1", param="workers")
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # rows leave in the order they came
+    ds.context.execution_options.preserve_order = True  # rows leave in the order they came
     return ds.map_batches(
         worker,
         fn_constructor_args=args,

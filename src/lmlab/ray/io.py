@@ -56,6 +56,7 @@ def input_format(source: str) -> str:
 def read_input(source: Any, ray: Any, block_rows: int = 1024) -> Any:
     """A Ray Dataset of `source` (a path, URL, or a Dataset already), with an `id` column (an
     input numbered here comes in blocks of `block_rows` rows: the unit one actor takes)."""
+    ordered(ray)
     if isinstance(source, ray.data.Dataset):
         ds = source
     else:
@@ -63,6 +64,7 @@ def read_input(source: Any, ray: Any, block_rows: int = 1024) -> Any:
         if "://" not in source and not Path(source).exists():
             raise LmlabError(f"no such file: {source}", param="file")
         ds = _read(source, input_format(source), ray)
+    ds.context.execution_options.preserve_order = True  # a Dataset the caller made, too
     names = columns(ds, source)
     return ds if ID in names else _numbered(ds, ray, block_rows)
 
@@ -123,8 +125,6 @@ def _numbered(ds: Any, ray: Any, block_rows: int) -> Any:
         ids = pa.array(range(first, first + length), type=pa.int64())
         return table.slice(start, length).add_column(0, ID, ids)
 
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True  # the blocks in the input's order
     blocks = ds.to_arrow_refs()
     counts = ray.get([rows.remote(b) for b in blocks])
     refs, first = [], 1
@@ -134,6 +134,12 @@ def _numbered(ds: Any, ray: Any, block_rows: int) -> Any:
             refs.append(number.remote(block, start, length, first))
             first += length
     return ray.data.from_arrow_refs(refs)
+
+
+def ordered(ray: Any) -> None:
+    """Ray Data keeps the rows in order from here on: datasets made after this call carry it
+    (a Dataset copies the current DataContext when it is made)."""
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
 
 
 def write_parquet(ds: Any, out: str | Path) -> int:
@@ -178,7 +184,8 @@ def _rows(files: list[Path]) -> int:
 
 
 def read_parquet_folder(folder: str | Path) -> Any:
-    """A folder written by `write_parquet` as one pyarrow Table, rows in the input's order."""
+    """A folder written by `write_parquet` as one pyarrow Table: its files in name order, which
+    holds the rows in the input's order."""
     import pyarrow.parquet as pq
 
     files = sorted(Path(folder).glob("*.parquet"))
@@ -186,7 +193,7 @@ def read_parquet_folder(folder: str | Path) -> Any:
         raise LmlabError(f"{folder} holds no Parquet files", param="file")
     import pyarrow as pa
 
-    return pa.concat_tables([pq.read_table(f) for f in files]).sort_by(ID)
+    return pa.concat_tables([pq.read_table(f) for f in files])
 
 
 def one_line(error: BaseException) -> str:
