@@ -77,6 +77,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
-    if name == "progress":  # the module: lmlab.progress.set_display(...)
-        return import_module("lmlab.progress")
+    if name in ("progress", "ray"):  # modules: lmlab.progress.set_display, lmlab.ray.embed
+        return import_module(f"lmlab.{name}")
     raise AttributeError(f"module 'lmlab' has no attribute {name!r}")

@@ -12,6 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from lmlab.cli.app import JsonOpt, app, emit_json
+from lmlab.cli.ray_options import (
+    CpusPerWorkerOpt,
+    RayAddressOpt,
+    RayOpt,
+    WorkersOpt,
+    check_ray_options,
+    run_on_ray,
+)
 from lmlab.errors import LmlabError
 
 classify_app = typer.Typer(
@@ -209,20 +217,39 @@ def fit(
 @classify_app.command("predict")
 def predict(
     folder: FolderArg,
-    data: DataArg,
+    data: Annotated[
+        str, typer.Argument(help="A CSV, TSV, JSONL or Parquet table; --ray: also a folder or URL.")
+    ],
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="CSV, TSV, JSONL or Parquet (default: CSV on stdout)."),
     ] = None,
     text_col: TextColOpt = None,
+    ray: RayOpt = False,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusPerWorkerOpt = 1,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Label every text of DATA, with each class's probability.
 
     The output is the input, every column of it unchanged (ids, gold labels, metadata), then
-    `predicted` and one p_<class> column per class."""
+    `predicted` and one p_<class> column per class. With --ray, OUT is a folder of Parquet
+    files (with an id column: the input's, else the row number)."""
     from lmlab.classify.classifier import TextClassifier
     from lmlab.classify.data import read_unlabelled
 
+    check_ray_options(ray, out, ray_address, workers)
+    if ray:
+        import lmlab.ray
+
+        def build():
+            return lmlab.ray.classify(
+                str(data), folder, column=text_col, workers=workers, cpus_per_worker=cpus_per_worker
+            )
+
+        count = run_on_ray(build, out, ray_address)
+        print(f"wrote {count} predictions to {out}/ (Parquet files, with --ray)", file=sys.stderr)
+        return
     if out is not None and out.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".parquet"):
         raise LmlabError("--out must end in .csv, .tsv, .jsonl or .parquet", param="out")
     clf = TextClassifier.load(folder)
@@ -232,7 +259,7 @@ def predict(
     added = ["predicted", *(f"p_{c}" for c in clf.classes_)]
     if clash := next((c for c in added if c in kept), None):
         raise LmlabError(
-            f"{data.name} has a column {clash!r} already: predict adds the columns "
+            f"{Path(data).name} has a column {clash!r} already: predict adds the columns "
             f"{', '.join(added)}; rename it"
         )
     proba = clf.predict_proba(table.texts)

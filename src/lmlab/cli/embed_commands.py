@@ -10,6 +10,14 @@ from typing import Annotated
 import typer
 
 from lmlab.cli.app import AllOpt, JsonOpt, app, emit_json, table_rows, train_app
+from lmlab.cli.ray_options import (
+    CpusPerWorkerOpt,
+    RayAddressOpt,
+    RayOpt,
+    WorkersOpt,
+    check_ray_options,
+    run_on_ray,
+)
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_ENCODER
 
@@ -26,6 +34,13 @@ StaticOpt = Annotated[
     bool, typer.Option("--static", help="Use the model's input-embedding rows (any LM).")
 ]
 FileArg = Annotated[Path, typer.Argument(help="txt (one text per line), CSV, JSONL or Parquet.")]
+# Ray reads folders and URLs too: kept as written (a Path would turn s3://b into s3:/b).
+RayFileArg = Annotated[
+    str,
+    typer.Argument(
+        help="txt (one text per line), CSV, JSONL or Parquet; with --ray also a folder or URL."
+    ),
+]
 ColumnOpt = Annotated[
     str | None, typer.Option("--column", "-c", help="Text column of a table (default: text).")
 ]
@@ -71,8 +86,10 @@ def similarity(
 
 @app.command()
 def embed(
-    file: FileArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="OUT.npy or OUT.parquet.")],
+    file: RayFileArg,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="OUT.npy or OUT.parquet (--ray: a folder).")
+    ],
     model: EncoderOpt = DEFAULT_ENCODER,
     column: ColumnOpt = None,
     dimensions: DimensionsOpt = None,
@@ -80,13 +97,44 @@ def embed(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 32,
     static: StaticOpt = False,
     backend: EncoderBackendOpt = "auto",
+    ray: RayOpt = False,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusPerWorkerOpt = 1,
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Embed every text of FILE (resumable: run it again after an interruption)."""
+    """Embed every text of FILE (resumable: run it again after an interruption).
+
+    With --ray, FILE may be a folder or a URL (s3://...) and OUT is a folder of Parquet files
+    (id, text, embedding), written by an actor pool on a Ray cluster."""
     from lmlab.embed.batch import embed_file
 
+    check_ray_options(ray, out, ray_address, workers)
+    if ray:
+        import lmlab.ray
+
+        def build():
+            return lmlab.ray.embed(
+                str(file),
+                model=model,
+                column=column or "text",
+                batch_size=batch_size,
+                dimensions=dimensions,
+                dtype=dtype,
+                backend=backend,
+                static=static,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+            )
+
+        count = run_on_ray(build, out, ray_address)
+        if as_json:
+            emit_json({"out": str(out), "count": count, "dtype": dtype, "ray": True})
+        else:
+            print(f"wrote {count} vectors ({dtype}) to {out}/ (Parquet files, with --ray)")
+        return
     report = embed_file(
-        file,
+        Path(file),
         out,
         model=_encoder(model, static, backend),
         column=column,

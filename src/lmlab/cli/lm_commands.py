@@ -29,6 +29,14 @@ from lmlab.cli.app import (
     load,
     table_rows,
 )
+from lmlab.cli.ray_options import (
+    CpusPerWorkerOpt,
+    RayAddressOpt,
+    RayOpt,
+    WorkersOpt,
+    check_ray_options,
+    run_on_ray,
+)
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_LM
 
@@ -107,7 +115,9 @@ def tokenize(
 
 @app.command()
 def generate(
-    prompt: Annotated[str, typer.Argument(help="The text to continue.")],
+    prompt: Annotated[
+        str | None, typer.Argument(help="The text to continue (or give --file).")
+    ] = None,
     model: ModelOpt = DEFAULT_LM,
     backend: BackendOpt = BackendChoice.auto,
     max_tokens: MaxTokensOpt = 128,
@@ -130,12 +140,40 @@ def generate(
     reward: Annotated[
         str | None, typer.Option(help="A reward model run (lmlab train reward) for --best-of.")
     ] = None,
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            help="Continue every prompt of this file (JSONL, CSV, Parquet or txt; "
+            "--ray: also a folder or URL) into --out.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="With --file: answers.jsonl, .csv or .parquet (--ray: a folder)."
+        ),
+    ] = None,
+    column: Annotated[
+        str, typer.Option("--column", "-c", help="With --file: the prompts' column.")
+    ] = "prompt",
+    ray: RayOpt = False,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusPerWorkerOpt = 1,
+    ray_address: RayAddressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue PROMPT with a language model."""
+    """Continue PROMPT with a language model (or every prompt of --file into --out)."""
     from lmlab.decode import generate as run
     from lmlab.decode import generate_stream
 
+    if (prompt is None) == (file is None):
+        raise LmlabError("give a PROMPT or --file prompts.jsonl (one of them)")
+    if file is not None and out is None:
+        raise LmlabError("--file needs --out, where the answers go", param="out")
+    if file is None and (out is not None or ray):
+        raise LmlabError("--out and --ray go with --file", param="file")
+    check_ray_options(ray, out, ray_address, workers)
     options = checked_options(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -149,6 +187,26 @@ def generate(
         logprobs=logprobs > 0,
         top_logprobs=logprobs,
     )
+    if file is not None:
+        if n != 1 or logprobs:
+            raise LmlabError("--file writes one answer per prompt: no --n or --logprobs")
+        for key in ("n", "logprobs", "top_logprobs"):
+            options.pop(key)
+        batch = _generate_file if not ray else _generate_ray
+        batch(
+            file,
+            out,
+            column,
+            model,
+            backend,
+            sampling_defaults.value,
+            options,
+            as_json,
+            workers=workers,
+            cpus_per_worker=cpus_per_worker,
+            address=ray_address,
+        )
+        return
     lm = load(model, backend)
     options["sampling_defaults"] = sampling_defaults.value
     if best_of is not None or reward is not None:
@@ -253,6 +311,26 @@ def score(
     as_text: Annotated[
         bool, typer.Option("--text", help="Score TEXT_OR_FILE as text, even if it names a file.")
     ] = False,
+    per_line: Annotated[
+        bool,
+        typer.Option(
+            "--per-line",
+            help="Score each line (each row of a table) of FILE as its own document.",
+        ),
+    ] = False,
+    column: Annotated[
+        str, typer.Option("--column", "-c", help="With --per-line: a table's text column.")
+    ] = "text",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="With --per-line: scores.csv, .jsonl or .parquet (--ray: a folder)."
+        ),
+    ] = None,
+    ray: RayOpt = False,
+    workers: WorkersOpt = None,
+    cpus_per_worker: CpusPerWorkerOpt = 1,
+    ray_address: RayAddressOpt = None,
     show_all: AllOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -262,6 +340,29 @@ def score(
 
     if window < 2 or not 1 <= stride <= window:
         raise LmlabError("need --window >= 2 and 1 <= --stride <= --window")
+    if (out is not None or ray) and not per_line:
+        raise LmlabError("--out and --ray go with --per-line", param="per_line")
+    check_ray_options(ray, out, ray_address, workers)
+    if per_line:
+        if ray:
+            _score_ray(
+                text_or_file,
+                out,
+                column,
+                model,
+                backend,
+                window,
+                stride,
+                as_json,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                address=ray_address,
+            )
+        else:
+            _score_lines(
+                text_or_file, out, column, model, backend, window, stride, as_json, show_all
+            )
+        return
     is_file = not as_text and names_a_file(text_or_file)
     if not as_text and not is_file and _looks_like_a_path(text_or_file):
         raise LmlabError(f"no file {text_or_file!r} (to score it as text, add --text)")
@@ -297,3 +398,99 @@ def _looks_like_a_path(text: str) -> bool:
     return not any(c.isspace() for c in text) and bool(
         "/" in text or re.search(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", text)
     )
+
+
+def _score_lines(file, out, column, model, backend, window, stride, as_json, show_all) -> None:
+    """`lmlab score FILE --per-line` on this process: a table of scores, printed or to --out."""
+    from lmlab.cli.classify_commands import _write_rows
+    from lmlab.embed.batch import read_texts
+    from lmlab.lm_rows import SCORE_COLUMNS, score_texts
+
+    rows = read_texts(file, column)
+    scores = score_texts(load(model, backend), [r[1] for r in rows], window=window, stride=stride)
+    columns = ["id", *SCORE_COLUMNS]
+    table = [
+        [r[0], *vals] for r, vals in zip(rows, zip(*scores.values(), strict=True), strict=True)
+    ]
+    if out is not None:
+        _write_rows(columns, table, out)
+        if as_json:
+            emit_json({"out": str(out), "count": len(table)})
+        else:
+            print(f"wrote {len(table)} scores to {out}")
+        return
+    if as_json:
+        emit_json([dict(zip(columns, row, strict=True)) for row in table])
+        return
+    shown, note = table_rows(table, show_all)
+    print(f"{'id':>8}  {'tokens':>6}  {'perplexity':>10}")
+    for row in shown:
+        print(f"{'…':>8}" if row is None else f"{row[0]:>8}  {row[1]:>6}  {row[3]:>10.3f}")
+    if note:
+        print(note)
+
+
+def _score_ray(file, out, column, model, backend, window, stride, as_json, **ray_options):
+    import lmlab.ray
+
+    address = ray_options.pop("address")
+
+    def build():
+        return lmlab.ray.score(
+            file,
+            model=model,
+            backend=backend.value,
+            column=column,
+            window=window,
+            stride=stride,
+            **ray_options,
+        )
+
+    count = run_on_ray(build, out, address)
+    _say_written(count, "scores", out, as_json)
+
+
+def _generate_file(file, out, column, model, backend, defaults, options, as_json, **_) -> None:
+    """`lmlab generate --file` on this process: one answer per prompt, written to --out."""
+    from lmlab.cli.classify_commands import _write_rows
+    from lmlab.embed.batch import read_texts
+    from lmlab.lm_rows import GENERATE_COLUMNS, generate_texts
+
+    if out.suffix.lower() not in (".jsonl", ".csv", ".tsv", ".parquet"):
+        raise LmlabError("--out must end in .jsonl, .csv, .tsv or .parquet", param="out")
+    rows = read_texts(Path(file), column)
+    lm = load(model, backend)
+    answers = generate_texts(lm, [r[1] for r in rows], sampling_defaults=defaults, **options)
+    table = [
+        [r[0], r[1], *vals]
+        for r, vals in zip(rows, zip(*answers.values(), strict=True), strict=True)
+    ]
+    _write_rows(["id", column, *GENERATE_COLUMNS], table, out)
+    _say_written(len(table), "answers", out, as_json)
+
+
+def _generate_ray(file, out, column, model, backend, defaults, options, as_json, **ray_options):
+    import lmlab.ray
+
+    address = ray_options.pop("address")
+
+    def build():
+        return lmlab.ray.generate(
+            file,
+            model=model,
+            backend=backend.value,
+            column=column,
+            sampling_defaults=defaults,
+            **ray_options,
+            **options,
+        )
+
+    count = run_on_ray(build, out, address)
+    _say_written(count, "answers", out, as_json)
+
+
+def _say_written(count: int, what: str, out: Path, as_json: bool) -> None:
+    if as_json:
+        emit_json({"out": str(out), "count": count})
+    else:
+        print(f"wrote {count} {what} to {out}")

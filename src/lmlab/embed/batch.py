@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -333,7 +334,6 @@ def _output(out: Path) -> Iterator[Callable[[list, Path], int]]:
             del target
         atomic_write_text(out.with_suffix(".ids.json"), json.dumps(ids, ensure_ascii=False))
         return
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     with atomic_file(out) as tmp:
@@ -343,14 +343,7 @@ def _output(out: Path) -> Iterator[Callable[[list, Path], int]]:
             def add_parquet(rows: list, vectors_path: Path) -> int:
                 nonlocal writer
                 vectors = np.load(vectors_path)
-                flat = pa.array(vectors.reshape(-1))
-                table = pa.table(
-                    {
-                        "id": [row[0] for row in rows],
-                        "text": [row[1] for row in rows],
-                        "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
-                    }
-                )
+                table = embedding_table([row[0] for row in rows], [row[1] for row in rows], vectors)
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, table.schema)
                 writer.write_table(table)
@@ -360,6 +353,21 @@ def _output(out: Path) -> Iterator[Callable[[list, Path], int]]:
         finally:
             if writer is not None:
                 writer.close()
+
+
+def embedding_table(ids: list, texts: list[str], vectors: np.ndarray) -> Any:
+    """The Parquet table of `lmlab embed` (and of its --ray form): id, text and embedding (a
+    fixed-size list of the vector's numbers)."""
+    import pyarrow as pa
+
+    flat = pa.array(vectors.reshape(-1))
+    return pa.table(
+        {
+            "id": ids,
+            "text": texts,
+            "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]),
+        }
+    )
 
 
 def _fingerprint(path: Path, encoder: Encoder, column, dimensions, dtype, chunk_size) -> dict:
