@@ -45,7 +45,7 @@ def evaluate_sts(
     enc = load_encoder(encoder)
     texts = list(dict.fromkeys(pairs.text1 + pairs.text2))  # each distinct text once
     where = {t: i for i, t in enumerate(texts)}
-    vectors = enc.encode(texts, batch_size=batch_size, normalize=True)
+    vectors = enc.encode(texts, batch_size=batch_size, normalize_embeddings=True)
     a = vectors[[where[t] for t in pairs.text1]]
     b = vectors[[where[t] for t in pairs.text2]]
     cos = (a * b).sum(axis=1)

@@ -247,7 +247,7 @@ def _setup(pictures, names, texts, info, out: Path, options: dict, *, config, de
         from lmlab.embed.load import load_encoder
 
         encoder = load_encoder(shape.text_encoder)
-        vectors = encoder.encode(bank, batch_size=64, normalize=True)
+        vectors = encoder.encode(bank, batch_size=64, normalize_embeddings=True)
         caption_bank = CaptionBank(vectors=torch.from_numpy(vectors))
         shape = replace(shape, text_dimension=encoder.dimension)
     else:
