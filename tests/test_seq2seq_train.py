@@ -56,6 +56,29 @@ def test_training_on_en_es_pairs_writes_a_run(tmp_path, capsys):
     assert code == 0 and "already complete (20 steps)" in again.out
 
 
+@pytest.mark.slow
+@needs_data
+def test_the_rnn_with_attention_trains_from_the_cli_and_translates(tmp_path, capsys):
+    train = head(EN_ES / "train.tsv", tmp_path / "train.tsv", 200)
+    run = tmp_path / "run"
+    code, out = cli(capsys, train, "--valid", train, "--source-col", "en", "--target-col", "es",
+                    "--arch", "rnn", "--attention", "luong", "--cell", "lstm", "--preset",
+                    "tiny", "--vocab-size", "500", "--steps", "20", "--warmup", "2", "--lr",
+                    "1e-2", "--batch-size", "16", "--eval-every", "10", "--dtype", "float32",
+                    "--out", run, "--no-progress")  # fmt: skip
+    assert code == 0, out.err
+    info = json.loads((run / "lmlab.json").read_text())
+    assert info["train"]["arch"] == "rnn"
+    assert (info["model"]["attention"], info["model"]["cell"]) == ("luong", "lstm")
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    valid_losses = [x["valid_loss"] for x in lines if "valid_loss" in x and not x.get("final")]
+    assert valid_losses[-1] < valid_losses[0]  # it learned something of the targets
+    with pytest.raises(SystemExit) as e:
+        main(["translate", str(run), "A man is playing a guitar.", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert e.value.code == 0 and result[0]["source"] == "A man is playing a guitar."
+
+
 @needs_data
 def test_a_tsv_sentence_that_opens_with_a_quote_stays_in_its_column():
     pairs = read_pairs(EN_ES / "train.tsv", "en", "es")

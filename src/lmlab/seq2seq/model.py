@@ -9,6 +9,7 @@ written for language models (lmlab.decode), not a second copy of it.
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from lmlab.lm.neural.run import NeuralState, load_weights, read_run
 from lmlab.sampling_defaults import OPENAI
 from lmlab.seq2seq.decoding import in_batches, positions, sampling_params
 from lmlab.seq2seq.search_options import DEFAULT_ALPHA, Limits
+
+HF_LOADER = "lmlab.seq2seq.hf:load_hf_seq2seq"  # a Hugging Face folder (T5, BART, Marian)
 
 
 class ConditionedLM(LanguageModel):
@@ -187,9 +190,8 @@ def load_seq2seq(folder: str | Path, *, device: str = "cpu") -> Seq2Seq:
 
     folder = Path(folder)
     if folder.is_dir() and not is_run(folder) and (folder / "config.json").is_file():
-        from lmlab.seq2seq.hf import load_hf_seq2seq  # a Hugging Face folder (T5, BART, Marian)
-
-        return load_hf_seq2seq(folder, device=device)
+        module, function = HF_LOADER.split(":")  # a string, as a registry's: no import cycle
+        return getattr(import_module(module), function)(folder, device=device)
     run = read_run(folder)
     if run.get("kind") != KIND:
         raise LmlabError(
