@@ -53,7 +53,7 @@ def attention_map(s2s, source: str, **options) -> AttentionMap:
     end = s2s.end_id
     device = next(s2s.model.parameters()).device
     src = torch.tensor([[*src_ids, end]], device=device)
-    tgt_in = torch.tensor([[end, *tgt_ids]], device=device)
+    tgt_in = torch.tensor([[s2s.start_id, *tgt_ids]], device=device)
     weights = s2s.model.cross_attention(src, torch.ones_like(src), tgt_in)[0].float().cpu()
     source_words, src_owner = words_of(s2s.tokenizer, [*src_ids, end])
     target_words, tgt_owner = words_of(s2s.tokenizer, [*tgt_ids, end])

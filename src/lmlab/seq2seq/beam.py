@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lmlab.seq2seq.decoding import encode_batch, within_positions
+from lmlab.seq2seq.batching import encode_batch, within_positions
 from lmlab.seq2seq.search_options import DEFAULT_ALPHA, check_beam, length_penalty
 
 
@@ -42,6 +42,7 @@ def beam_search(
     *,
     beam: int = 4,
     alpha: float = DEFAULT_ALPHA,
+    start_id: int | None = None,
 ) -> list[Hypothesis]:
     """The best hypothesis of a beam search of width `beam` for each token-id source; target
     i has at most limits[i] tokens (without the end token) and fits the model's positions."""
@@ -55,7 +56,8 @@ def beam_search(
     scores = torch.full((len(sources), K), float("-inf"))
     scores[:, 0] = 0.0  # one empty hypothesis per source to start from
     tokens = torch.zeros(len(sources) * K, 0, dtype=torch.long)  # each row's target so far
-    last = torch.full((len(sources) * K, 1), end_id, dtype=torch.long, device=device)
+    start = end_id if start_id is None else start_id  # lmlab's runs start from the end token
+    last = torch.full((len(sources) * K, 1), start, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in sources]
     step = 0
     while live:

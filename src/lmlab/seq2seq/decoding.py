@@ -20,36 +20,11 @@ import torch
 from lmlab.errors import LmlabError
 from lmlab.sampling import SamplingParams, apply_penalties, choose
 from lmlab.sampling_defaults import SamplingDefaults
+from lmlab.seq2seq.batching import encode_batch, within_positions
 from lmlab.seq2seq.search_options import check_beam
 
 # what translation uses for a sampling option left out: greedy decoding, no filtering
 GREEDY = SamplingDefaults(temperature=0.0, source="greedy")
-
-
-def positions(model) -> int | None:
-    """The most positions the model's decoder reads (None: no limit, a recurrent one)."""
-    return getattr(getattr(model, "config", None), "context", None)
-
-
-def within_positions(model, limits: list[int]) -> list[int]:
-    """The length bounds, each cut to what the model's decoder can read."""
-    cap = positions(model)
-    return list(limits) if cap is None else [max(1, min(n, cap - 1)) for n in limits]
-
-
-def device_of(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-def encode_batch(model, sources: list[list[int]], end_id: int):
-    """The encoder's output and mask for token-id sources (each gets the end token, then they
-    are right-padded): (memory, keep)."""
-    from lmlab.training.objectives.classify import pad
-
-    src, keep = pad([[*s, end_id] for s in sources], end_id)
-    device = device_of(model)
-    src, keep = src.to(device), keep.to(device)
-    return model.encode(src, keep), keep
 
 
 @torch.inference_mode()
@@ -60,10 +35,12 @@ def sample_batch(
     limits: list[int],
     params: SamplingParams,
     generator: torch.Generator | None = None,
+    start_id: int | None = None,
 ) -> list[list[int]]:
     """One target per source, each token the argmax (params.greedy) or drawn with the
     sampling parameters (those left out: greedy); target i has at most limits[i] tokens
-    (without the end token) and fits the model's positions."""
+    (without the end token) and fits the model's positions. Targets start from `start_id`
+    (default: the end token, as lmlab's runs are trained)."""
     params = params.with_defaults(GREEDY)
     limits = within_positions(model, limits)
     memory, keep = encode_batch(model, sources, end_id)
@@ -71,7 +48,8 @@ def sample_batch(
     n, device = len(sources), memory.device
     out: list[list[int]] = [[] for _ in range(n)]
     rows = list(range(n))  # the source of each row still decoding
-    last = torch.full((n, 1), end_id, dtype=torch.long, device=device)
+    start = end_id if start_id is None else start_id  # lmlab's runs start from the end token
+    last = torch.full((n, 1), start, dtype=torch.long, device=device)
     counts = None
     if params.penalized:
         counts = torch.zeros(n, model.config.vocab_size, dtype=torch.long)
@@ -125,6 +103,7 @@ def in_batches(
     params: SamplingParams,
     batch_size: int,
     generator: torch.Generator | None = None,
+    start_id: int | None = None,
 ) -> list[list[int]]:
     """The target token ids of every source, decoded `batch_size` sources at a time, sources of
     similar length together (less padding), returned in the order given."""
@@ -140,9 +119,9 @@ def in_batches(
         batch, bounds = [sources[i] for i in rows], [limits[i] for i in rows]
         if beam > 1:
             found = [h.tokens for h in beam_search(model, batch, end_id, bounds, beam=beam,
-                                                   alpha=alpha)]  # fmt: skip
+                                                   alpha=alpha, start_id=start_id)]  # fmt: skip
         else:
-            found = sample_batch(model, batch, end_id, bounds, params, generator)
+            found = sample_batch(model, batch, end_id, bounds, params, generator, start_id)
         for i, ids in zip(rows, found, strict=True):
             out[i] = ids
     return out

@@ -62,7 +62,9 @@ def pair_log_probs(
     out: list[tuple[float, int]] = [(0.0, 0)] * len(sources)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        batch = pair_batch([src_ids[i] for i in rows], [tgt_ids[i] for i in rows], s2s.end_id)
+        batch = pair_batch(
+            [src_ids[i] for i in rows], [tgt_ids[i] for i in rows], s2s.end_id, s2s.start_id
+        )
         src, keep, tgt_in, labels = (x.to(device) for x in batch)
         logits = model.decode(tgt_in, model.encode(src, keep), keep).float()
         logp = torch.log_softmax(logits, dim=-1)

@@ -21,6 +21,7 @@ from torch import nn
 
 from lmlab.errors import LmlabError
 from lmlab.seq2seq.model import Seq2Seq
+from lmlab.seq2seq.search_options import DEFAULT_ALPHA, check_beam
 
 
 class HFCache:
@@ -102,6 +103,21 @@ class HFSeq2Seq(Seq2Seq):
         ids = self.tokenizer.encode(text, add_special_tokens=True)
         return ids if ids and ids[-1] == self.end_id else [*ids, self.end_id]
 
+    def source_token_ids(
+        self, texts: list[str], *, truncate: bool = False
+    ) -> tuple[list[list[int]], int]:
+        """`source_ids` without the end token the decoders append, as `Seq2Seq`'s."""
+        ids = [self.source_ids(t)[:-1] for t in texts]
+        limit = self.model.config.context - 1
+        long = [i for i, row in enumerate(ids) if len(row) > limit]
+        if long and not truncate:
+            i = long[0]
+            raise LmlabError(
+                f"source {i + 1} has {len(ids[i])} tokens; this model reads at most {limit}",
+                param="source",
+            )
+        return [row[:limit] for row in ids], len(long)
+
     @torch.inference_mode()
     def condition(self, source: str):
         """The language model of the targets of `source` (start it from `[start_id]`)."""
@@ -124,29 +140,39 @@ class HFSeq2Seq(Seq2Seq):
         texts: str | list[str],
         *,
         beam: int = 1,
+        alpha: float = DEFAULT_ALPHA,
         max_tokens: int | None = None,
+        length: tuple[float, int] = (2.0, 10),
         batch_size: int = 16,
-        **options,
+        truncate: bool = False,
+        seed: int | None = None,
+        **sampling,
     ) -> list[str]:
-        """Translations of `texts` by the model's `generate`: greedy, or beam search of `beam`
-        hypotheses; each at most `max_tokens` tokens (default: 2 x the source's + 10)."""
-        if options:
+        """Translations of `texts`: greedy or beam search by the model's own `generate` (its
+        length penalty, so `alpha` is not taken), sampling by lmlab's decoding (as `Seq2Seq`).
+        Each has at most `a * source tokens + b` tokens for `length` = (a, b), and `max_tokens`."""
+        if any(v is not None for v in sampling.values()):
+            return super().translate(texts, beam=beam, alpha=alpha, max_tokens=max_tokens,
+                                     length=length, batch_size=batch_size, truncate=truncate,
+                                     seed=seed, **sampling)  # fmt: skip
+        check_beam(beam)
+        if alpha != DEFAULT_ALPHA:
             raise LmlabError(
-                f"a Hugging Face model translates with beam and max_tokens only, not "
-                f"{', '.join(sorted(options))}"
+                "a Hugging Face model's beam search uses its own length penalty; leave out alpha",
+                param="alpha",
             )
-        if beam < 1:
-            raise LmlabError("--beam must be at least 1", param="beam")
         texts = [texts] if isinstance(texts, str) else list(texts)
         pad = self.model.hf.config.pad_token_id
         pad = pad if pad is not None else self.end_id
+        sources, _ = self.source_token_ids(texts, truncate=truncate)
         out = []
-        for start in range(0, len(texts), batch_size):
-            ids = [self.source_ids(t) for t in texts[start : start + batch_size]]
+        for first in range(0, len(texts), batch_size):
+            ids = [[*s, self.end_id] for s in sources[first : first + batch_size]]
             S = max(map(len, ids))
             src = torch.tensor([r + [pad] * (S - len(r)) for r in ids], device=self.model.hf.device)
             keep = torch.tensor([[1] * len(r) + [0] * (S - len(r)) for r in ids], device=src.device)
-            budget = max_tokens or 2 * S + 10
+            budget = int(length[0] * S + length[1])
+            budget = min(budget, max_tokens) if max_tokens else budget
             made = self.model.hf.generate(input_ids=src, attention_mask=keep, num_beams=beam,
                                           do_sample=False, max_new_tokens=budget)  # fmt: skip
             out += [self.tokenizer.decode(row.tolist()).strip() for row in made]

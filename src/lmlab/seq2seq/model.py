@@ -18,7 +18,8 @@ from lmlab.errors import LmlabError
 from lmlab.lm.base import LanguageModel
 from lmlab.lm.neural.run import NeuralState, load_weights, read_run
 from lmlab.sampling_defaults import OPENAI
-from lmlab.seq2seq.decoding import in_batches, positions, sampling_params
+from lmlab.seq2seq.batching import positions
+from lmlab.seq2seq.decoding import in_batches, sampling_params
 from lmlab.seq2seq.search_options import DEFAULT_ALPHA, Limits
 
 HF_LOADER = "lmlab.seq2seq.hf:load_hf_seq2seq"  # a Hugging Face folder (T5, BART, Marian)
@@ -163,7 +164,8 @@ class Seq2Seq:
         limits = [bound.of(len(s), positions(self.model)) for s in sources]
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return in_batches(self.model, sources, self.end_id, limits, beam=beam, alpha=alpha,
-                          params=params, batch_size=batch_size, generator=generator)  # fmt: skip
+                          params=params, batch_size=batch_size, generator=generator,
+                          start_id=self.start_id)  # fmt: skip
 
     def score(self, sources: list[str], targets: list[str], *, batch_size: int = 32) -> list[float]:
         """log P(target | source) of each pair, in nats: the sum of the teacher-forced

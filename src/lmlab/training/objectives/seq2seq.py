@@ -25,11 +25,13 @@ IGNORE = -100  # the label of padding (cross_entropy's ignore_index)
 
 
 def pair_batch(
-    sources: list[list[int]], targets: list[list[int]], end_id: int
+    sources: list[list[int]], targets: list[list[int]], end_id: int, start_id: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Padded (source ids, source mask, decoder input ids, labels), each (B, S) or (B, T)."""
+    """Padded (source ids, source mask, decoder input ids, labels), each (B, S) or (B, T);
+    targets start from `start_id` (default: the end token, as lmlab trains)."""
+    start = end_id if start_id is None else start_id
     src, keep = pad([[*s, end_id] for s in sources], end_id)
-    tgt_in, _ = pad([[end_id, *t] for t in targets], end_id)
+    tgt_in, _ = pad([[start, *t] for t in targets], end_id)
     labels, scored = pad([[*t, end_id] for t in targets], IGNORE)
     return src, keep, tgt_in, labels.masked_fill(scored == 0, IGNORE)
 
