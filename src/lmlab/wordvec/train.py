@@ -19,7 +19,7 @@ import torch
 
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_write_text
-from lmlab.runs import RUN_FILE
+from lmlab.runs import RUN_FILE, read_run
 from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
 from lmlab.training.loop import Loop
 from lmlab.training.objectives.word2vec import WordPairs, WordVectorsNet
@@ -80,7 +80,7 @@ def train_word2vec(
     if resume:
         if not (out / CHECKPOINT).exists():
             raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
-        run = json.loads((out / RUN_FILE).read_text())
+        run = read_run(out)
         changed = sorted(k for k, v in options.items() if run.get("train", {}).get(k) != v)
         if run.get("kind") != KIND or changed:
             raise LmlabError(

@@ -102,13 +102,14 @@ class WordPairs(NoLogMetrics):
 
     def loss(self, net: nn.Module) -> torch.Tensor:
         context, mask, targets = self.next_block()
-        out = F.embedding(targets, net.output)  # (n, 1+k, d)
+        out = F.embedding(targets, net.output, sparse=True)  # (n, 1+k, d)
         if self.cbow:  # the mean of the context's input vectors predicts the centre
-            inputs = (F.embedding(context, net.input) * mask.unsqueeze(2)).sum(1)
+            inputs = (F.embedding(context, net.input, sparse=True) * mask.unsqueeze(2)).sum(1)
             inputs = inputs / mask.sum(1, keepdim=True).clamp(min=1)
             scores = torch.bmm(out, inputs.unsqueeze(2)).squeeze(2)  # (n, 1+k)
             return -(F.logsigmoid(scores * self.signs).sum(1) * (mask.sum(1) > 0)).sum()
-        inputs = F.embedding(context, net.input)  # (n, 2w, d): each context word predicts
+        # (n, 2w, d): each context word predicts; sparse gradients: only the rows used move
+        inputs = F.embedding(context, net.input, sparse=True)
         scores = torch.bmm(inputs, out.transpose(1, 2))  # (n, 2w, 1+k)
         return -(F.logsigmoid(scores * self.signs).sum(2) * mask).sum()
 
