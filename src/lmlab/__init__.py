@@ -54,6 +54,10 @@ _EXPORTS = {
     "train_seq2seq": "lmlab.training.seq2seq",
     "load_seq2seq": "lmlab.seq2seq.model",
     "TextClassifier": "lmlab.classify.classifier",
+    "train_clip": "lmlab.training.clip",
+    "ClipEncoder": "lmlab.clip.encoder",
+    "ImageEncoder": "lmlab.embed.image_base",
+    "read_images": "lmlab.images.files",
     "pipeline": "lmlab.pipelines",
 }
 
