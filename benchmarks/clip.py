@@ -10,6 +10,11 @@ zero-shot classification of the 10,000 test images from text prompts.
     accuracy on the test images of those classes, 10-way and 2-way (between the two);
   - a PNG map (t-SNE) of 300 test images (thumbnails) and the 10 class prompts in the space.
 
+Measured on 2026-12-07 (Intel Xeon Sapphire Rapids VM, 2 cores shared, load 20-38; 500 steps of
+256 pairs, 4,342 s): zero-shot accuracy 0.892 (one prompt 0.892), recall@1/@10 1.0/1.0,
+precision@10 0.994; pullover and sandal left out (350 steps): 2-way 0.999 on their images,
+10-way 0.007, the 8 trained classes 0.903.
+
 Usage: python benchmarks/clip.py --part main|holdout|report [--steps 500] [--work DIR]
 (run main and holdout, in either order or side by side, then report).
 """
