@@ -176,7 +176,9 @@ def test_bad_input_is_one_line_exit_2_and_leaves_no_output(session, tmp_path, ca
     table.write_text("id,body\n1,hello\n")
     out = tmp_path / "out"
     code, _, err = run(capsys, "embed", table, "--out", out, "--ray", "--column", "text")
-    assert code == 2 and err.count("\n") == 1 and "no text column 'text'" in err
+    assert code == 2 and err.count("\n") == 1 and "has no column 'text'" in err
+    with pytest.raises(LmlabError, match="has no column 'text'"):  # the library: Ray checks
+        lmlab.ray.embed(str(table), column="text")
     code, _, err = run(capsys, "embed", "s3://no-such-bucket-lmlab/x.txt", "--out", out, "--ray")
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: cannot open")
     code, _, err = run(capsys, "embed", tmp_path / "missing.txt", "--out", out, "--ray")

@@ -15,6 +15,7 @@ from lmlab.cli.ray_options import (
     RayAddressOpt,
     RayOpt,
     WorkersOpt,
+    check_local_input,
     check_ray_options,
     run_on_ray,
 )
@@ -127,6 +128,7 @@ def embed(
                 cpus_per_worker=cpus_per_worker,
             )
 
+        check_local_input(file, column or "text")
         count = run_on_ray(build, out, ray_address)
         if as_json:
             emit_json({"out": str(out), "count": count, "dtype": dtype, "ray": True})

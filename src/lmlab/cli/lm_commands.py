@@ -34,6 +34,7 @@ from lmlab.cli.ray_options import (
     RayAddressOpt,
     RayOpt,
     WorkersOpt,
+    check_local_input,
     check_ray_options,
     run_on_ray,
 )
@@ -446,6 +447,7 @@ def _score_ray(file, out, column, model, backend, window, stride, as_json, **ray
             **ray_options,
         )
 
+    check_local_input(file, column)
     count = run_on_ray(build, out, address)
     _say_written(count, "scores", out, as_json)
 
@@ -485,6 +487,7 @@ def _generate_ray(file, out, column, model, backend, defaults, options, as_json,
             **options,
         )
 
+    check_local_input(file, column)
     count = run_on_ray(build, out, address)
     _say_written(count, "answers", out, as_json)
 

@@ -49,6 +49,18 @@ def check_ray_options(ray: bool, out: Path | None, address: str | None, workers:
         raise LmlabError("--ray writes a folder of Parquet files: give it with --out", param="out")
 
 
+def check_local_input(source: str, column: str | None) -> None:
+    """A local file's mistakes (missing, no such column in a CSV/TSV/Parquet header) caught
+    before Ray starts, so that they are one line, not one line after Ray's start-up logs."""
+    if "://" in source or not Path(source).is_file():
+        if "://" not in source and not Path(source).exists():
+            raise LmlabError(f"no such file: {source}", param="file")
+        return  # a folder or a URL: Ray's readers check it
+    from lmlab.embed.batch import iter_texts
+
+    iter_texts(source, column)  # checks the header of a table as it opens it
+
+
 def run_on_ray(build: Callable[[], Any], out: Path, address: str | None) -> int:
     """Join the cluster (or start a local runtime), build the Dataset, write it to OUT; the
     rows written. A failed run leaves no OUT that looks complete (see write_parquet)."""

@@ -14,7 +14,7 @@ from typing import Any
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_ENCODER, DEFAULT_LM
 from lmlab.ray import workers
-from lmlab.ray.io import IO_TASK, columns, read_input, require_column
+from lmlab.ray.io import IO_TASK, columns, input_format, read_input, require_column
 from lmlab.ray.runtime import require_ray
 
 # Rows per block: the unit one actor takes at a time. Small enough that every actor gets work
@@ -154,8 +154,13 @@ def workers_cls(kind: str) -> type:
 
 
 def _input(data: Any, column: str, kind: str) -> Any:
+    """The input with its `id`; a text file's lines are the `column` whatever its name (as
+    on one process)."""
     ray = require_ray()
     ds = read_input(data, ray, BLOCK_ROWS[kind])
+    is_text = not isinstance(data, ray.data.Dataset) and input_format(str(data)) == "text"
+    if is_text and column != "text":
+        ds = ds.rename_columns({"text": column})
     require_column(ds, data, column)
     return ds
 

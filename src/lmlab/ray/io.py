@@ -100,14 +100,13 @@ def columns(ds: Any, source: Any) -> list[str]:
     return list(schema.names)
 
 
-def require_column(ds: Any, source: Any, column: str, what: str = "text") -> None:
+def require_column(ds: Any, source: Any, column: str) -> None:
     """A one-line error when the dataset has no such column (before any model is loaded)."""
     names = columns(ds, source)
     if column not in names:
-        name = Path(str(source)).name if not hasattr(source, "schema") else "the dataset"
+        name = "the dataset" if hasattr(source, "schema") else Path(str(source)).name
         raise LmlabError(
-            f"{name} has no {what} column {column!r} (columns: {', '.join(names)})",
-            param="column",
+            f"{name} has no column {column!r} (columns: {', '.join(names)})", param="column"
         )
 
 

@@ -51,7 +51,7 @@ def ray_session(address: str | None = None, *, num_cpus: int | None = None) -> I
     # Offline by default: no usage statistics leave the machine.
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
         if address:
             _probe(address)
