@@ -184,6 +184,16 @@ def test_sft_cli_trains_and_the_run_loads_everywhere(tiny, tmp_path):
     assert lmlab_cli("generate", "--model", str(run), "--max-tokens", "3", "hi").returncode == 0
     assert lmlab_cli("chat", "--model", str(run), "--max-tokens", "3", "hi").returncode == 0
     assert lmlab_cli("score", "--model", str(run), "Paris.").returncode == 0
+    from fastapi.testclient import TestClient
+
+    from lmlab.serve.app import ServerConfig, create_app
+
+    with TestClient(create_app(ServerConfig(chat_models=[str(run)]))) as client:
+        reply = client.post("/v1/chat/completions", json={
+            "model": run.name, "max_tokens": 3,
+            "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] is not None
     # A tuned run is a base for the next one (SFT then DPO), its adapters merged.
     from lmlab.posttrain.model import load_base
     from lmlab.posttrain.train import train_dpo
