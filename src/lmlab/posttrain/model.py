@@ -55,6 +55,8 @@ def merge_adapters(model: nn.Module) -> nn.Module:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name) if parent_name else model
             setattr(parent, child, module.get_base_layer())
+    if hasattr(model, "peft_config"):  # no adapter left: new ones start a fresh config
+        del model.peft_config
     return model
 
 
