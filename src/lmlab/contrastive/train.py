@@ -184,26 +184,13 @@ def _setup(mode, columns, scores, held_out: Pairs | None, out: Path, encoder, op
 
     from lmlab.classify.finetune import PooledEncoder, _copy_encoder_files, _encoder_folder
     from lmlab.home import atomic_write_text
-    from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
+    from lmlab.training.checkpoint import ModelWeights, resumable_run
     from lmlab.training.loop import Loop
     from lmlab.training.objectives.contrastive import Contrastive, RowBatches
     from lmlab.training.optim import optimizer_for
     from lmlab.training.progress import progress_callback
 
-    if resume:
-        if not (out / CHECKPOINT).exists():
-            raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
-        run = read_run(out)
-        if run.get("kind") != KIND:
-            raise LmlabError(f"{out} holds a {run.get('kind')!r} run, not {KIND!r}: cannot resume")
-        changed = sorted(k for k, v in options.items() if run["train"].get(k) != v)
-        if changed:
-            raise LmlabError(
-                f"--resume needs the options of the run in {out}; these differ: "
-                + ", ".join(changed)
-            )
-    elif (out / CHECKPOINT).exists():
-        raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
+    resumable_run(out, KIND, options, resume)
     source_folder = _encoder_folder(str(encoder))
     torch.manual_seed(config.seed)
     model = PooledEncoder(source_folder).to(device)

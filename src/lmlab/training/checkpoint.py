@@ -129,3 +129,26 @@ class Checkpointer:
         if "format" not in state and "nsp" in state:  # format 1 kept NSP figures at the top
             mine.setdefault("nsp", state["nsp"] if self.rank == 0 else [])
         return state, mine
+
+
+def resumable_run(out: Path, kind: str, options: dict, resume: bool) -> dict | None:
+    """The run in `out` to resume (its lmlab.json), after checking it has a checkpoint, is of
+    `kind` and was made with the same `options`; None for a new run, which must not overwrite
+    one in training. One-line errors otherwise."""
+    from lmlab.runs import read_run
+
+    if not resume:
+        if (out / CHECKPOINT).exists():
+            raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
+        return None
+    if not (out / CHECKPOINT).exists():
+        raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
+    run = read_run(out)
+    if run.get("kind") != kind:
+        raise LmlabError(f"{out} holds a {run.get('kind')!r} run, not {kind!r}: cannot resume")
+    changed = sorted(k for k, v in options.items() if run["train"].get(k) != v)
+    if changed:
+        raise LmlabError(
+            f"--resume needs the options of the run in {out}; these differ: " + ", ".join(changed)
+        )
+    return run

@@ -26,8 +26,8 @@ import torch
 
 from lmlab.errors import LmlabError
 from lmlab.models import DEFAULT_ENCODER
-from lmlab.runs import RUN_FILE, read_run
-from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
+from lmlab.runs import RUN_FILE
+from lmlab.training.checkpoint import CHECKPOINT, ModelWeights, resumable_run
 from lmlab.training.results import TrainConfig, TrainResult
 
 KIND = "clip"
@@ -220,22 +220,10 @@ def _setup(pictures, names, texts, info, out: Path, options: dict, *, config, de
     from lmlab.training.objectives.clip import CaptionBank, Clip, ImageCaptionBatches
     from lmlab.training.progress import progress_callback
 
-    if resume:
-        if not (out / CHECKPOINT).exists():
-            raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
-        run = read_run(out)
-        if run.get("kind") != KIND:
-            raise LmlabError(f"{out} holds a {run.get('kind')!r} run, not {KIND!r}: cannot resume")
-        changed = sorted(k for k, v in options.items() if run["train"].get(k) != v)
-        if changed:
-            raise LmlabError(
-                f"--resume needs the options of the run in {out}; these differ: "
-                + ", ".join(changed)
-            )
+    run = resumable_run(out, KIND, options, resume)
+    if run is not None:
         shape = ClipConfig(**run["model"])
     else:
-        if (out / CHECKPOINT).exists():
-            raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
         image = tower_config(options["image_encoder"], options["preset"],
                              options["image_options"], pictures)  # fmt: skip
         shape = ClipConfig(image_encoder=options["image_encoder"], image=image,

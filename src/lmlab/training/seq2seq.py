@@ -25,9 +25,9 @@ import torch
 
 from lmlab.errors import LmlabError
 from lmlab.lm.neural import SEQ2SEQ_ARCHS
-from lmlab.lm.neural.run import read_run, write_run_files
+from lmlab.lm.neural.run import write_run_files
 from lmlab.training import lm_setup as setup
-from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
+from lmlab.training.checkpoint import CHECKPOINT, ModelWeights, resumable_run
 from lmlab.training.devices import pick_device, pick_dtype
 from lmlab.training.loop import Loop
 from lmlab.training.objectives.seq2seq import PairBatches, Seq2Seq, validation_batches
@@ -188,22 +188,10 @@ def _setup(pairs, held_out, out: Path, options: dict, *, tokenizer, vocab_size, 
            model_options, config: TrainConfig, device, resume, progress) -> Loop:  # fmt: skip
     from lmlab.text.hf_tokenizer import HFTokenizer
 
-    if resume:
-        if not (out / CHECKPOINT).exists():
-            raise LmlabError(f"nothing to resume in {out}: it has no checkpoint")
-        run = read_run(out)
-        if run.get("kind") != KIND:
-            raise LmlabError(f"{out} holds a {run.get('kind')!r} run, not {KIND!r}: cannot resume")
-        changed = sorted(k for k, v in options.items() if run["train"].get(k) != v)
-        if changed:
-            raise LmlabError(
-                f"--resume needs the options of the run in {out}; these differ: "
-                + ", ".join(changed)
-            )
+    run = resumable_run(out, KIND, options, resume)
+    if run is not None:
         tok, shape = HFTokenizer(out), model_config(run["train"]["arch"], None, **run["model"])
     else:
-        if (out / CHECKPOINT).exists():
-            raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
         tok = _tokenizer(tokenizer, pairs, out, vocab_size)
         shape = model_config(options["arch"], preset,
                              **{**(model_options or {}), "vocab_size": tok.vocab_size})  # fmt: skip
