@@ -253,3 +253,23 @@ def test_a_tokenizer_kept_without_its_model_still_works(torch_lm):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.strip() == str(torch_lm.tokenizer.encode("hello, hugging face"))
+
+
+def test_a_seeded_request_repeats_its_samples_whatever_was_read_before(fresh_llama_lm):
+    lm = fresh_llama_lm
+    system = "You are a careful assistant. Answer in one short sentence.\n"
+
+    def ask(question, n=3, **kw):
+        return lmlab.generate(
+            lm, system + question, temperature=1.0, max_tokens=16, n=n, ignore_eos=True, **kw
+        )
+
+    first = ask("Why is the sky blue?", seed=7)
+    before = lm.reused_tokens
+    ask("Why is grass green?", n=2)  # unseeded: shares the instructions' cells, leaves holes
+    assert lm.reused_tokens > before
+    again = ask("Why is the sky blue?", seed=7)
+    assert [c.text for c in again.choices] == [c.text for c in first.choices]
+    assert [c.text for c in ask("Why is the sky blue?", seed=8).choices] != [
+        c.text for c in first.choices
+    ]

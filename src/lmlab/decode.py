@@ -341,6 +341,8 @@ def top_logprobs(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLo
 
 def _decode_together(lm: LanguageModel, prompt: list[int], seqs: list[Sequence]) -> Iterator[Chunk]:
     """Generate `seqs` as the rows of one state, yielding each one's pieces as they come."""
+    if seqs[0].p.seed is not None:  # the same samples, whatever was read before
+        lm.forget_released()
     state = lm.new_state(len(seqs))
     try:
         logits = lm.forward(state, torch.tensor([prompt] * len(seqs)))

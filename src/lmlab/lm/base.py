@@ -114,6 +114,12 @@ class LanguageModel(ABC):
     def release(self, state: State) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free what `state` holds (KV slots of a shared cache); the state is not used again."""
 
+    def forget_released(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Drop what released states left for prefix reuse. With no live state, the next one
+        then starts on an empty cache, as the first did: a seeded request repeats its samples.
+        (llama.cpp's rounding depends on where a sequence's cells lie among others: logits of
+        the same prompt moved by up to 1.0 after another request had left holes.)"""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, context_length={self.context_length})"
 

@@ -232,6 +232,10 @@ class LlamaCppLM(LanguageModel):
                 self._forget(seq)
         state.seq_ids = []
 
+    def forget_released(self) -> None:
+        """Drop the released sequence's kept cells (see `LanguageModel.forget_released`)."""
+        self._drop_kept()
+
     def _forget(self, seq: int) -> None:
         self._lib.llama_memory_seq_rm(self._memory, seq, -1, -1)
         self._history.pop(seq, None)

@@ -130,6 +130,10 @@ class TransformersLM(LanguageModel):
             state.cache = state.batch = None
         self._live.discard(state)
 
+    def forget_released(self) -> None:
+        """Drop the kept keys and values (see `LanguageModel.forget_released`)."""
+        self._kept = None
+
     @torch.inference_mode()
     def share_prefix(self, state: KVState, token_ids: list[int]) -> int:
         """A fresh state starts on a copy of the keys and values of the longest prefix of

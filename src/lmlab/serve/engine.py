@@ -177,6 +177,10 @@ class Engine:
             if request.cancelled:
                 self._finish(request)
                 continue
+            if request.params.seed is not None and not running:
+                # alone, a seeded request starts on an empty cache: the same samples whatever
+                # came before (with others running, where its cells lie depends on theirs)
+                self.lm.forget_released()
             # a paused sequence reads what it had generated, too
             feed = seq.prompt + seq.token_ids
             running.append(_Running(request, seq, self.lm.new_state(1), feed))
