@@ -29,6 +29,7 @@ from typing import Any
 from lmlab.home import atomic_write_text, lmlab_home
 
 MEASURE_ENV = "LMLAB_MEASURE"
+MARGIN = 1.05  # another path must be this much faster than the default one to be chosen
 LIBRARIES = ("torch", "onnxruntime", "llama-cpp-python", "lmlab")
 
 
@@ -92,6 +93,13 @@ def measured(name: str, measure: Callable[[], dict], default: dict) -> dict:
     with contextlib.suppress(OSError):  # a read-only cache: measured again next time
         atomic_write_text(_file(key), json.dumps({"machine": key, "choices": known}, indent=1))
     return result
+
+
+def fastest(speeds: dict[str, float], prefer: str, margin: float = MARGIN) -> str:
+    """The fastest key of `speeds`, unless `prefer` (the default path) is within `margin` of
+    it: a moment of other work on a shared machine does not flip a choice kept for good."""
+    best = max(speeds, key=speeds.get)
+    return prefer if prefer in speeds and speeds[best] <= margin * speeds[prefer] else best
 
 
 def choices() -> dict[str, dict]:

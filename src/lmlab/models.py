@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -209,7 +210,8 @@ def llama_file(ref: ModelRef, workload: Workload = "single") -> Path:
         return ref.path
     files = {"file": ref.path, bundled.llama_type: copy}
     unmeasured = {"single": bundled.llama_type, "batch": bundled.llama_type}
-    choice = measured(weights_choice(copy), lambda: measure_copies(files), unmeasured)
+    measure = partial(measure_copies, files, prefer=bundled.llama_type)
+    choice = measured(weights_choice(copy), measure, unmeasured)
     return files.get(choice[workload], copy)
 
 
