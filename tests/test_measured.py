@@ -30,7 +30,8 @@ def counting():
 def test_a_choice_is_measured_once_and_kept(measuring):
     measure, calls = counting()
     first = m.measured("thing", measure, {"choice": "default"})
-    assert first == {"choice": "run 1", "measured": True}
+    assert first == {"choice": "run 1", "measured": True, "load_average": first["load_average"]}
+    assert first["load_average"] is None or first["load_average"] >= 0
     (file,) = (measuring / "measured").iterdir()
     kept = json.loads(file.read_text())
     assert kept["machine"] == m.machine() and kept["choices"] == {"thing": first}
@@ -137,7 +138,8 @@ def test_models_json_shows_the_measured_choices(gguf_path, measuring, monkeypatc
         main(["models", "--json"])
     assert e.value.code == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows[DEFAULT_LM]["choices"] == {"llama weights": {**chosen, "measured": True}}
+    kept = rows[DEFAULT_LM]["choices"]["llama weights"]
+    assert kept == {**chosen, "measured": True, "load_average": kept["load_average"]}
     assert rows["all-minilm-l6-v2"]["choices"] == {"encoder": None, "fast encoder": None}
 
 

@@ -6,7 +6,9 @@ on an AMD EPYC with AVX2 only, bfloat16 is slow and the Q8_0 copy wins. So lmlab
 such choice the first time it is needed (a second or two) and keeps the result in
 `$LMLAB_HOME/measured/<key>.json`, keyed by the CPU (model, flags, cores) and the versions of
 the libraries that compute (torch, onnxruntime, llama-cpp-python, lmlab). A file of another
-CPU or version is never read: the choice is measured again.
+CPU or version is never read: the choice is measured again. Each result records the load average
+it was taken under: on a busy machine the figures are noisy, and deleting the folder measures
+again.
 
 LMLAB_MEASURE=0 skips measuring: every choice takes its fixed default (tests and CI runs whose
 results must not depend on the machine they run on).
@@ -79,7 +81,9 @@ def measured(name: str, measure: Callable[[], dict], default: dict) -> dict:
         default: the result without measuring (LMLAB_MEASURE=0).
 
     Returns:
-        The result, with "measured": True, or `default` with "measured": False.
+        The result, with "measured": True and the load average it was measured under (a busy
+        machine makes figures noisy; delete $LMLAB_HOME/measured to measure again), or
+        `default` with "measured": False.
     """
     if not measuring():
         return {**default, "measured": False}
@@ -87,7 +91,8 @@ def measured(name: str, measure: Callable[[], dict], default: dict) -> dict:
     known = _read(key)
     if name in known:
         return known[name]
-    result = {**measure(), "measured": True}
+    load = _load_average()
+    result = {**measure(), "measured": True, "load_average": load}
     known = _read(key)  # another process may have added its own choices meanwhile
     known[name] = result
     with contextlib.suppress(OSError):  # a read-only cache: measured again next time
@@ -105,6 +110,14 @@ def fastest(speeds: dict[str, float], prefer: str, margin: float = MARGIN) -> st
 def choices() -> dict[str, dict]:
     """Every choice measured on this machine so far, by name (nothing is measured here)."""
     return _read(machine())
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _file(key: dict) -> Path:

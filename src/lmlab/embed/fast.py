@@ -54,7 +54,7 @@ def choice_names(folder: Path) -> dict[str, str]:
 
 
 def default_backend(folder: Path) -> str:
-    """ "onnx" or "torch": the float32 runtime that encodes faster on this CPU (measured once)."""
+    """The float32 runtime, "onnx" or "torch", that encodes faster on this CPU (measured once)."""
     name = choice_names(folder)["encoder"]
     return measured(name, lambda: _measure_default(folder), {"backend": "onnx"})["backend"]
 
