@@ -107,7 +107,8 @@ def test_the_chat_model_runs_the_file_each_workload_was_measured_fastest_with(
     assert llama_file(ref, "single") == copy  # unmeasured: the copy, as before
 
 
-def test_measuring_the_copies_gives_a_choice_and_its_figures(gguf_path, measuring):
+@pytest.mark.slow  # two llama.cpp models decoding: ~5 s idle, minutes on a loaded 2-core machine
+def test_measuring_the_copies_gives_a_choice_and_its_figures(gguf_path):
     from lmlab.lm.gguf_requantize import measure_copies, requantized
 
     files = {"file": gguf_path, "Q8_0": requantized(gguf_path, "Q8_0")}
