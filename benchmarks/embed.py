@@ -1,21 +1,30 @@
-"""Sentence-embedding speed and accuracy: lmlab's `encode` against sentence-transformers.
+"""Sentence-embedding speed and accuracy: lmlab's default and fast paths against
+sentence-transformers, side by side in one run.
 
 Same bundled model (all-MiniLM-L6-v2), same texts, same batch size, one process:
-  - 10,000 texts of mixed lengths, shuffled: STS-B sentences (short), SST-2 sentences
-    (phrases to long sentences) and WikiText-2 paragraphs (many longer than the 256-token
-    window), from ../shared/data;
-  - throughput (texts/s, wall clock, and CPU seconds per 1,000 texts, which a busy machine
-    disturbs less) and their ratios;
-  - the largest |cos(ours, theirs) - 1| over every text;
-  - the optional int8 path (backend="int8"): throughput and the smallest cosine to theirs,
-    and its smallest and mean cosine to our float32 vectors on 2,000 STS-B sentences;
-  - STS-B test Spearman x 100 of the bundled encoder (sentence-transformers reports 82.03).
-Usage: python benchmarks/embed.py [--n 10000] [--batch-size 32] [--backend auto]
+  - two sets of texts from ../shared/data, 3,000 each by default: mixed lengths, shuffled (STS-B
+    and SST-2 sentences, WikiText-2 paragraphs, many longer than the 256-token window), and
+    short (distinct STS-B test/dev sentences);
+  - the contenders: sentence-transformers as it loads (float32), sentence-transformers after
+    `model.to(torch.bfloat16)` (what its user can do alone; timed in full only where it is
+    faster than float32 on a first sample), lmlab's default (`load_encoder()`: float32, ONNX
+    Runtime or torch as measured) and lmlab's fast path (`load_encoder(fast=True)`);
+  - each set is cut into chunks and every contender encodes each chunk in turn, so load on the
+    machine falls on all of them alike; texts/s (wall clock), CPU seconds per 1,000 texts, and
+    the ratio to sentence-transformers;
+  - the least cosine of each contender's vectors to sentence-transformers' float32 ones (and the
+    largest |cos - 1| of lmlab's default);
+  - STS-B test Spearman x 100 of lmlab's default and fast paths (sentence-transformers reports
+    82.03 for this model);
+  - the CPU model, the choices lmlab measured, and the load average before and after.
+Usage: python benchmarks/embed.py [--n 3000] [--batch-size 32] [--chunks 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import time
 from pathlib import Path
@@ -75,54 +84,101 @@ def spearman_stsb(encode) -> float:
     return 100 * spearmanr((a * b).sum(1), [r[2] for r in rows]).statistic
 
 
+def cpu_line() -> str:
+    from lmlab.embed.fast import has_bfloat16_products
+    from lmlab.measured import cpu_model_and_flags
+
+    model, flags = cpu_model_and_flags()
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+    kinds = ", ".join(f for f in wanted if f in flags) or "none of AVX2/AVX-512/AMX"
+    bf16 = "native bfloat16" if has_bfloat16_products() else "no bfloat16 products"
+    return f"CPU: {model} ({os.cpu_count()} cores; {kinds}; {bf16})"
+
+
+def load_line() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def race(contenders: dict, texts: list[str], chunks: int) -> dict[str, tuple]:
+    """Each contender encodes every chunk of `texts` in turn: name -> (vectors, wall s, CPU s)."""
+    size = -(-len(texts) // chunks)
+    parts = [texts[i : i + size] for i in range(0, len(texts), size)]
+    out = {name: ([], 0.0, 0.0) for name in contenders}
+    for part in parts:
+        for name, encode in contenders.items():
+            vectors, wall, cpu = out[name]
+            v, w, c = timed(lambda encode=encode, part=part: encode(part))
+            out[name] = ([*vectors, v], wall + w, cpu + c)
+    return {name: (np.concatenate(v), w, c) for name, (v, w, c) in out.items()}
+
+
+def report(title: str, results: dict[str, tuple], peer: str) -> None:
+    n = len(next(iter(results.values()))[0])
+    reference = results[peer][0]
+    _, wall_p, cpu_p = results[peer]
+    print(f"\n{title}: {n} texts")
+    print(f"{'':<34}{'texts/s':>9}{'CPU s/1k':>10}{'vs ST':>8}{'vs ST CPU':>11}{'least cos':>11}")
+    for name, (v, wall, cpu) in results.items():
+        least = float((v * reference).sum(1).min())
+        print(
+            f"{name:<34}{n / wall:>9.1f}{1000 * cpu / n:>10.2f}{wall_p / wall:>7.2f}x"
+            f"{cpu_p / cpu:>10.2f}x{least:>11.5f}"
+        )
+    worst = np.abs((results["lmlab default"][0] * reference).sum(1) - 1).max()
+    print(f"lmlab default: largest |cos - 1| to sentence-transformers float32 {worst:.1e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--n", type=int, default=3_000, help="texts per set")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnx", "torch"])
+    parser.add_argument("--chunks", type=int, default=3, help="turns each contender takes")
     args = parser.parse_args()
+    import torch
     from sentence_transformers import SentenceTransformer
 
-    texts = mixed_texts(args.n)
-    ours = lmlab.load_encoder(DEFAULT_ENCODER, backend=args.backend)
-    theirs = SentenceTransformer(str(bundled_path(BUNDLED[DEFAULT_ENCODER])), device="cpu")
+    from lmlab.embed.fast import describe
+
+    print(cpu_line())
+    print(f"torch threads {torch.get_num_threads()}; {load_line()} (before)")
     bs = args.batch_size
-
-    def ours_encode(t):
-        return ours.encode(t, batch_size=bs)
-
-    def theirs_encode(t):
-        return theirs.encode(t, batch_size=bs, convert_to_numpy=True)
-
-    for f in (ours_encode, theirs_encode):  # warm-up
-        f(texts[:64])
-    mine, wall_o, cpu_o = timed(lambda: ours.encode_with_stats(texts, batch_size=bs))
-    ref, wall_t, cpu_t = timed(lambda: theirs_encode(texts))
-    n = len(texts)
-    worst = float(np.abs((mine.vectors * ref).sum(1) - 1).max())
-    print(f"{n} texts, batch size {bs}, {mine.n_truncated} truncated to 256 tokens")
-    print(f"{'':<26}{'texts/s':>10}{'CPU s/1k texts':>16}")
-    print(f"{'lmlab (' + ours.backend + ')':<26}{n / wall_o:>10.1f}{1000 * cpu_o / n:>16.2f}")
-    print(f"{'sentence-transformers':<26}{n / wall_t:>10.1f}{1000 * cpu_t / n:>16.2f}")
-    print(f"{'ratio':<26}{wall_t / wall_o:>9.2f}x{cpu_t / cpu_o:>15.2f}x")
-    print(f"largest |cos(ours, theirs) - 1|: {worst:.2e}")
-    if args.backend == "auto":
-        int8 = lmlab.load_encoder(DEFAULT_ENCODER, backend="int8")
-        int8.encode(texts[:64], batch_size=bs)
-        v8, wall_8, cpu_8 = timed(lambda: int8.encode(texts, batch_size=bs))
+    folder = str(bundled_path(BUNDLED[DEFAULT_ENCODER]))
+    st = SentenceTransformer(folder, device="cpu")
+    st_bf16 = SentenceTransformer(folder, device="cpu").to(torch.bfloat16)
+    default = lmlab.load_encoder(DEFAULT_ENCODER)
+    fast = lmlab.load_encoder(DEFAULT_ENCODER, fast=True)
+    print(f"lmlab default runs on {describe(default)}, lmlab fast on {describe(fast)}")
+    contenders = {
+        "sentence-transformers": lambda t: st.encode(t, batch_size=bs, convert_to_numpy=True),
+        "sentence-transformers bfloat16": lambda t: st_bf16.encode(
+            t, batch_size=bs, convert_to_numpy=True
+        ).astype(np.float32),
+        "lmlab default": lambda t: default.encode(t, batch_size=bs),
+        f"lmlab fast ({describe(fast)})": lambda t: fast.encode(t, batch_size=bs),
+    }
+    mixed, short = mixed_texts(args.n), stsb_sentences(args.n)
+    for encode in contenders.values():  # warm-up
+        encode(mixed[:64])
+    sample = race(contenders, mixed[:256], 1)  # is bfloat16 worth timing in full here?
+    bf16 = "sentence-transformers bfloat16"
+    if sample[bf16][1] > sample["sentence-transformers"][1]:
         print(
-            f"{'lmlab (int8)':<26}{n / wall_8:>10.1f}{1000 * cpu_8 / n:>16.2f}"
-            f"   {wall_t / wall_8:.2f}x / {cpu_t / cpu_8:.2f}x sentence-transformers,"
-            f" smallest cos {float((v8 * ref).sum(1).min()):.4f}"
+            f"sentence-transformers bfloat16: {256 / sample[bf16][1]:.1f} texts/s on 256 mixed "
+            f"texts against {256 / sample['sentence-transformers'][1]:.1f} in float32: slower on "
+            "this CPU, so not run in full"
         )
-        short = stsb_sentences()
-        cos = (int8.encode(short) * ours.encode(short)).sum(1)
-        print(
-            f"int8 vs float32 on {len(short)} STS-B sentences: cosine smallest {cos.min():.4f},"
-            f" mean {cos.mean():.4f}"
-        )
-    print(f"STS-B test Spearman x 100: lmlab {spearman_stsb(ours_encode):.2f}", end="")
-    print(f", sentence-transformers {spearman_stsb(theirs_encode):.2f} (published: 82.03)")
+        del contenders[bf16]
+    for title, texts in (("mixed lengths", mixed), ("short sentences (STS-B)", short)):
+        report(title, race(contenders, texts, args.chunks), "sentence-transformers")
+    print(f"\n{load_line()} (after)")
+    d = spearman_stsb(lambda t: default.encode(t, batch_size=bs))
+    f = spearman_stsb(lambda t: fast.encode(t, batch_size=bs))
+    print(
+        f"STS-B test Spearman x 100: lmlab default {d:.2f}, lmlab fast {f:.2f} (published: 82.03)"
+    )
+    from lmlab.measured import choices
+
+    print("measured on this machine:", json.dumps(choices(), indent=1))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 LMLAB_HOME points at a session folder, so the GGUF conversion the torch backend needs is made
 fresh (and tested) in every run, never read from the developer's own cache; the folder (~0.5 GB)
-is removed when the session ends, unless LMLAB_TEST_HOME named it.
+is removed when the session ends, unless LMLAB_TEST_HOME named it. LMLAB_MEASURE=0: choices
+that lmlab measures per machine take their fixed defaults, so results do not depend on the CPU
+(tests/test_measured.py turns measuring on where it tests it).
 """
 
 import os
@@ -18,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # for mock_lm
 os.environ["LMLAB_HOME"] = os.environ.get("LMLAB_TEST_HOME") or tempfile.mkdtemp(
     prefix="lmlab-test-home-"
 )
+os.environ.setdefault("LMLAB_MEASURE", "0")
 
 from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path, load_lm
 

@@ -18,9 +18,10 @@ from lmlab.serve.app import ServerConfig, _load_options, pick_decode_threads
 def test_llama_gets_its_sequences_and_threads():
     cores = os.cpu_count() or 1
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", parallel=12))
-    # one sequence alone decodes on all cores but one; batches of them on every core
+    # one sequence alone decodes on all cores but one; batches of them on every core; the
+    # weights are those measured fastest for batches
     assert options == {"max_batch_size": 12, "n_threads": max(1, cores - 1),
-                       "n_threads_batch": cores}  # fmt: skip
+                       "n_threads_batch": cores, "workload": "batch"}  # fmt: skip
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", threads=3))
     assert (options["n_threads"], options["n_threads_batch"]) == (3, 3)  # as llama.cpp's -t
     options = _load_options(DEFAULT_LM, ServerConfig(backend="llama", threads=3, threads_batch=5))

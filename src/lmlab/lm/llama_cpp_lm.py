@@ -150,6 +150,7 @@ class LlamaCppLM(LanguageModel):
         lib = self._lib = _llama()
         path = Path(path)
         self.name = name or path.stem
+        self.path = path  # the file it runs (the server's start-up line names it)
         lib.llama_backend_init()
         params = lib.llama_model_default_params()
         model = lib.llama_model_load_from_file(str(path).encode(), params)

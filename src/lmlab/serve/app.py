@@ -43,6 +43,8 @@ class ServerConfig:
     # what a request's sampling fields left out take: model, llama.cpp or openai
     # (lmlab.sampling_defaults)
     sampling_defaults: str = "model"
+    # encoders take the fastest path keeping cosine >= 0.999 to float32 (lmlab.embed.fast)
+    fast_embeddings: bool = False
 
 
 class ServedModels:
@@ -87,7 +89,7 @@ class ServedModels:
         for spec in config.embedding_models:
             from lmlab.serve.embeddings import EmbeddingBatcher, load_served_encoder
 
-            encoder = load_served_encoder(spec)
+            encoder = load_served_encoder(spec, fast=config.fast_embeddings)
             name = spec if spec in _bundled() else getattr(encoder, "name", str(spec))
             self.encoders[name] = encoder
             self.batchers[name] = EmbeddingBatcher(encoder)
@@ -148,7 +150,8 @@ def _load_options(spec: str, config: ServerConfig) -> dict:
     if uses_llama:
         threads, threads_batch = config.threads, config.threads_batch
         return {"max_batch_size": config.parallel, "n_threads": decode_threads(threads),
-                "n_threads_batch": batch_threads(threads, threads_batch)}  # fmt: skip
+                "n_threads_batch": batch_threads(threads, threads_batch),
+                "workload": "batch"}  # fmt: skip
     if ref.kind in ("gguf", "hf") and config.dtype != "auto":
         return {"dtype": config.dtype}
     return {}

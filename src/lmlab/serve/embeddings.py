@@ -23,11 +23,11 @@ from lmlab.serve.protocol import EmbeddingData, EmbeddingList, EmbeddingRequest,
 router = APIRouter()
 
 
-def load_served_encoder(spec: str):
-    """The encoder for a served embedding model name or path."""
+def load_served_encoder(spec: str, *, fast: bool = False):
+    """The encoder for a served embedding model name or path (`fast`: lmlab.embed.fast)."""
     from lmlab import load_encoder
 
-    return load_encoder(spec)
+    return load_encoder(spec, fast=fast)
 
 
 @dataclass
