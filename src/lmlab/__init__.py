@@ -62,6 +62,7 @@ _EXPORTS = {
     "train_reward": "lmlab.posttrain.train",
     "load_reward": "lmlab.posttrain.reward",
     "make_prefs": "lmlab.posttrain.prefs",
+    "export_gguf": "lmlab.lm.gguf_export",
     "load_seq2seq": "lmlab.seq2seq.model",
     "TextClassifier": "lmlab.classify.classifier",
     "train_clip": "lmlab.training.clip",

@@ -20,6 +20,7 @@ from lmlab.cli import (  # noqa: F401
     contrastive_commands,
     embed_commands,
     eval_commands,
+    export_commands,
     lm_commands,
     lora_commands,
     ngram_commands,
