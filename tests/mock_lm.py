@@ -67,6 +67,12 @@ class BigramLM(LanguageModel):
         logits = self.table[token_ids]  # (B, T, V)
         return logits if all_positions else logits[:, -1]
 
+    def can_truncate(self) -> bool:
+        return True
+
+    def truncate(self, state, length):  # the logits depend on the token read alone
+        state.length = length
+
 
 def load_run(folder) -> BigramLM:
     """A run loader (lmlab.runs.RUN_KINDS) for tests of run directories."""

@@ -11,7 +11,10 @@ import typer
 from lmlab.cli.app import (
     BackendChoice,
     BackendOpt,
+    DraftModelOpt,
+    NumDraftOpt,
     SamplingDefaultsChoice,
+    SpeculativeOpt,
     app,
     sampling_defaults_help,
 )
@@ -82,6 +85,9 @@ def serve(
             + " GET /v1/models lists each model's defaults.",
         ),
     ] = SamplingDefaultsChoice.model,
+    speculative: SpeculativeOpt = None,
+    draft_model: DraftModelOpt = None,
+    num_draft: NumDraftOpt = None,
 ) -> None:
     """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
     import uvicorn
@@ -109,6 +115,9 @@ def serve(
         threads_batch=threads_batch or None,
         dtype=dtype.value,
         sampling_defaults=sampling_defaults.value,
+        speculative=speculative.value if speculative is not None else None,
+        draft_model=draft_model,
+        num_draft=num_draft,
     )
     _check_port(host, port)  # before the models load: a busy port fails at once
     application = create_app(config)
@@ -120,6 +129,9 @@ def serve(
             f"{name}: a request that leaves sampling fields out gets {defaults.describe()} "
             f"(source: {defaults.source})"
         )
+    for name, engine in served.engines.items():
+        if engine.speculation is not None:
+            print(f"{name}: a sequence running alone decodes {engine.speculation.describe()}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
