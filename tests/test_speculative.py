@@ -102,7 +102,8 @@ def exact_joint(lm: BigramLM, first: int) -> dict[tuple[int, ...], float]:
 def chi_square(lm, draws: int, **spec) -> float:
     """Pearson's statistic of `draws` samples of the first three tokens against the exact
     distribution (26 degrees of freedom: 54.1 is the 0.1% critical value)."""
-    prompt = "abcabcab"  # its last 5 tokens occur earlier: prompt lookup drafts "c a"
+    # whatever the first token x, "bcab" + x occurs earlier: prompt lookup drafts the next two
+    prompt = "bcabacbcabbabcabcbbcab"
     out = lmlab.generate(lm, prompt, n=draws, seed=1, max_tokens=3, **SAMPLING, **spec)
     counts: dict[tuple[int, ...], int] = {}
     for c in out.choices:

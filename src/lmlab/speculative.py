@@ -261,7 +261,9 @@ def step(
     limit = min(num_draft, seq.budget - len(seq.token_ids) - 1)
     drafts, q = proposer.propose(seq, context, limit) if limit > 0 else ([], None)
     start = state.length
-    rows = lm.forward(state, torch.tensor([[context[-1], *drafts]]), all_positions=True)[0]
+    ids = torch.tensor([[context[-1], *drafts]])
+    # without drafts, a plain step: the same computation as plain decoding's
+    rows = lm.forward(state, ids, all_positions=True)[0] if drafts else lm.forward(state, ids)
     chunks = []
     for i, row in enumerate(rows):
         draft = drafts[i] if i < len(drafts) else None
@@ -281,8 +283,9 @@ def decode(
     state = lm.new_state(1)
     proposer = speculation.proposer(lm)
     try:
-        if len(prompt) > 1:  # the last prompt token is read with the first drafts
-            lm.forward(state, torch.tensor([prompt[:-1]]))
+        # the prompt and the first token as plain decoding reads and picks them
+        logits = lm.forward(state, torch.tensor([prompt]))[0]
+        yield seq.add(*seq.next_token(logits))
         while not seq.finish_reason:
             yield from step(lm, state, seq, proposer, speculation.num_draft)
     finally:
