@@ -11,6 +11,7 @@ whether every answer has the same tokens, and the CPU and load.
 Goals (issue 33): >= 1.5x on input-grounded requests, >= 0.95x on open-ended ones.
 
 Usage: python benchmarks/speculative.py [--rounds 2] [--max-tokens 128] [--num-draft K]
+                                        [--threads N]
 """
 
 from __future__ import annotations
@@ -79,8 +80,12 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--num-draft", type=int, default=None)
     parser.add_argument("--backend", default="llama")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="llama.cpp threads (default: all cores)"
+    )
     args = parser.parse_args()
-    lm = load_lm(DEFAULT_LM, backend=args.backend)
+    options = {"n_threads": args.threads} if args.threads else {}
+    lm = load_lm(DEFAULT_LM, backend=args.backend, **options)
     # every request starts on an empty cache: neither run reads the other's prompt, and the
     # cells of both lie in the same places (llama.cpp's rounding depends on where they lie)
     lm.reuses_prefixes = False
@@ -92,7 +97,8 @@ def main() -> None:
         ],
         "open-ended": [("open", [{"role": "user", "content": q}]) for q in OPEN_ENDED],
     }
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); model {lm.name} ({args.backend})")
+    threads = f", {args.threads} threads" if args.threads else ""
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); {lm.name} ({args.backend}{threads})")
     print(f"load before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     timed(lm, groups["open-ended"][0][1], 8)  # warm-up
     results = {}

@@ -347,3 +347,22 @@ def test_cli_speculates_and_refuses_a_model_that_cannot(capsys, tmp_path):
     code, out = run("generate", "a", "--model", str(arpa), "--speculative", "prompt-lookup")
     assert code == 2
     assert out.err.strip().count("\n") == 0 and "cannot: use the llama or torch backend" in out.err
+
+
+@pytest.mark.slow
+def test_the_server_speculates_and_answers_as_plain_decoding(fresh_llama_lm):
+    from fastapi.testclient import TestClient
+
+    from lmlab.models import DEFAULT_LM
+    from lmlab.serve.app import ServerConfig, create_app
+
+    config = ServerConfig(
+        chat_models=[DEFAULT_LM], backend="llama", speculative="prompt-lookup", threads=2
+    )
+    app = create_app(config)
+    body = {"model": DEFAULT_LM, "messages": GROUNDED, "temperature": 0, "max_tokens": 48}
+    with TestClient(app) as client:
+        answer = client.post("/v1/chat/completions", json=body).json()
+    plain = lmlab.chat(fresh_llama_lm, GROUNDED, temperature=0, max_tokens=48)
+    assert answer["choices"][0]["message"]["content"] == plain.text
+    assert app.state.served.engines[DEFAULT_LM].speculated_tokens > 10
