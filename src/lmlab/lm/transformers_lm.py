@@ -189,7 +189,8 @@ class TransformersLM(LanguageModel):
     def truncate(self, state: KVState, length: int) -> None:
         """Drop the keys and values of positions `length` on (out of any shared batch)."""
         self._own_cache(state)
-        state.cache.crop(length)
+        if length < state.length:  # a negative count: what every transformers release reads
+            state.cache.crop(length - state.length)
         del state.tokens[length:]
         state.length = length
 
