@@ -216,7 +216,7 @@ def test_several_samples_speculate_one_after_another():
 
 def test_speculation_describes_itself():
     spec = Speculation.create(BigramLM(), "prompt-lookup")
-    assert spec.describe() == "speculatively: prompt lookup (5-grams), up to 8 drafts a step"
+    assert spec.describe() == "speculatively: prompt lookup (5-grams), up to 12 drafts a step"
     assert Speculation.create(BigramLM()) is None
 
 

@@ -423,7 +423,7 @@ def generate(
             unchanged, samples come from the same distribution.
         draft_model: speculative decoding whose drafts a smaller model with the same tokenizer
             makes (a loaded LanguageModel, a name or a path; same backend).
-        num_draft: most tokens drafted per step (default: 8 by prompt lookup, 4 by a draft
+        num_draft: most tokens drafted per step (default: 12 by prompt lookup, 4 by a draft
             model).
         stream: deprecated: `stream=True` returns `generate_stream(...)`'s iterator, with a
             DeprecationWarning (one function returns one type).

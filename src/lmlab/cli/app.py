@@ -116,7 +116,7 @@ NumDraftOpt = Annotated[
     int | None,
     typer.Option(
         "--num-draft",
-        help="Most tokens drafted per step (default: 8 by prompt lookup, 4 by a draft model).",
+        help="Most tokens drafted per step (default: 12 by prompt lookup, 4 by a draft model).",
     ),
 ]
 StopOpt = Annotated[
