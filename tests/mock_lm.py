@@ -64,8 +64,15 @@ class BigramLM(LanguageModel):
     def forward(self, state, token_ids, *, all_positions=False):
         self.calls.append(tuple(token_ids.shape))
         state.length += token_ids.shape[1]
-        logits = self.table[token_ids]  # (B, T, V)
-        return logits if all_positions else logits[:, -1]
+        if not all_positions:
+            return self.table[token_ids[:, -1]]  # (B, V)
+        return self.table[token_ids]  # (B, T, V)
+
+    def can_truncate(self) -> bool:
+        return True
+
+    def truncate(self, state, length):  # the logits depend on the token read alone
+        state.length = length
 
 
 def load_run(folder) -> BigramLM:

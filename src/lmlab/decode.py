@@ -24,8 +24,16 @@ from lmlab.errors import LmlabError
 from lmlab.json_mode import JsonObjectPrefix
 from lmlab.lm.base import LanguageModel
 from lmlab.reprs import brief_repr
-from lmlab.sampling import SamplingParams, apply_penalties, choose, one_cpu_thread
+from lmlab.sampling import (
+    SamplingParams,
+    apply_penalties,
+    choose,
+    one_cpu_thread,
+    verify_draft,
+)
 from lmlab.sampling_defaults import check_choice, choose_defaults
+from lmlab.speculative import Speculation
+from lmlab.speculative import decode as speculative_decode
 from lmlab.text.tokenizer import Tokenizer
 
 
@@ -188,13 +196,19 @@ class Sequence:
         self._json = JsonObjectPrefix() if p.json_object else None
         self._json_text = ""  # the text the JSON automaton has read
 
-    def next_token(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
+    def next_token(
+        self, logits: torch.Tensor, draft: int | None = None, q: torch.Tensor | None = None
+    ) -> tuple[int, TokenLogprob | None]:
         """Choose the next token from this step's (V,) logits (on one CPU thread: see
-        `one_cpu_thread`)."""
+        `one_cpu_thread`). Where a draft proposed `draft` (drawn from `q`, None: a point mass),
+        the choice keeps or replaces it by the speculative-sampling rule (`verify_draft`), so
+        the token comes from the same distribution as without a draft."""
         with one_cpu_thread():
-            return self._next_token(logits)
+            return self._next_token(logits, draft, q)
 
-    def _next_token(self, logits: torch.Tensor) -> tuple[int, TokenLogprob | None]:
+    def _next_token(
+        self, logits: torch.Tensor, draft: int | None, q: torch.Tensor | None
+    ) -> tuple[int, TokenLogprob | None]:
         p = self.p
         scores = logits
         if p.penalized:
@@ -203,10 +217,12 @@ class Sequence:
                 self._seen[self.prompt] = True
                 self._counts = torch.zeros(logits.shape[-1])
             scores = apply_penalties(logits, self._seen, self._counts, p)
-        if self._json is None:
-            tid = int(choose(scores[None], p, self.generator)[0])
-        else:
+        if self._json is not None:
             tid = self._choose_json(scores)
+        elif draft is not None:
+            tid = verify_draft(scores, p, draft, q, self.generator)
+        else:
+            tid = int(choose(scores[None], p, self.generator)[0])
         if p.penalized:
             self._seen[tid] = True
             self._counts[tid] += 1
@@ -363,8 +379,18 @@ def _decode_together(lm: LanguageModel, prompt: list[int], seqs: list[Sequence])
 
 
 def _stream(
-    lm: LanguageModel, prompt: list[int], p: SamplingParams, out: list[Sequence] | None = None
+    lm: LanguageModel,
+    prompt: list[int],
+    p: SamplingParams,
+    out: list[Sequence] | None = None,
+    speculation: Speculation | None = None,
 ) -> Iterator[Chunk]:
+    if speculation is not None:  # one stream at a time: speculation helps single streams
+        for seq in new_sequences(lm, prompt, p):
+            if out is not None:
+                out.append(seq)
+            yield from speculative_decode(lm, prompt, seq, speculation)
+        return
     for first in range(0, p.n, lm.max_batch_size):
         seqs = new_sequences(lm, prompt, p, first, min(lm.max_batch_size, p.n - first))
         if out is not None:
@@ -378,6 +404,9 @@ def generate(
     *,
     backend: str = "auto",
     sampling_defaults: str = "model",
+    speculative: str | None = None,
+    draft_model: str | Path | LanguageModel | None = None,
+    num_draft: int | None = None,
     stream: bool = False,
     **options,
 ) -> Generation:
@@ -390,6 +419,14 @@ def generate(
         sampling_defaults: what the sampling options left out take: "model" (the model's
             recommended settings, `lm.sampling_defaults`), "llama.cpp" (temperature 0.8, top-k
             40, top-p 0.95, min-p 0.05) or "openai" (temperature 1, no filtering).
+        speculative: "prompt-lookup" drafts tokens by copying what followed the text's last
+            5-gram earlier in the prompt or answer; the model checks them in one forward pass
+            (`lmlab.speculative`). Faster when the answer copies its input; greedy output is
+            unchanged, samples come from the same distribution.
+        draft_model: speculative decoding whose drafts a smaller model with the same tokenizer
+            makes (a loaded LanguageModel, a name or a path; same backend).
+        num_draft: most tokens drafted per step (default: 12 by prompt lookup, 4 by a draft
+            model).
         stream: deprecated: `stream=True` returns `generate_stream(...)`'s iterator, with a
             DeprecationWarning (one function returns one type).
         **options: SamplingParams fields (max_tokens, temperature, top_k, top_p, min_p,
@@ -403,14 +440,20 @@ def generate(
         >>> out = generate("smollm2-135m-instruct", "The capital of France is", temperature=0)
         >>> out.text, out.finish_reason
     """
+    speculation = dict(speculative=speculative, draft_model=draft_model, num_draft=num_draft)
     if stream:
         deprecated("generate(..., stream=True)", "generate_stream(...)")
         return generate_stream(
-            model, prompt, backend=backend, sampling_defaults=sampling_defaults, **options
+            model,
+            prompt,
+            backend=backend,
+            sampling_defaults=sampling_defaults,
+            **speculation,
+            **options,
         )
-    lm, ids, p = _prepare(model, prompt, backend, sampling_defaults, options)
+    lm, ids, p, spec = _prepare(model, prompt, backend, sampling_defaults, speculation, options)
     seqs: list[Sequence] = []
-    for _ in _stream(lm, ids, p, seqs):
+    for _ in _stream(lm, ids, p, seqs, spec):
         pass
     return Generation([seq.choice() for seq in seqs], ids)
 
@@ -421,6 +464,9 @@ def generate_stream(
     *,
     backend: str = "auto",
     sampling_defaults: str = "model",
+    speculative: str | None = None,
+    draft_model: str | Path | LanguageModel | None = None,
+    num_draft: int | None = None,
     **options,
 ) -> Iterator[Chunk]:
     """Continue `prompt` as `generate` does, yielding Chunks (`.index`, `.text`, `.token_ids`,
@@ -430,21 +476,28 @@ def generate_stream(
         >>> for chunk in generate_stream("smollm2-135m-instruct", "Once upon a time"):
         ...     print(chunk.text, end="", flush=True)
     """
-    lm, ids, p = _prepare(model, prompt, backend, sampling_defaults, options)
-    return _stream(lm, ids, p)
+    speculation = dict(speculative=speculative, draft_model=draft_model, num_draft=num_draft)
+    lm, ids, p, spec = _prepare(model, prompt, backend, sampling_defaults, speculation, options)
+    return _stream(lm, ids, p, speculation=spec)
 
 
 def _prepare(
-    model, prompt, backend: str, sampling_defaults: str, options: dict
-) -> tuple[LanguageModel, list[int], SamplingParams]:
-    """The loaded model, the prompt's ids and the sampling settings: every check, done once."""
+    model, prompt, backend: str, sampling_defaults: str, speculation: dict, options: dict
+) -> tuple[LanguageModel, list[int], SamplingParams, Speculation | None]:
+    """The loaded model, the prompt's ids, the sampling and speculation settings: every check,
+    done once."""
     from lmlab.models import load_lm
 
     p = SamplingParams.from_options(options)
     check_choice(sampling_defaults)
     lm = load_lm(model, backend=backend)
     p = p.with_defaults(choose_defaults(lm, sampling_defaults))
-    return lm, encode_prompt(lm, prompt), p
+    spec = Speculation.create(lm, **speculation, backend=backend)
+    if spec is not None and p.json_object:
+        raise LmlabError(
+            "json_object decoding does not combine with speculative decoding", param="speculative"
+        )
+    return lm, encode_prompt(lm, prompt), p, spec
 
 
 def render(model: LanguageModel, messages: list[dict[str, str]]) -> list[int]:
@@ -459,6 +512,9 @@ def chat(
     *,
     backend: str = "auto",
     sampling_defaults: str = "model",
+    speculative: str | None = None,
+    draft_model: str | Path | LanguageModel | None = None,
+    num_draft: int | None = None,
     stream: bool = False,
     **options,
 ) -> Generation:
@@ -471,6 +527,7 @@ def chat(
         model: a loaded LanguageModel, a bundled name or a path.
         messages: the conversation so far.
         sampling_defaults: what sampling options left out take, as for `generate`.
+        speculative, draft_model, num_draft: speculative decoding, as for `generate`.
         stream: deprecated: use `chat_stream` (as `generate`'s `stream`).
         **options: sampling options, as for `generate`.
 
@@ -480,13 +537,26 @@ def chat(
     """
     from lmlab.models import load_lm
 
+    speculation = dict(speculative=speculative, draft_model=draft_model, num_draft=num_draft)
     if stream:
         deprecated("chat(..., stream=True)", "chat_stream(...)")
         return chat_stream(
-            model, messages, backend=backend, sampling_defaults=sampling_defaults, **options
+            model,
+            messages,
+            backend=backend,
+            sampling_defaults=sampling_defaults,
+            **speculation,
+            **options,
         )
     lm = load_lm(model, backend=backend)
-    return generate(lm, render(lm, messages), sampling_defaults=sampling_defaults, **options)
+    return generate(
+        lm,
+        render(lm, messages),
+        backend=backend,
+        sampling_defaults=sampling_defaults,
+        **speculation,
+        **options,
+    )
 
 
 def chat_stream(
@@ -495,6 +565,9 @@ def chat_stream(
     *,
     backend: str = "auto",
     sampling_defaults: str = "model",
+    speculative: str | None = None,
+    draft_model: str | Path | LanguageModel | None = None,
+    num_draft: int | None = None,
     **options,
 ) -> Iterator[Chunk]:
     """Answer the last message of a conversation as `chat` does, yielding Chunks as they come.
@@ -506,4 +579,13 @@ def chat_stream(
     from lmlab.models import load_lm
 
     lm = load_lm(model, backend=backend)
-    return generate_stream(lm, render(lm, messages), sampling_defaults=sampling_defaults, **options)
+    return generate_stream(
+        lm,
+        render(lm, messages),
+        backend=backend,
+        sampling_defaults=sampling_defaults,
+        speculative=speculative,
+        draft_model=draft_model,
+        num_draft=num_draft,
+        **options,
+    )

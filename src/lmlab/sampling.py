@@ -186,14 +186,55 @@ def filter_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
 
 def choose(logits: torch.Tensor, p: SamplingParams, generator: torch.Generator) -> torch.Tensor:
     """Pick one token id per row of (B, V) logits (already penalised)."""
-    # extreme penalties can overflow: +inf is "certain", NaN is "impossible"
-    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=torch.finfo(logits.dtype).max)
     if p.greedy:
-        return logits.argmax(dim=-1)
-    logits = logits / p.temperature
+        return _finite(logits).argmax(dim=-1)
+    return draw(probabilities(logits, p), generator)
+
+
+def probabilities(logits: torch.Tensor, p: SamplingParams) -> torch.Tensor:
+    """The (B, V) distribution a sampled (not greedy) step draws from: temperature, top-k,
+    top-p and min-p applied to the (already penalised) logits."""
+    logits = _finite(logits) / p.temperature
     logits = filter_min_p(filter_top_p(filter_top_k(logits, p.top_k), p.top_p), p.min_p)
-    logits = torch.nan_to_num(logits, nan=float("-inf"), posinf=torch.finfo(logits.dtype).max)
-    return draw(logits.softmax(dim=-1), generator)
+    return _finite(logits).softmax(dim=-1)
+
+
+def _finite(logits: torch.Tensor) -> torch.Tensor:
+    # extreme penalties can overflow: +inf is "certain", NaN is "impossible"
+    return torch.nan_to_num(logits, nan=float("-inf"), posinf=torch.finfo(logits.dtype).max)
+
+
+def verify_draft(
+    logits: torch.Tensor,
+    p: SamplingParams,
+    draft: int,
+    q: torch.Tensor | None,
+    generator: torch.Generator,
+) -> int:
+    """The token at a step where a draft proposed `draft`, drawn from the same distribution
+    as `choose` would draw it (speculative sampling: Leviathan et al. 2023, Chen et al. 2023).
+
+    `logits` (V,) are the model's (already penalised), `q` (V,) the distribution the draft was
+    drawn from (None: a point mass on `draft`, as prompt lookup proposes). The draft is kept
+    with probability min(1, p(draft) / q(draft)); otherwise a token is drawn from max(0, p - q),
+    renormalised: with a point mass, from p without the draft. Greedy decoding keeps the draft
+    exactly when it is the argmax, and otherwise takes the argmax: what `choose` picks.
+    """
+    if p.greedy:
+        return int(choose(logits[None], p, generator)[0])
+    probs = probabilities(logits[None], p)[0]
+    q_draft = 1.0 if q is None else float(q[draft])
+    u = float(torch.rand((), generator=generator, dtype=torch.float64))
+    if u * q_draft < float(probs[draft]):  # u < p/q without dividing by a zero q
+        return draft
+    if q is None:
+        residual = probs.clone()
+        residual[draft] = 0.0
+    else:
+        residual = (probs - q).clamp_(min=0.0)
+    if not float(residual.sum()) > 0:  # p == q up to rounding: nothing left to correct
+        residual = probs
+    return int(draw(residual[None], generator)[0])
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -90,6 +90,35 @@ SamplingDefaultsOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option(help="Same seed, same text.")]
+
+
+class SpeculativeChoice(StrEnum):
+    prompt_lookup = "prompt-lookup"
+
+
+# Speculative decoding of one stream (lmlab.speculative).
+SpeculativeOpt = Annotated[
+    SpeculativeChoice | None,
+    typer.Option(
+        help="prompt-lookup: draft tokens copied from what followed the text's last 5 tokens "
+        "earlier in the prompt or answer, checked in one forward pass (faster when the answer "
+        "copies its input; same greedy text, same sampling distribution)."
+    ),
+]
+DraftModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--draft-model",
+        help="Speculative decoding with drafts by this smaller model (same tokenizer).",
+    ),
+]
+NumDraftOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-draft",
+        help="Most tokens drafted per step (default: 12 by prompt lookup, 4 by a draft model).",
+    ),
+]
 StopOpt = Annotated[
     list[str] | None, typer.Option("--stop", help="Stop at this string (repeatable).")
 ]

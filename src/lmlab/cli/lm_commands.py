@@ -12,14 +12,17 @@ from lmlab.cli.app import (
     AllOpt,
     BackendChoice,
     BackendOpt,
+    DraftModelOpt,
     JsonOpt,
     MaxTokensOpt,
     MinPOpt,
     ModelOpt,
+    NumDraftOpt,
     RepPenaltyOpt,
     SamplingDefaultsChoice,
     SamplingDefaultsOpt,
     SeedOpt,
+    SpeculativeOpt,
     StopOpt,
     TemperatureOpt,
     TopKOpt,
@@ -48,6 +51,14 @@ def checked_options(**options) -> dict:
 
     SamplingParams.from_options(options)
     return options
+
+
+def _speculation(speculative, draft_model: str | None, num_draft: int | None) -> dict:
+    """The speculative-decoding keywords of generate and chat (none when not asked for)."""
+    if speculative is None and draft_model is None and num_draft is None:
+        return {}
+    method = speculative.value if speculative is not None else None
+    return {"speculative": method, "draft_model": draft_model, "num_draft": num_draft}
 
 
 @app.command()
@@ -135,6 +146,9 @@ def generate(
         int, typer.Option(help="Show this many top alternatives per token (JSON).")
     ] = 0,
     stream: Annotated[bool, typer.Option(help="Print tokens as they come.")] = True,
+    speculative: SpeculativeOpt = None,
+    draft_model: DraftModelOpt = None,
+    num_draft: NumDraftOpt = None,
     best_of: Annotated[
         int | None, typer.Option("--best-of", help="Sample N; print the best by --reward.")
     ] = None,
@@ -175,6 +189,11 @@ def generate(
     if file is None and (out is not None or ray):
         raise LmlabError("--out and --ray go with --file", param="file")
     check_ray_options(ray, out, ray_address, workers)
+    speculation = _speculation(speculative, draft_model, num_draft)
+    if speculation and (file is not None or best_of is not None or reward is not None):
+        raise LmlabError(
+            "--speculative and --draft-model go with a PROMPT (not --file or --best-of)"
+        )
     options = checked_options(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -214,6 +233,7 @@ def generate(
         from lmlab.cli.posttrain_commands import print_best_of
 
         return print_best_of(lm, prompt, best_of, reward, options, as_json)
+    options.update(speculation, backend=backend.value)
     if stream and n == 1 and not as_json:
         for chunk in generate_stream(lm, prompt, **options):
             print(chunk.text, end="", flush=True)
@@ -245,6 +265,9 @@ def chat(
     repetition_penalty: RepPenaltyOpt = None,
     sampling_defaults: SamplingDefaultsOpt = SamplingDefaultsChoice.model,
     seed: SeedOpt = None,
+    speculative: SpeculativeOpt = None,
+    draft_model: DraftModelOpt = None,
+    num_draft: NumDraftOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Talk to a chat model: one answer to MESSAGE, or a conversation (/reset, /exit)."""
@@ -262,6 +285,14 @@ def chat(
     )
     lm = load(model, backend)
     options["sampling_defaults"] = sampling_defaults.value
+    speculation = _speculation(speculative, draft_model, num_draft)
+    if draft_model is not None:  # loaded once for every turn
+        speculation["draft_model"] = load(draft_model, backend)
+    if speculation:  # bad speculation options fail before the first turn
+        from lmlab.speculative import Speculation
+
+        Speculation.create(lm, **speculation)
+    options.update(speculation, backend=backend.value)
     history = [{"role": "system", "content": system}] if system else []
 
     def answer(text: str) -> str:

@@ -11,7 +11,10 @@ import typer
 from lmlab.cli.app import (
     BackendChoice,
     BackendOpt,
+    DraftModelOpt,
+    NumDraftOpt,
     SamplingDefaultsChoice,
+    SpeculativeOpt,
     app,
     sampling_defaults_help,
 )
@@ -90,6 +93,9 @@ def serve(
             "measured once) whose vectors keep cosine >= 0.999 to float32.",
         ),
     ] = False,
+    speculative: SpeculativeOpt = None,
+    draft_model: DraftModelOpt = None,
+    num_draft: NumDraftOpt = None,
 ) -> None:
     """Serve chat, completions and embeddings with OpenAI's API (base_url http://HOST:PORT/v1)."""
     import uvicorn
@@ -118,6 +124,9 @@ def serve(
         dtype=dtype.value,
         sampling_defaults=sampling_defaults.value,
         fast_embeddings=fast_embeddings,
+        speculative=speculative.value if speculative is not None else None,
+        draft_model=draft_model,
+        num_draft=num_draft,
     )
     _check_port(host, port)  # before the models load: a busy port fails at once
     application = create_app(config)
@@ -130,6 +139,9 @@ def serve(
             f"{name}: a request that leaves sampling fields out gets {defaults.describe()} "
             f"(source: {defaults.source})"
         )
+    for name, engine in served.engines.items():
+        if engine.speculation is not None:
+            print(f"{name}: a sequence running alone decodes {engine.speculation.describe()}")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 

@@ -111,6 +111,16 @@ class LanguageModel(ABC):
         shares nothing."""
         return 0
 
+    def can_truncate(self) -> bool:
+        """Whether `truncate` can take one-row states back to an earlier length (speculative
+        decoding needs it; no model can, by default)."""
+        return False
+
+    def truncate(self, state: State, length: int) -> None:
+        """Forget what a one-row `state` read after its first `length` tokens, as if it had
+        never read them (speculative decoding drops the draft tokens the model rejected)."""
+        raise LmlabError(f"{type(self).__name__} cannot take a state back to an earlier length")
+
     def release(self, state: State) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Free what `state` holds (KV slots of a shared cache); the state is not used again."""
 

@@ -185,11 +185,12 @@ class LlamaCppLM(LanguageModel):
         # whose cells do not simply hold every position read.
         self._history: dict[int, list[int]] = {}
         self._kept: int | None = None
-        self.reuses_prefixes = not (
+        self._holds_positions = not (
             lib.llama_model_n_swa(model)
             or lib.llama_model_is_recurrent(model)
             or lib.llama_model_is_hybrid(model)
         )
+        self.reuses_prefixes = self._holds_positions
         self.reused_tokens = 0  # prompt tokens not read again thanks to prefix reuse
         self._vocab_size = self.tokenizer.vocab_size
         weakref.finalize(self, _free, lib, ctx, self._batch)
@@ -309,11 +310,20 @@ class LlamaCppLM(LanguageModel):
             return self._forward_each(states, token_ids)
         except CacheFull:
             for state, length in zip(states, start, strict=True):
-                seq = state.seq_ids[0]
-                self._lib.llama_memory_seq_rm(self._memory, seq, length, -1)
-                del self._history[seq][length:]
-                state.length = length
+                self.truncate(state, length)
             raise
+
+    def can_truncate(self) -> bool:
+        """Yes, unless the model's cells do not simply hold every position read
+        (sliding-window or recurrent models)."""
+        return self._holds_positions
+
+    def truncate(self, state: SeqState, length: int) -> None:
+        """Remove the sequence's cells from position `length` on (`llama_memory_seq_rm`)."""
+        seq = state.seq_ids[0]
+        self._lib.llama_memory_seq_rm(self._memory, seq, length, -1)
+        del self._history[seq][length:]
+        state.length = length
 
     def _forward_each(self, states: list[SeqState], token_ids: list[list[int]]) -> torch.Tensor:
         out: list[torch.Tensor | None] = [None] * len(states)

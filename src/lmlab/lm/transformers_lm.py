@@ -185,6 +185,19 @@ class TransformersLM(LanguageModel):
         logits = out.logits.float()
         return logits if all_positions else logits[:, -1]
 
+    def can_truncate(self) -> bool:
+        """Yes, unless the model's cache has sliding-window layers."""
+        return self._batchable
+
+    @torch.inference_mode()
+    def truncate(self, state: KVState, length: int) -> None:
+        """Drop the keys and values of positions `length` on (out of any shared batch)."""
+        self._own_cache(state)
+        if length < state.length:  # a negative count: what every transformers release reads
+            state.cache.crop(length - state.length)
+        del state.tokens[length:]
+        state.length = length
+
     def can_step(self, state: KVState) -> bool:
         """Every state can, unless the model's cache has sliding-window layers (not paddable)."""
         return self._batchable

@@ -45,6 +45,10 @@ class ServerConfig:
     sampling_defaults: str = "model"
     # encoders take the fastest path keeping cosine >= 0.999 to float32 (lmlab.embed.fast)
     fast_embeddings: bool = False
+    # speculative decoding of a sequence running alone: "prompt-lookup", or a draft model
+    speculative: str | None = None
+    draft_model: str | None = None
+    num_draft: int | None = None  # most tokens drafted per step (None: the method's default)
 
 
 class ServedModels:
@@ -55,6 +59,7 @@ class ServedModels:
         from lmlab.sampling_defaults import choose_defaults
         from lmlab.seq2seq.serve import is_seq2seq, load_served
         from lmlab.serve.engine import Engine
+        from lmlab.speculative import Speculation
 
         self.created = int(time.time())
         self.lms: dict = {}
@@ -75,7 +80,10 @@ class ServedModels:
             else:
                 options = _load_options(spec, config)
                 lm = load_lm(spec, backend=config.backend, **options)
-            engine = Engine(lm, config.parallel, config.prefill_chunk)
+            speculation = Speculation.create(
+                lm, config.speculative, config.draft_model, config.num_draft, backend=config.backend
+            )
+            engine = Engine(lm, config.parallel, config.prefill_chunk, speculation)
             if "n_threads" in options and config.threads is None:
                 # on the engine's thread, as all of the model's work: llama.cpp's OpenMP
                 # threads belong to the thread that first computes, and a second team (the

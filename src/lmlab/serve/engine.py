@@ -23,6 +23,11 @@ with its prompt and the tokens it has generated, and the step is tried again wit
 sequence joins until one leaves; the paused one then reads its tokens again (sharing any
 prefix still cached) and goes on sampling where it stopped.
 
+While one sequence runs alone, the engine can decode it speculatively (`lmlab.speculative`:
+prompt lookup or a draft model proposes tokens, one forward pass checks them all); with
+several running, they step together as above, one token each. A `json_object` request always
+steps one token at a time.
+
 Other work on the model (scoring an echoed prompt) runs on the same thread between steps, as a
 `Job`: the model is not safe to call from two threads.
 """
@@ -38,10 +43,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from lmlab import speculative
 from lmlab.decode import Chunk, Sequence, new_sequences
 from lmlab.errors import LmlabError
 from lmlab.lm.base import CacheFull, LanguageModel, State
 from lmlab.sampling import SamplingParams
+from lmlab.speculative import DraftModel, PromptLookup, Speculation
 
 log = logging.getLogger("lmlab.serve")
 
@@ -79,19 +86,26 @@ class _Running:
     logits: torch.Tensor | None = None  # next-token logits waiting to be sampled
     reading_prompt: bool = True
     fresh: bool = True  # nothing read or shared yet
+    proposer: PromptLookup | DraftModel | None = None  # while it decodes speculatively
 
 
 class Engine:
     """Runs `LanguageModel` generation for concurrent requests on a background thread."""
 
     def __init__(
-        self, lm: LanguageModel, max_running: int | None = None, prefill_chunk: int = 128
+        self,
+        lm: LanguageModel,
+        max_running: int | None = None,
+        prefill_chunk: int = 128,
+        speculation: Speculation | None = None,
     ) -> None:
         self.lm = lm
         self.max_running = max_running or lm.max_batch_size
         self.prefill_chunk = prefill_chunk  # most prompt tokens read in one step
+        self.speculation = speculation  # how a sequence running alone speculates (or None)
         self.running = 0  # sequences being generated now (read by /health)
         self.preempted = 0  # sequences paused so far because the KV cache was full
+        self.speculated_tokens = 0  # tokens speculative steps gained: beyond one a step
         self._full = False  # the cache filled up: admit nobody until a sequence leaves
         self._inbox: queue.Queue[Request | Job] = queue.Queue()
         self._jobs: deque[Job] = deque()
@@ -188,6 +202,11 @@ class Engine:
     def _read(self, running: list[_Running], waiting: deque) -> None:
         """Read the step's tokens; while the KV cache has no room, pause the sequence that
         joined last (back to the front of the queue) and try again without it."""
+        if self.speculation is not None:
+            if len(running) == 1 and self._speculates(running[0]):
+                return self._speculate(running[0])
+            for r in running:  # several running: plain batched steps
+                self._close_proposer(r)
         while True:
             try:
                 return self._read_step(running)
@@ -222,6 +241,28 @@ class Engine:
             if not r.feed:  # all read: the next token can be sampled
                 r.logits, r.reading_prompt = row, False
 
+    @staticmethod
+    def _speculates(r: _Running) -> bool:
+        """Whether a sequence running alone takes a speculative step: its prompt is read, its
+        last token sampled, and it is not constrained to JSON."""
+        return not r.reading_prompt and r.logits is None and not r.seq.p.json_object
+
+    def _speculate(self, r: _Running) -> None:
+        """One speculative step: read the last token and the drafts, hand out every token kept."""
+        if r.proposer is None:
+            r.proposer = self.speculation.proposer(self.lm)
+        chunks = speculative.step(self.lm, r.state, r.seq, r.proposer, self.speculation.num_draft)
+        self.speculated_tokens += len(chunks) - 1
+        r.feed = [r.seq.token_ids[-1]]
+        for chunk in chunks:
+            r.request.emit(chunk)
+
+    @staticmethod
+    def _close_proposer(r: _Running) -> None:
+        if r.proposer is not None:
+            r.proposer.close()
+            r.proposer = None
+
     def _sample(self, running: list[_Running]) -> None:
         """Pick every running sequence's next token, then hand out the chunks together (a
         consumer woken by the first is then woken once for all of them)."""
@@ -245,6 +286,7 @@ class Engine:
         """Release a sequence that is done (or abandoned); True if it left the running set."""
         if not (r.seq.finish_reason or r.request.cancelled):
             return False
+        self._close_proposer(r)
         self.lm.release(r.state)
         self._full = False  # its cells are free again
         self._finish(r.request)
@@ -256,6 +298,7 @@ class Engine:
             request.emit(None)
 
     def _fail(self, r: _Running, error: Exception) -> None:
+        self._close_proposer(r)
         self.lm.release(r.state)
         if not r.request.cancelled:
             r.request.cancelled = True
