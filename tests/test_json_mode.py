@@ -66,8 +66,8 @@ def test_greedy_json_from_the_chat_model(llama_lm):
 
     messages = [
         {"role": "system", "content": "You answer in JSON."},
-        {"role": "user", "content": "Give the capital of France as JSON."},
+        {"role": "user", "content": 'What is the capital of France? Answer as {"capital": ...}.'},
     ]
-    out = lmlab.chat(llama_lm, messages, temperature=1.0, seed=1, json_object=True, max_tokens=300)
+    out = lmlab.chat(llama_lm, messages, temperature=0, json_object=True, max_tokens=300)
     assert out.finish_reason == "stop"
-    assert isinstance(json.loads(out.text), dict)
+    assert "capital" in json.loads(out.text)

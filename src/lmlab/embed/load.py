@@ -100,6 +100,13 @@ def _load(ref: ModelRef, *, static: bool, fast: bool, **options) -> Encoder:
         from lmlab.embed.fast import fast_options
 
         options |= fast_options(folder)
+    elif options["backend"] == "auto" and options["dtype"] == "float32" and options["layer"] == -1:
+        from lmlab.embed.fast import default_backend
+        from lmlab.embed.onnx_runtime import onnx_available
+
+        # auto: whichever float32 runtime encodes faster on this CPU (measured once)
+        if onnx_available() and default_backend(folder) == "torch":
+            options["backend"] = "torch"
     return TransformerEncoder(folder, name=ref.name, **options)
 
 

@@ -10,7 +10,7 @@ texts of similar length (so almost no padding), and the model run by ONNX Runtim
 once into the cache; see onnx_runtime.py) or else by torch (`inference_mode`, SDPA attention).
 Once the export is cached, neither torch nor transformers is imported: the ONNX path needs only
 `tokenizers`, `onnxruntime` and numpy, so `lmlab similarity a b` starts in about a second.
-Which of the two float32 runtimes `auto` takes is measured once per machine (embed/fast.py).
+Which float32 runtime `auto` takes, `load_encoder` measures once per machine (embed/fast.py).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ class TransformerEncoder(Encoder):
         layer: which hidden states to pool: -1 the last layer, 0 the embedding layer's output.
         max_length: tokens per text, special tokens included (default: the folder's own).
         backend: onnx (ONNX Runtime, after a one-time export into the cache), torch, or auto
-            (whichever of the two encodes faster on this CPU, measured once: see embed/fast.py;
-            torch when the model does not export); int8 is onnx with int8 weights (faster where
-            the CPU multiplies int8 well; cosine 0.99 or more to the exact vectors). Layers other
-            than the last always run in torch.
+            (ONNX Runtime; `load_encoder` passes torch where torch encodes faster on this CPU,
+            measured once: see embed/fast.py; torch when the model does not export); int8 is
+            onnx with int8 weights (faster where the CPU multiplies int8 well; cosine 0.99 or
+            more to the exact vectors). Layers other than the last always run in torch.
         dtype: float32, or bfloat16 (torch weights and products in bfloat16: fast on CPUs with
             AMX or AVX512-BF16, slow elsewhere; cosine about 0.9999 to float32).
 
@@ -82,10 +82,6 @@ class TransformerEncoder(Encoder):
         self.tokenizer = HFTokenizer(folder)
         self.layer = layer
         self.dtype = dtype
-        if backend == "auto" and self._wants_onnx(backend):
-            from lmlab.embed.fast import default_backend
-
-            backend = {"torch": "torch"}.get(default_backend(folder), "auto")  # onnx: as auto
         self.model: torch.nn.Module | None = None  # loaded only when torch computes or exports
         # A cached ONNX export runs without torch; its shape facts were saved with it.
         self._onnx = self._cached_onnx(folder, backend)
