@@ -357,8 +357,6 @@ def top_logprobs(logp: torch.Tensor, k: int, tokenizer: Tokenizer) -> list[TopLo
 
 def _decode_together(lm: LanguageModel, prompt: list[int], seqs: list[Sequence]) -> Iterator[Chunk]:
     """Generate `seqs` as the rows of one state, yielding each one's pieces as they come."""
-    if seqs[0].p.seed is not None:  # the same samples, whatever was read before
-        lm.forget_released()
     state = lm.new_state(len(seqs))
     try:
         logits = lm.forward(state, torch.tensor([prompt] * len(seqs)))
@@ -385,6 +383,8 @@ def _stream(
     out: list[Sequence] | None = None,
     speculation: Speculation | None = None,
 ) -> Iterator[Chunk]:
+    if p.seed is not None:  # the same samples, whatever was read before
+        lm.forget_released()
     if speculation is not None:  # one stream at a time: speculation helps single streams
         for seq in new_sequences(lm, prompt, p):
             if out is not None:
