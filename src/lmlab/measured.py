@@ -7,8 +7,9 @@ such choice the first time it is needed (a second or two) and keeps the result i
 `$LMLAB_HOME/measured/<key>.json`, keyed by the CPU (model, flags, cores) and the versions of
 the libraries that compute (torch, onnxruntime, llama-cpp-python, lmlab). A file of another
 CPU or version is never read: the choice is measured again. Each result records the load average
-it was taken under: on a busy machine the figures are noisy, and deleting the folder measures
-again.
+it was taken under. On a machine busier than its cores (load average per core above BUSY) the
+figures are noisy: such a result serves this process only and is measured again next time.
+Deleting the folder measures everything again.
 
 LMLAB_MEASURE=0 skips measuring: every choice takes its fixed default (tests and CI runs whose
 results must not depend on the machine they run on).
@@ -33,6 +34,8 @@ from lmlab.home import atomic_write_text, lmlab_home
 MEASURE_ENV = "LMLAB_MEASURE"
 MARGIN = 1.05  # another path must be this much faster than the default one to be chosen
 LIBRARIES = ("torch", "onnxruntime", "llama-cpp-python", "lmlab")
+BUSY = 1.0  # load average per core above which a measurement is used but not kept
+_unkept: dict[tuple[str, str], dict] = {}  # (machine file, name) -> a result taken while busy
 
 
 def machine() -> dict[str, Any]:
@@ -81,9 +84,9 @@ def measured(name: str, measure: Callable[[], dict], default: dict) -> dict:
         default: the result without measuring (LMLAB_MEASURE=0).
 
     Returns:
-        The result, with "measured": True and the load average it was measured under (a busy
-        machine makes figures noisy; delete $LMLAB_HOME/measured to measure again), or
-        `default` with "measured": False.
+        The result, with "measured": True and the load average it was measured under (and
+        "kept": False when measured on a busy machine: it is measured again in the next
+        process), or `default` with "measured": False.
     """
     if not measuring():
         return {**default, "measured": False}
@@ -91,8 +94,14 @@ def measured(name: str, measure: Callable[[], dict], default: dict) -> dict:
     known = _read(key)
     if name in known:
         return known[name]
+    memo = (str(_file(key)), name)
+    if memo in _unkept:
+        return _unkept[memo]
     load = _load_average()
     result = {**measure(), "measured": True, "load_average": load}
+    if busy(load, key["cores"]):
+        _unkept[memo] = result = {**result, "kept": False}
+        return result
     known = _read(key)  # another process may have added its own choices meanwhile
     known[name] = result
     with contextlib.suppress(OSError):  # a read-only cache: measured again next time
@@ -105,6 +114,11 @@ def fastest(speeds: dict[str, float], prefer: str, margin: float = MARGIN) -> st
     it: a moment of other work on a shared machine does not flip a choice kept for good."""
     best = max(speeds, key=speeds.get)
     return prefer if prefer in speeds and speeds[best] <= margin * speeds[prefer] else best
+
+
+def busy(load: float | None, cores: int | None) -> bool:
+    """Whether a load average means other work would skew a measurement on `cores` cores."""
+    return load is not None and load > BUSY * (cores or 1)
 
 
 def choices() -> dict[str, dict]:
