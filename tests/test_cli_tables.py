@@ -27,7 +27,13 @@ def test_models_piped_prints_one_plain_line_per_model():
     out = lmlab("models")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split("\t") == ["name", "task", "model", "installed at"]
+    assert lines[0].split("\t") == [
+        "name",
+        "task",
+        "model",
+        "runs as (measured on this CPU)",
+        "installed at",
+    ]
     assert [line.split("\t")[0] for line in lines[1:]] == list(BUNDLED)
     # what `lmlab models | grep smollm2` prints: the whole row, the whole name
     (row,) = [line for line in lines if "smollm2" in line]

@@ -161,6 +161,12 @@ def test_models_json_shows_the_measured_choices(gguf_path, measuring, monkeypatc
     kept = rows[DEFAULT_LM]["choices"]["llama weights"]
     assert kept == {**chosen, "measured": True, "load_average": kept["load_average"]}
     assert rows["all-minilm-l6-v2"]["choices"] == {"encoder": None, "fast encoder": None}
+    with pytest.raises(SystemExit):
+        main(["models"])  # the table says the same in words
+    lines = {line.split("\t")[0]: line.split("\t") for line in capsys.readouterr().out.splitlines()}
+    assert lines["name"][3] == "runs as (measured on this CPU)"
+    assert lines[DEFAULT_LM][3] == "one sequence: file, a batch: Q8_0 weights"
+    assert lines["all-minilm-l6-v2"][3] == "not measured yet"
 
 
 def test_the_server_start_up_line_names_what_runs(gguf_path, monkeypatch):

@@ -75,14 +75,27 @@ def models(as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json([asdict(m) for m in rows])
         return
-    table = new_table("name", "task", "model", "installed at")
+    table = new_table("name", "task", "model", "runs as (measured on this CPU)", "installed at")
     for m in rows:
-        table.add_row(m.name, m.task, m.about, m.path or f"[red]not installed[/red]: {m.install}")
+        where = m.path or f"[red]not installed[/red]: {m.install}"
+        table.add_row(m.name, m.task, m.about, _runs_as(m.choices), where)
     console = Console()
     print_table(table, console, key=0)  # the names, kept whole where the terminal allows
     note = "Any .gguf file or Hugging Face model folder can be passed as --model too."
     # piped, the table is data and the note goes to stderr
     (console if console.is_terminal else Console(stderr=True)).print(note)
+
+
+def _runs_as(choices: dict[str, dict]) -> str:
+    """The measured choices of one model in a few words ("not measured yet" before first use)."""
+    parts = []
+    if weights := choices.get("llama weights"):
+        parts.append(f"one sequence: {weights['single']}, a batch: {weights['batch']} weights")
+    if encoder := choices.get("encoder"):
+        parts.append(encoder["backend"])
+    if fast := choices.get("fast encoder"):
+        parts.append(f"--fast: {fast['path']}")
+    return "; ".join(parts) or "not measured yet"
 
 
 @app.command()
