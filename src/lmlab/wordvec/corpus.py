@@ -15,8 +15,6 @@ import numpy as np
 
 from lmlab.errors import LmlabError
 
-NOISE_TABLE = 1_000_000  # entries of the table negatives are drawn from (word2vec.c: 1e8)
-
 
 @dataclass
 class Corpus:
@@ -70,9 +68,7 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     return np.minimum(1.0, (np.sqrt(share / sample) + 1) * sample / share)
 
 
-def noise_table(counts: np.ndarray, power: float = 0.75, size: int = NOISE_TABLE) -> np.ndarray:
-    """Word ids in proportion to count**power: a uniform draw from it is a noise word."""
+def noise_probabilities(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """The chance each word is drawn as noise: in proportion to count**power (word2vec's 0.75)."""
     weights = counts.astype(np.float64) ** power
-    cumulative = np.cumsum(weights / weights.sum())
-    table = np.searchsorted(cumulative, (np.arange(size) + 0.5) / size)
-    return np.minimum(table, len(counts) - 1).astype(np.int64)
+    return weights / weights.sum()
