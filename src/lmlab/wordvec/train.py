@@ -26,6 +26,7 @@ from lmlab.runs import RUN_FILE, read_run
 from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
 from lmlab.training.loop import Loop
 from lmlab.training.objectives.word2vec import WordPairs, WordVectorsNet
+from lmlab.training.optim import RateOnly
 from lmlab.training.progress import progress_callback
 from lmlab.training.results import TrainConfig, TrainResult
 from lmlab.wordvec.corpus import read_corpus
@@ -121,9 +122,7 @@ def train_word2vec(
         atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
         (out / "metrics.jsonl").unlink(missing_ok=True)
     torch.manual_seed(seed)
-    # Never steps (the objective updates the vectors itself); it carries the learning rate the
-    # loop sets and logs.
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    optimizer = RateOnly(lr)  # the objective updates the vectors itself
     total = epochs * objective.blocks
     loop = Loop(model, objective, optimizer, config, total=total, out=out,
                 device=torch.device("cpu"), weights=ModelWeights(model), resume=resume,
