@@ -247,3 +247,33 @@ def test_bad_input_gets_one_line_errors(tmp_path, capsys):
     assert code == 2 and "unknown --task" in err
     with pytest.raises(LmlabError, match="at least 1"):
         train_word2vec(few, tmp_path / "r2", window=0)
+
+
+def test_ctrl_c_inside_an_update_lands_after_it_and_resume_is_exact(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from lmlab.training import TrainingInterrupted
+    from lmlab.training.objectives.word2vec import WordPairs
+
+    corpus = topic_corpus(tmp_path / "c.txt")  # 4,800 words: three steps of 1,600
+    options = dict(dim=8, window=3, min_count=1, epochs=1, batch_words=1600, workers=1,
+                   progress=False)  # fmt: skip
+    train_word2vec(corpus, tmp_path / "whole", **options)
+    update = WordPairs.update
+
+    def interrupted(self, model, lr):
+        loss = update(self, model, lr)
+        if self.block == 2:  # step 2 has moved the vectors: Ctrl-C before it returns
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss
+
+    with monkeypatch.context() as m:
+        m.setattr(WordPairs, "update", interrupted)
+        with pytest.raises(TrainingInterrupted, match="at step 2"):
+            train_word2vec(corpus, tmp_path / "killed", **options)
+    train_word2vec(corpus, tmp_path / "killed", resume=True, **options)
+    whole, resumed = (
+        load_file(str(tmp_path / r / "model.safetensors")) for r in ("whole", "killed")
+    )
+    assert all(np.array_equal(whole[k], resumed[k]) for k in ("input", "output"))
