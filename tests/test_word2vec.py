@@ -249,7 +249,7 @@ def test_bad_input_gets_one_line_errors(tmp_path, capsys):
         train_word2vec(few, tmp_path / "r2", window=0)
 
 
-def test_ctrl_c_inside_an_update_lands_after_it_and_resume_is_exact(tmp_path, monkeypatch):
+def test_ctrl_c_inside_a_step_lands_after_it_and_resume_is_exact(tmp_path, monkeypatch):
     import os
     import signal
 
@@ -260,16 +260,16 @@ def test_ctrl_c_inside_an_update_lands_after_it_and_resume_is_exact(tmp_path, mo
     options = dict(dim=8, window=3, min_count=1, epochs=1, batch_words=1600, workers=1,
                    progress=False)  # fmt: skip
     train_word2vec(corpus, tmp_path / "whole", **options)
-    update = WordPairs.update
+    take_step = WordPairs.take_step
 
     def interrupted(self, model, lr):
-        loss = update(self, model, lr)
+        loss = take_step(self, model, lr)
         if self.block == 2:  # step 2 has moved the vectors: Ctrl-C before it returns
             os.kill(os.getpid(), signal.SIGINT)
         return loss
 
     with monkeypatch.context() as m:
-        m.setattr(WordPairs, "update", interrupted)
+        m.setattr(WordPairs, "take_step", interrupted)
         with pytest.raises(TrainingInterrupted, match="at step 2"):
             train_word2vec(corpus, tmp_path / "killed", **options)
     train_word2vec(corpus, tmp_path / "killed", resume=True, **options)

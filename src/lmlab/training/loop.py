@@ -8,7 +8,7 @@ weights with Ctrl-C held, so that the update and the step count change together 
 Then its bookkeeping: a metrics line every `log_every` steps; every `eval_every` steps and at
 the end the objective's validation, early stopping and a checkpoint.
 
-An objective may take the step itself (`update(model, lr)`, word2vec's pair-by-pair SGD):
+An objective may take the step itself (`take_step(model, lr)`: word2vec's pair-by-pair SGD);
 the loop then sets its learning rate and holds Ctrl-C over the update, and keeps the rest.
 
 Exact resume: a Ctrl-C inside a step rolls the objective's data position, carried state and
@@ -162,10 +162,10 @@ class Loop:
         lr = learning_rate(self.schedule_step(), config, self.total)
         for group in self.optimizer.param_groups:  # a group may move slower (lr_scale)
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        update = getattr(objective, "update", None)
-        if update is not None:  # the objective takes the step itself (word2vec's pair SGD)
+        take_step = getattr(objective, "take_step", None)
+        if take_step is not None:  # the objective takes the step itself (word2vec's pair SGD)
             with _ctrl_c_held():  # the update and the step count change together, or neither
-                total_loss = update(self.model, lr)
+                total_loss = take_step(self.model, lr)
                 self.step, self.step_start = self.step + 1, None
                 self.pending = {"loss": total_loss}
             return total_loss

@@ -63,10 +63,10 @@ def optimizer_for(model: nn.Module, config: TrainConfig) -> torch.optim.Optimize
 
 
 class RateOnly:
-    """The optimizer of an objective that updates the weights itself (`Objective.update`): it
-    holds the learning rate the loop sets and logs, and has no state. (A torch optimizer would
-    do as well, never stepping, but building the first one imports torch._dynamo: 2.6 s of a
-    20 s word2vec run on 2 cores.)"""
+    """The optimizer of an objective that updates the weights itself (`take_step`): it holds
+    the learning rate the loop sets and logs, and has no state. (A torch optimizer would do as
+    well, never stepping, but building the first one imports torch._dynamo: 2.6 s of a 20 s
+    word2vec run on 2 cores.)"""
 
     def __init__(self, lr: float) -> None:
         self.param_groups = [{"lr": lr}]

@@ -1,11 +1,11 @@
 """Word2vec's objective (Mikolov et al. 2013): a word and its context close, noise words apart.
 
-An objective that takes its step itself (`update`, see training/objective.py): word2vec's SGD
-moves a few rows per (word, context) pair, pair after pair, which autograd and an optimizer
-would do as gathers, a backward pass and a scatter per block (20x slower than gensim). The
-pairs are trained by the numba kernel of wordvec/kernel.py instead; the loop still owns the
-learning-rate schedule (linear decay, constant within a step as in gensim's jobs), Ctrl-C,
-checkpoints, resume, metrics.jsonl and progress.
+An objective that takes its step itself (`take_step`, see training/objective.py): word2vec's
+SGD moves a few rows per (word, context) pair, pair after pair, which autograd and an
+optimizer would do as gathers, a backward pass and a scatter per block (20x slower than
+gensim). The pairs are trained by the numba kernel of wordvec/kernel.py instead; the loop still
+owns the learning-rate schedule (linear decay, constant within a step as in gensim's jobs),
+Ctrl-C, checkpoints, resume, metrics.jsonl and progress.
 
 A step is a block of `batch_words` corpus positions: this epoch's subsampled words in it are the
 centres. The block is cut into chunks of CHUNK_WORDS positions, each seeded from (seed, epoch,
@@ -95,7 +95,7 @@ class WordPairs(NoLogMetrics):
 
     # -- the step ---------------------------------------------------------------------------
 
-    def update(self, model: nn.Module, lr: float) -> float:
+    def take_step(self, model: nn.Module, lr: float) -> float:
         """Train the next block at learning rate `lr`, in place; its mean loss per prediction."""
         from lmlab.wordvec.kernel import train_chunk
 
@@ -129,8 +129,8 @@ class WordPairs(NoLogMetrics):
     # -- the objective ----------------------------------------------------------------------
 
     def loss(self, net: nn.Module) -> torch.Tensor:
-        """Not used: `update` takes the step."""
-        raise NotImplementedError("word2vec trains through update(), not a loss to back-propagate")
+        """Not used: `take_step` takes the step."""
+        raise NotImplementedError("word2vec trains by take_step(), not a loss to back-propagate")
 
     def evaluate(self, model: nn.Module, *, full: bool) -> dict[str, float]:
         return {}
