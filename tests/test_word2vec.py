@@ -247,6 +247,9 @@ def test_bad_input_gets_one_line_errors(tmp_path, capsys):
     assert code == 2 and "unknown --task" in err
     with pytest.raises(LmlabError, match="at least 1"):
         train_word2vec(few, tmp_path / "r2", window=0)
+    code, _, err = run_cli(capsys, "train", "word2vec", str(few), "--min-count", "1",
+                           "--workers", "0", "--out", str(tmp_path / "r3"))  # fmt: skip
+    assert code == 2 and err.strip().count("\n") == 0 and "--workers" in err
 
 
 def test_ctrl_c_inside_a_step_lands_after_it_and_resume_is_exact(tmp_path, monkeypatch):
