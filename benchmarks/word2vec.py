@@ -1,6 +1,6 @@
 """Word2vec: lmlab's trainer beside gensim's, on the same corpus, settings and cores.
 
-The corpus is PTB train + WikiText-2 valid and test, lower-cased (1.32M words); both train
+The corpus is PTB train + WikiText-2 valid and test, lower-cased (1.34M words); both train
 skip-gram with negative sampling (dim 100, window 5, 5 noise words, min-count 5, subsampling
 1e-3, 5 epochs, learning rate 0.025 -> 0.0001; gensim: `Word2Vec(sg=1, vector_size=100,
 window=5, min_count=5, negative=5, epochs=5, workers=2)`), on the same number of threads, and
