@@ -7,8 +7,8 @@ skip-gram, 0.05 for CBOW (word2vec.c's), decaying linearly to 0.0001 over the ep
 metrics.jsonl, loss.png and the progress callback come with the loop.
 
 The run directory: lmlab.json ({"kind": "word2vec", "model": {"dim", "vocab_size"}, "train":
-{options}}), vocab.txt (word<TAB>count, most frequent first), model.safetensors ("input": the
-word vectors, "output"), checkpoint/, metrics.jsonl, loss.png.
+{options}, "workers": threads}), vocab.txt (word<TAB>count, most frequent first),
+model.safetensors ("input": the word vectors, "output"), checkpoint/, metrics.jsonl, loss.png.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def train_word2vec(
     if lr is None:
         lr = 0.05 if cbow else 0.025
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        workers = len(cores) if cores else os.cpu_count() or 1
     for name, value, least in (("dim", dim, 1), ("window", window, 1), ("negative", negative, 1),
                                ("min-count", min_count, 1), ("epochs", epochs, 1),
                                ("batch-words", batch_words, 1),
