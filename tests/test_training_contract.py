@@ -110,9 +110,10 @@ def seq2seq(arch, **model_options):
 def word2vec(corpus, out, resume):
     from lmlab.wordvec.train import train_word2vec
 
-    # 560 words in blocks of 480: two steps, the second drawing its own windows and noise
-    train_word2vec(corpus, out, dim=8, min_count=1, epochs=1, batch_words=480, resume=resume,
-                   progress=False)  # fmt: skip
+    # 560 words in blocks of 480: two steps, the second drawing its own windows and noise; one
+    # worker (threads updating the same rows at once would make even two whole runs differ)
+    train_word2vec(corpus, out, dim=8, min_count=1, epochs=1, batch_words=480, workers=1,
+                   resume=resume, progress=False)  # fmt: skip
 
 
 def simcse(corpus, out, resume):

@@ -25,13 +25,19 @@ def train_word2vec_command(
     sample: Annotated[
         float, typer.Option(help="Frequent-word subsampling threshold (0: none).")
     ] = 1e-3,
-    lr: Annotated[float, typer.Option(help="Learning rate, decaying linearly.")] = 0.025,
+    lr: Annotated[
+        float | None,
+        typer.Option(help="Learning rate, decaying linearly [default: 0.025; CBOW 0.05]."),
+    ] = None,
     min_lr: Annotated[float, typer.Option("--min-lr", help="The last learning rate.")] = 0.0001,
     batch_words: Annotated[
-        int, typer.Option("--batch-words", help="Corpus words per SGD step.")
-    ] = 1000,
+        int, typer.Option("--batch-words", help="Corpus words per step (one learning rate).")
+    ] = 10_000,
     lowercase: Annotated[bool, typer.Option(help="Lower-case the corpus first.")] = False,
-    seed: Annotated[int, typer.Option(help="Same seed, same vectors.")] = 1,
+    seed: Annotated[int, typer.Option(help="Same seed, same vectors (with one worker).")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(help="Threads training at once [default: the cores].")
+    ] = None,
     resume: ResumeOpt = False,
     progress: ProgressOpt = True,
     as_json: JsonOpt = False,
@@ -44,7 +50,7 @@ def train_word2vec_command(
         result = train_word2vec(corpus, out, cbow=cbow, dim=dim, window=window,
                                 negative=negative, min_count=min_count, epochs=epochs,
                                 sample=sample, lr=lr, min_lr=min_lr, batch_words=batch_words,
-                                lowercase=lowercase, seed=seed, resume=resume,
+                                lowercase=lowercase, seed=seed, workers=workers, resume=resume,
                                 progress=progress and not as_json)  # fmt: skip
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)

@@ -8,6 +8,9 @@ weights with Ctrl-C held, so that the update and the step count change together 
 Then its bookkeeping: a metrics line every `log_every` steps; every `eval_every` steps and at
 the end the objective's validation, early stopping and a checkpoint.
 
+An objective may take the step itself (`take_step(model, lr)`: word2vec's pair-by-pair SGD);
+the loop then sets its learning rate and holds Ctrl-C over the update, and keeps the rest.
+
 Exact resume: a Ctrl-C inside a step rolls the objective's data position, carried state and
 random state back to where the step began; a Ctrl-C during a step's bookkeeping leaves it
 pending (`pending` holds its loss, and the early-stopping state is committed only at its end),
@@ -159,6 +162,13 @@ class Loop:
         lr = learning_rate(self.schedule_step(), config, self.total)
         for group in self.optimizer.param_groups:  # a group may move slower (lr_scale)
             group["lr"] = lr * group.get("lr_scale", 1.0)
+        take_step = getattr(objective, "take_step", None)
+        if take_step is not None:  # the objective takes the step itself (word2vec's pair SGD)
+            with _ctrl_c_held():  # the update and the step count change together, or neither
+                total_loss = take_step(self.model, lr)
+                self.step, self.step_start = self.step + 1, None
+                self.pending = {"loss": total_loss}
+            return total_loss
         accumulate, bfloat16 = config.accumulate, config.dtype == "bfloat16"
         total_loss = 0.0
         for micro in range(accumulate):

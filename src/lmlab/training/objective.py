@@ -15,6 +15,13 @@ The loop (loop.py) owns everything else. An objective
   accuracy since the last line, then `clear_log_metrics`);
 - says how many units (tokens, texts) a micro-batch holds, for the speed (`units_per_batch`).
 
+An objective whose update autograd and an optimizer cannot express cheaply (word2vec's SGD,
+pair by pair on a few rows: training/objectives/word2vec.py) may take the whole step itself:
+`take_step(model, lr) -> loss` trains its next batch in place at the schedule's learning rate
+and returns the loss; the loop calls it instead of `loss` and the optimizer (whose state it
+still saves), with Ctrl-C held, and keeps everything else (schedule, checkpoints, resume,
+metrics).
+
 A new kind of training is a new objective, never a new loop.
 """
 

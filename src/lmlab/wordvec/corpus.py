@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
 
 from lmlab.errors import LmlabError
-
-NOISE_TABLE = 1_000_000  # entries of the table negatives are drawn from (word2vec.c: 1e8)
 
 
 @dataclass
@@ -33,31 +32,29 @@ def read_corpus(path: str | Path, *, min_count: int = 5, lowercase: bool = False
     """Count the words of a text file and keep those seen at least `min_count` times."""
     path = Path(path)
     try:
-        lines = [
-            (line.lower() if lowercase else line).split()
-            for line in path.read_text(encoding="utf-8").splitlines()
-        ]
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise LmlabError(f"cannot read {path}: {e}") from None
-    counts = Counter(word for line in lines for word in line)
-    words = [w for w, c in sorted(counts.items(), key=lambda x: (-x[1], x[0])) if c >= min_count]
+    lines = [line.split() for line in (text.lower() if lowercase else text).splitlines()]
+    tokens = list(chain.from_iterable(lines))
+    counts = Counter(tokens)
+    words = sorted(w for w, c in counts.items() if c >= min_count)
+    words.sort(key=counts.__getitem__, reverse=True)  # most frequent first, ties a to z (stable)
     if len(words) < 2:
         raise LmlabError(
             f"{path} has {len(words)} word(s) seen at least --min-count {min_count} times; "
             "word2vec needs at least 2 (lower --min-count or give more text)"
         )
     index = {w: i for i, w in enumerate(words)}
-    ids, line_of = [], []
-    for n, line in enumerate(lines):
-        kept = [index[w] for w in line if w in index]
-        ids += kept
-        line_of += [n] * len(kept)
+    ids = np.fromiter(map(index.get, tokens, repeat(-1)), np.int64, len(tokens))  # -1: dropped
+    line_of = np.repeat(np.arange(len(lines)), np.fromiter(map(len, lines), np.int64, len(lines)))
+    known = ids >= 0
     return Corpus(
         words,
         np.array([counts[w] for w in words], np.int64),
-        np.array(ids, np.int64),
-        np.array(line_of, np.int64),
-        sum(map(len, lines)),
+        ids[known],
+        line_of[known],
+        len(tokens),
     )
 
 
@@ -70,9 +67,7 @@ def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
     return np.minimum(1.0, (np.sqrt(share / sample) + 1) * sample / share)
 
 
-def noise_table(counts: np.ndarray, power: float = 0.75, size: int = NOISE_TABLE) -> np.ndarray:
-    """Word ids in proportion to count**power: a uniform draw from it is a noise word."""
+def noise_probabilities(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """The chance each word is drawn as noise: in proportion to count**power (word2vec's 0.75)."""
     weights = counts.astype(np.float64) ** power
-    cumulative = np.cumsum(weights / weights.sum())
-    table = np.searchsorted(cumulative, (np.arange(size) + 0.5) / size)
-    return np.minimum(table, len(counts) - 1).astype(np.int64)
+    return weights / weights.sum()

@@ -1,17 +1,20 @@
 """`train_word2vec()`: word vectors from a text file, through the one training loop.
 
-The corpus is read and counted (corpus.py), and the loop (training/loop.py) runs plain SGD on
-the word2vec objective (training/objectives/word2vec.py) with word2vec's learning rate, 0.025
-decaying linearly to 0.0001 over the epochs; resume, metrics.jsonl and loss.png come with it.
+The corpus is read and counted (corpus.py), and the loop (training/loop.py) runs the word2vec
+objective (training/objectives/word2vec.py), which takes word2vec's SGD steps itself with the
+numba kernel of kernel.py, on `workers` threads, at word2vec's learning rate: 0.025 for
+skip-gram, 0.05 for CBOW (word2vec.c's), decaying linearly to 0.0001 over the epochs; resume,
+metrics.jsonl, loss.png and the progress callback come with the loop.
 
 The run directory: lmlab.json ({"kind": "word2vec", "model": {"dim", "vocab_size"}, "train":
-{options}}), vocab.txt (word<TAB>count, most frequent first), model.safetensors ("input": the
-word vectors, "output"), checkpoint/, metrics.jsonl, loss.png.
+{options}, "workers": threads}), vocab.txt (word<TAB>count, most frequent first),
+model.safetensors ("input": the word vectors, "output"), checkpoint/, metrics.jsonl, loss.png.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from lmlab.runs import RUN_FILE, read_run
 from lmlab.training.checkpoint import CHECKPOINT, ModelWeights
 from lmlab.training.loop import Loop
 from lmlab.training.objectives.word2vec import WordPairs, WordVectorsNet
+from lmlab.training.optim import RateOnly
 from lmlab.training.progress import progress_callback
 from lmlab.training.results import TrainConfig, TrainResult
 from lmlab.wordvec.corpus import read_corpus
@@ -41,11 +45,12 @@ def train_word2vec(
     min_count: int = 5,
     epochs: int = 5,
     sample: float = 1e-3,
-    lr: float = 0.025,
+    lr: float | None = None,
     min_lr: float = 0.0001,
-    batch_words: int = 1000,
+    batch_words: int = 10_000,
     lowercase: bool = False,
     seed: int = 1,
+    workers: int | None = None,
     resume: bool = False,
     progress: bool | Callable[[dict], None] = True,
 ) -> TrainResult:
@@ -57,18 +62,28 @@ def train_word2vec(
         dim, window, negative, min_count, epochs, sample: word2vec's (gensim's defaults, but
             skip-gram: window 5, 5 noise words, words seen < 5 times dropped, subsampling
             threshold 1e-3).
-        lr, min_lr: the learning rate, decaying linearly from lr to min_lr.
-        batch_words: corpus words per SGD step (the update of the whole block at once).
+        lr, min_lr: the learning rate, decaying linearly from lr to min_lr (constant within a
+            step); lr None: 0.025 for skip-gram, 0.05 for CBOW (word2vec.c's).
+        batch_words: corpus words per step (one learning rate, one metrics entry).
         lowercase: lower-case the corpus first.
+        seed: the initial vectors, the subsampling and every random draw.
+        workers: threads training at once (None: the cores this process may use). One worker
+            makes a run repeatable bit for bit; more make runs differ a little (Hogwild).
 
     Example:
         >>> train_word2vec("corpus.txt", "runs/w2v", epochs=5)
         >>> lmlab.load_encoder("runs/w2v").analogy("man", "king", "woman")
     """
     out = Path(out)
+    if lr is None:
+        lr = 0.05 if cbow else 0.025
+    if workers is None:
+        cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        workers = len(cores) if cores else os.cpu_count() or 1
     for name, value, least in (("dim", dim, 1), ("window", window, 1), ("negative", negative, 1),
                                ("min-count", min_count, 1), ("epochs", epochs, 1),
-                               ("batch-words", batch_words, 1)):  # fmt: skip
+                               ("batch-words", batch_words, 1),
+                               ("workers", workers, 1)):  # fmt: skip
         if value < least:
             raise LmlabError(f"--{name} must be at least {least}, not {value}", param=name)
     if lr <= 0 or not 0 <= min_lr <= lr or sample < 0:
@@ -91,7 +106,8 @@ def train_word2vec(
         raise LmlabError(f"{out} already holds a training run: pass --resume or another --out")
     data = read_corpus(corpus, min_count=min_count, lowercase=lowercase)
     objective = WordPairs(data, window=window, negative=negative, sample=sample,
-                          batch_words=batch_words, cbow=cbow, seed=seed)  # fmt: skip
+                          batch_words=batch_words, cbow=cbow, workers=workers,
+                          seed=seed)  # fmt: skip
     model = WordVectorsNet(len(data.words), dim, seed)
     config = TrainConfig(lr=lr, min_lr=min_lr, warmup=0, schedule="linear", optimizer="sgd",
                          grad_clip=0.0, device="cpu", dtype="float32", seed=seed,
@@ -102,15 +118,18 @@ def train_word2vec(
         vocab = "".join(f"{w}\t{c}\n" for w, c in zip(data.words, data.counts, strict=True))
         atomic_write_text(out / "vocab.txt", vocab)
         run = {"kind": KIND, "model": {"dim": dim, "vocab_size": len(data.words)},
-               "train": options, "corpus_words": data.raw_words}  # fmt: skip
+               "train": options, "workers": workers,
+               "corpus_words": data.raw_words}  # fmt: skip
         atomic_write_text(out / RUN_FILE, json.dumps(run, indent=2) + "\n")
         (out / "metrics.jsonl").unlink(missing_ok=True)
     torch.manual_seed(seed)
-    # Plain SGD, no weight decay, no clipping: word2vec's update.
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    optimizer = RateOnly(lr)  # the objective updates the vectors itself
     total = epochs * objective.blocks
     loop = Loop(model, objective, optimizer, config, total=total, out=out,
                 device=torch.device("cpu"), weights=ModelWeights(model), resume=resume,
                 progress=progress_callback(progress, unit="words_s"),
-                ylabel="negative-sampling loss per block")  # fmt: skip
-    return loop.run()
+                ylabel="negative-sampling loss per prediction")  # fmt: skip
+    try:
+        return loop.run()
+    finally:
+        objective.close()

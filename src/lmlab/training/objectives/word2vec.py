@@ -1,28 +1,33 @@
 """Word2vec's objective (Mikolov et al. 2013): a word and its context close, noise words apart.
 
-A micro-batch is a block of `batch_words` corpus positions: this epoch's subsampled words in it
-are the centres, each with a window drawn from 1..`window` (word2vec's reduced window) that
-stops at its line. Skip-gram scores each context word's input vector against the centre's
-output vector and `negative` noise words' (drawn once per centre, from count**0.75); CBOW
-scores the mean of the context's input vectors the same way. The loss is the sum over the
-block of -log sigmoid(positive) - sum log sigmoid(-negative): plain SGD on it with word2vec's
-learning rate is word2vec's update, taken for the whole block at once.
+An objective that takes its step itself (`take_step`, see training/objective.py): word2vec's
+SGD moves a few rows per (word, context) pair, pair after pair, which autograd and an
+optimizer would do as gathers, a backward pass and a scatter per block (20x slower than
+gensim). The pairs are trained by the numba kernel of wordvec/kernel.py instead; the loop still
+owns the learning-rate schedule (linear decay, constant within a step as in gensim's jobs),
+Ctrl-C, checkpoints, resume, metrics.jsonl and progress.
 
-The random draws of block b of epoch e come from a generator seeded with (seed, e, b): the data
-position (epoch, block) is the whole state, and a resumed run draws what it would have drawn.
+A step is a block of `batch_words` corpus positions: this epoch's subsampled words in it are the
+centres. The block is cut into chunks of CHUNK_WORDS positions, each seeded from (seed, epoch,
+block, chunk), which `workers` threads take in turn (Hogwild: no locks, as word2vec.c's and
+gensim's threads). The data position (epoch, block) is the whole state: with one worker a run is
+repeatable bit for bit, and a resumed run is the run never interrupted; with more, threads
+updating the same rows at once make runs differ a little (as gensim's with several workers).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lmlab.training.objective import NoLogMetrics
-from lmlab.wordvec.corpus import Corpus, keep_probabilities, noise_table
+from lmlab.wordvec.corpus import Corpus, keep_probabilities, noise_probabilities
+
+CHUNK_WORDS = 1000  # corpus positions per kernel call: the unit threads take and seeds cover
 
 
 class WordVectorsNet(nn.Module):
@@ -36,7 +41,7 @@ class WordVectorsNet(nn.Module):
 
 
 class WordPairs(NoLogMetrics):
-    """Blocks of (centre, window, noise words) over the corpus, epoch after epoch."""
+    """Blocks of the corpus, epoch after epoch, trained pair by pair by the numba kernel."""
 
     validates = False
 
@@ -47,71 +52,85 @@ class WordPairs(NoLogMetrics):
         window: int = 5,
         negative: int = 5,
         sample: float = 1e-3,
-        batch_words: int = 1000,
+        batch_words: int = 10_000,
         cbow: bool = False,
+        workers: int = 1,
         seed: int = 0,
     ) -> None:
+        from lmlab.wordvec.kernel import alias_tables, sigmoid_tables
+
         self.ids, self.lines = corpus.ids, corpus.lines
         self.window, self.negative, self.cbow, self.seed = window, negative, cbow, seed
-        self.batch_words = batch_words
+        self.batch_words, self.workers = batch_words, workers
         self.keep = keep_probabilities(corpus.counts, sample)
-        self.noise = noise_table(corpus.counts)
+        self.threshold, self.alias = alias_tables(noise_probabilities(corpus.counts))
+        self.sigmoid, self.log_sigmoid = sigmoid_tables()
         self.blocks = -(-len(self.ids) // batch_words)  # per epoch
         self.units_per_batch = batch_words
-        self.offsets = np.concatenate([np.arange(-window, 0), np.arange(1, window + 1)])
         self.epoch, self.block, self.kept = 0, 0, None
-        # label signs: the centre (+) then the noise words (-)
-        self.signs = torch.tensor([1.0] + [-1.0] * negative)
+        self.pool: ThreadPoolExecutor | None = None
 
     # -- data -------------------------------------------------------------------------------
 
     def subsample(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """This epoch's kept words, their lines, and where each block starts among them."""
+        """This epoch's kept words (int32), their lines (int32), and for each corpus position
+        the number of kept words before it (N + 1,)."""
         rng = np.random.default_rng([self.seed, epoch])
         kept = rng.random(len(self.ids)) < self.keep[self.ids]
         before = np.concatenate([[0], np.cumsum(kept)])
-        starts = np.minimum(np.arange(self.blocks + 1) * self.batch_words, len(self.ids))
-        return self.ids[kept], self.lines[kept], before[starts]
+        return self.ids[kept].astype(np.int32), self.lines[kept].astype(np.int32), before
 
-    def next_block(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Context ids (n, 2*window), their mask (n, 2*window), centre + noise ids (n, 1+k)."""
+    def chunks(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]]]:
+        """This block's kept words and lines, and its chunks: (start, stop, seed) each."""
         if self.kept is None or self.kept[0] != self.epoch:
             self.kept = (self.epoch, *self.subsample(self.epoch))
-        _, ids, lines, starts = self.kept
-        rng = np.random.default_rng([self.seed, self.epoch, self.block])
-        centres = np.arange(starts[self.block], starts[self.block + 1])
-        reach = rng.integers(1, self.window + 1, size=len(centres))
-        at = centres[:, None] + self.offsets[None, :]
-        inside = (at >= 0) & (at < len(ids))
-        at = np.clip(at, 0, max(len(ids) - 1, 0))
-        mask = inside & (np.abs(self.offsets)[None, :] <= reach[:, None])
-        mask &= lines[at] == lines[centres][:, None]
-        targets = np.empty((len(centres), 1 + self.negative), np.int64)
-        targets[:, 0] = ids[centres]
-        targets[:, 1:] = self.noise[rng.integers(0, len(self.noise), (len(centres), self.negative))]
+        _, ids, lines, before = self.kept
+        first = self.block * self.batch_words
+        last = min(first + self.batch_words, len(self.ids))
+        bounds = before[np.append(np.arange(first, last, CHUNK_WORDS), last)]
+        seeds = np.random.default_rng([self.seed, self.epoch, self.block]).integers(
+            0, 2**62, len(bounds) - 1
+        )
+        return ids, lines, list(zip(bounds[:-1], bounds[1:], seeds.tolist(), strict=True))
+
+    # -- the step ---------------------------------------------------------------------------
+
+    def take_step(self, model: nn.Module, lr: float) -> float:
+        """Train the next block at learning rate `lr`, in place; its mean loss per prediction."""
+        from lmlab.wordvec.kernel import train_chunk
+
+        ids, lines, chunks = self.chunks()
+        syn0, syn1 = model.input.detach().numpy(), model.output.detach().numpy()
+
+        def run(chunk: tuple[int, int, int]) -> tuple[float, int]:
+            start, stop, seed = chunk
+            return train_chunk(ids, lines, start, stop, syn0, syn1, self.threshold, self.alias,
+                               self.window, self.negative, self.cbow, lr, seed, self.sigmoid,
+                               self.log_sigmoid)  # fmt: skip
+
+        if self.workers > 1 and len(chunks) > 1:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="word2vec")
+            results = list(self.pool.map(run, chunks))  # each thread takes the next chunk
+        else:
+            results = [run(chunk) for chunk in chunks]
         self.block += 1
         if self.block == self.blocks:
             self.epoch, self.block = self.epoch + 1, 0
-        return (
-            torch.from_numpy(ids[at]),
-            torch.from_numpy(mask.astype(np.float32)),
-            torch.from_numpy(targets),
-        )
+        loss, made = (sum(x) for x in zip(*results, strict=True)) if results else (0.0, 0)
+        return loss / max(made, 1)
+
+    def close(self) -> None:
+        """Stop the worker threads (training is over)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
 
     # -- the objective ----------------------------------------------------------------------
 
     def loss(self, net: nn.Module) -> torch.Tensor:
-        context, mask, targets = self.next_block()
-        out = F.embedding(targets, net.output, sparse=True)  # (n, 1+k, d)
-        if self.cbow:  # the mean of the context's input vectors predicts the centre
-            inputs = (F.embedding(context, net.input, sparse=True) * mask.unsqueeze(2)).sum(1)
-            inputs = inputs / mask.sum(1, keepdim=True).clamp(min=1)
-            scores = torch.bmm(out, inputs.unsqueeze(2)).squeeze(2)  # (n, 1+k)
-            return -(F.logsigmoid(scores * self.signs).sum(1) * (mask.sum(1) > 0)).sum()
-        # (n, 2w, d): each context word predicts; sparse gradients: only the rows used move
-        inputs = F.embedding(context, net.input, sparse=True)
-        scores = torch.bmm(inputs, out.transpose(1, 2))  # (n, 2w, 1+k)
-        return -(F.logsigmoid(scores * self.signs).sum(2) * mask).sum()
+        """Not used: `take_step` takes the step."""
+        raise NotImplementedError("word2vec trains by take_step(), not a loss to back-propagate")
 
     def evaluate(self, model: nn.Module, *, full: bool) -> dict[str, float]:
         return {}
