@@ -25,7 +25,7 @@ class ProgressBar:
             return
         if "loss" in event:
             bar.update(1)
-            self.shown.update(loss=f"{event['loss']:.4f}", **{self.unit: f"{event['rate']:,.0f}"})
+            self.shown.update(loss=f"{event['loss']:.4f}", **{self.unit: rate_text(event["rate"])})
             bar.set_postfix(self.shown, refresh=False)
         elif "valid_loss" in event:
             self.shown["valid"] = f"{event['valid_loss']:.4f}"
@@ -33,6 +33,12 @@ class ProgressBar:
         elif event.get("done"):
             bar.close()
             self.bar = None
+
+
+def rate_text(rate: float) -> str:
+    """A speed for the bar: whole numbers from 10 up (1,849), two significant digits below
+    (0.18 rows/s, where a whole number would read 0)."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
 
 
 def progress_callback(progress: bool | Callable[[dict], None], unit: str = "tok_s"):
