@@ -83,6 +83,15 @@ def transformers_generate(folder, dtype: torch.dtype, tokens: int):
     return run
 
 
+def llama_rates(gguf, tokens: int, repeats: int, threads: int) -> dict[str, float]:
+    """Tokens/s of lmlab's llama backend and of llama-cpp-python's loop on `gguf`, in turn."""
+    lm = lmlab.load_lm(DEFAULT_LM, backend="llama")
+    return {
+        "lmlab llama": best_rate(ours(lm, tokens), tokens, repeats),
+        "llama-cpp-python": best_rate(llama_cpp_python(gguf, tokens, threads), tokens, repeats),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
@@ -95,9 +104,7 @@ def main() -> None:
     n, r = args.tokens, args.repeats
     print(f"model: {DEFAULT_LM}; greedy, {n} new tokens; {threads} threads; median of {r} runs")
 
-    rates = {}
-    rates["lmlab llama"] = best_rate(ours(lmlab.load_lm(DEFAULT_LM, backend="llama"), n), n, r)
-    rates["llama-cpp-python"] = best_rate(llama_cpp_python(gguf, n, threads), n, r)
+    rates = llama_rates(gguf, n, r, threads)
     rates["lmlab torch (float16 cache)"] = best_rate(
         ours(lmlab.load_lm(DEFAULT_LM, backend="torch"), n), n, r
     )
