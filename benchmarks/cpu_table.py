@@ -5,7 +5,7 @@ own functions (nothing here measures in its own way):
   decode  one stream, greedy, 128 new tokens, the bundled model: lmlab's llama backend
           against llama-cpp-python's `generate` loop on the same file (benchmarks/generate.py)
   chat    lmlab serve against llama.cpp's llama-server (`--parallel 8`, continuous batching;
-          on lmlab's file and on the Q4_1 file as shipped) and llama-cpp-python's server, at 1
+          on lmlab's file and on the model's other weights) and llama-cpp-python's server, at 1
           and 8 streaming clients, same threads (benchmarks/serve.py's load: 3 requests a
           client, 64 tokens; medians of the rounds), next to the model alone in process
   embed   lmlab's default and fast paths against sentence-transformers, 3,000 mixed-length
@@ -20,7 +20,8 @@ The header names the CPU (model, cores, the flags that choose kernels), the libr
 and the date; each row gives the load average (1 minute) at its section's start and end, since
 other work on the machine slows both sides of a row alike but not the rows alike.
 
-The table is written as markdown to `--out` (atomically) and printed. `--quick` takes smaller
+The table is written as markdown to `--out` (atomically, after each section: an interrupted
+run keeps what it measured) and printed. `--quick` takes smaller
 sizes (a few minutes in all): one decode run, one chat round with llama-server only, 500 texts
 a set, a smaller n-gram subset, 300 training steps.
 
@@ -42,8 +43,6 @@ from importlib import metadata
 from pathlib import Path
 
 SECTIONS = ("decode", "chat", "embed", "ngram", "train")
-LABELS = {"llama-server": "llama-server -np {np}", "llama-server-file": "llama-server -np {np}, "
-          "the Q4_1 file", "llama-cpp-python": "llama-cpp-python's server"}  # fmt: skip
 VERSIONS = ("lmlab", "llama-cpp-python", "torch", "onnxruntime", "sentence-transformers", "nltk")
 
 
@@ -101,14 +100,17 @@ def chat(args: argparse.Namespace) -> list[str]:
         mine = (
             f"{ours['tokens_per_s']:.1f} ({ours['ttft_s']:.2f} s; {bound:.0%} of the model alone)"
         )
-        for peer in (p for p in serve.PEERS if (p, n) in rows):
+        peers = [p for p, m in rows if m == n and p != "lmlab"]  # llama-server first
+        for peer in peers:
             theirs = rows[peer, n]
-            label = LABELS.get(peer, peer).format(np=chat_args.llama_server_parallel)
+            label = f"{peer} -np {chat_args.llama_server_parallel}"
+            if not peer.startswith("llama-server"):
+                label = f"{peer}'s server"
             lines.append(row(
                 what, mine, f"{label} {theirs['tokens_per_s']:.1f} ({theirs['ttft_s']:.2f} s)",
                 f"**{ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x**", load,
             ))  # fmt: skip
-        if not any((p, n) in rows for p in serve.PEERS):
+        if not peers:
             lines.append(row(what, mine, "no peer ran (see the note printed)", "", load))
     return lines
 
@@ -254,9 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     for section in (s for s in SECTIONS if s in args.only):  # in the table's order
         print(f"\n== {section} (load average {load1():.2f})", flush=True)
         lines += runs[section](args)
-    text = "\n".join(lines) + "\n"
-    atomic_write_text(args.out, text)
-    print(f"\n{text}\nwritten to {args.out}")
+        atomic_write_text(args.out, "\n".join(lines) + "\n")  # an interrupted run keeps these
+    print("\n" + "\n".join(lines) + f"\n\nwritten to {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 """Serving under concurrent load: lmlab serve against llama.cpp's llama-server and
 llama-cpp-python's server.
 
-Every server gets the same GGUF file (the one lmlab serves for the bundled model: its Q8_0
-copy), the same threads and the same load: N concurrent streaming chat clients (N = 1, 4, 8,
-16), each sending requests one after another until the round's total is done. Reported per
-N: aggregate generated tokens/s, time to first token, and p50/p99 request latency; then the
-goal ratios. Tokens are counted as streamed content chunks (one token each on every server).
-llama-cpp-python's server runs with `--interrupt_requests False`: by default it drops a running
-stream whenever a new request arrives.
+Every server gets the same GGUF file (the one lmlab serves: for the bundled model its Q4_1
+file or its Q8_0 copy, as measured on this CPU), the same threads and the same load: N
+concurrent streaming chat clients (N = 1, 4, 8, 16), each sending requests one after another
+until the round's total is done. Reported per N: aggregate generated tokens/s, time to first
+token, and p50/p99 request latency; then the goal ratios. Tokens are counted as streamed
+content chunks (one token each on every server).
 
-llama.cpp's own `llama-server` (what Ollama runs) is the strongest peer: `--parallel 8` slots with
-continuous batching, on lmlab's file and, for the bundled model, on the Q4_1 file as shipped
-too. It is built once outside the package from the llama.cpp sources in llama-cpp-python's
-sdist (benchmarks/llama_server.py, ~6 minutes); without cmake or a compiler it is skipped
-with a note. `--peers` picks the peers.
+llama.cpp's own `llama-server` (what Ollama runs) is the strongest peer: `--parallel 8` slots
+with continuous batching, on lmlab's file and, for the bundled model, on its other weights too
+(the Q4_1 file as shipped or its Q8_0 copy, whichever lmlab does not serve here). It is built
+once outside the package from the llama.cpp sources in llama-cpp-python's sdist
+(benchmarks/llama_server.py, ~6 minutes); without cmake or a compiler it is skipped with a
+note. llama-cpp-python's server runs with `--interrupt_requests False`: by default it drops a
+running stream whenever a new request arrives. `--peers` picks the peers.
 
 Embeddings: 16 concurrent clients sending one sentence per request, against the same requests
 sent one by one (the server batches requests that arrive together into one forward pass); next
@@ -36,12 +37,13 @@ torch forward pass; the peers are then skipped, being another backend). `--threa
 `--threads-batch` set the compute threads of every server, for one sequence decoding alone and
 for batches (default: what `lmlab serve` picks, measured in this process, and all cores).
 
-llama-cpp-python's server needs its extras (`make bench` installs them: `pip install -e '.[bench]'`).
+llama-cpp-python's server needs its extras (`make bench` installs them: `pip install -e
+'.[bench]'`).
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
        [--backend llama|torch] [--dtype bfloat16] [--threads N] [--threads-batch N]
        [--concurrency 1 8] [--embed-requests 0] [--repeats 3]
-       [--peers llama-server llama-server-file llama-cpp-python] [--llama-server-parallel 8]
+       [--peers llama-server llama-server-other llama-cpp-python] [--llama-server-parallel 8]
 """
 
 from __future__ import annotations
@@ -62,10 +64,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import llama_server
 from server_process import free_port
 
-from lmlab.models import DEFAULT_LM, llama_file, load_lm, resolve
+from lmlab.lm.gguf_requantize import copy_path
+from lmlab.models import BUNDLED, DEFAULT_LM, ModelRef, bundled_path, llama_file, load_lm, resolve
 from lmlab.serve.app import batch_threads, decode_threads, pick_decode_threads
 
-PEERS = ("llama-server", "llama-server-file", "llama-cpp-python")
+PEERS = ("llama-server", "llama-server-other", "llama-cpp-python")
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -273,7 +276,8 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
     parser.add_argument(
         "--peers", nargs="*", choices=PEERS, default=list(PEERS),
-        help="llama-server: on lmlab's file; llama-server-file: on the file as shipped",
+        help="llama-server: on lmlab's file; llama-server-other: on the bundled model's other "
+        "weights (its file as shipped or its Q8_0 copy, whichever lmlab does not serve)",
     )  # fmt: skip
     parser.add_argument("--llama-server-parallel", type=int, default=8, help="its slots (-np)")
     return parser
@@ -313,7 +317,7 @@ def servers(args: argparse.Namespace) -> dict[str, list[str]]:
     """Each server's command line (without its port), lmlab first; a peer that cannot run
     here is left out with a one-line note."""
     ref = resolve(args.model)
-    gguf = str(llama_file(ref, "batch"))  # the file lmlab serve's llama backend runs
+    gguf = weight_files(ref)[0]  # the file lmlab serve's llama backend runs
     threads, threads_batch = str(decode_threads(args.threads)), str(args.threads_batch)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
     lmlab_command += ["--chat-model", args.model, "--backend", args.backend]
@@ -321,16 +325,15 @@ def servers(args: argparse.Namespace) -> dict[str, list[str]]:
     commands = {"lmlab": lmlab_command}
     if args.backend == "torch":  # the peers run llama.cpp: another backend
         return commands
-    if {"llama-server", "llama-server-file"} & set(args.peers):
+    if {"llama-server", "llama-server-other"} & set(args.peers):
         binary, note = llama_server.binary()
         print(note, flush=True)
-        files = {"llama-server": gguf}
-        if str(ref.path) != gguf:
-            files["llama-server-file"] = str(ref.path)
+        files = dict(zip(("llama-server", "llama-server-other"), weight_files(ref), strict=False))
         for peer, path in files.items():
             if binary and peer in args.peers:
-                print(f"{peer} runs {Path(path).name}", flush=True)
-                commands[peer] = [
+                name = f"llama-server {weights(path)}"
+                print(f"{name} runs {Path(path).name}", flush=True)
+                commands[name] = [
                     str(binary), "--model", path, "--alias", args.name, "--host", "127.0.0.1",
                     "--parallel", str(args.llama_server_parallel), "--cont-batching",
                     "--ctx-size", str(2048 * args.llama_server_parallel), "--no-webui",
@@ -345,6 +348,22 @@ def servers(args: argparse.Namespace) -> dict[str, list[str]]:
             "False",  # this way it queues them and every request completes
         ]  # fmt: skip
     return commands
+
+
+def weight_files(ref: ModelRef) -> list[str]:
+    """The GGUF file lmlab serve runs for `ref`; for a bundled model with a re-quantized copy,
+    then the other of the two (the file as shipped, or its copy), where it exists."""
+    served = llama_file(ref, "batch")
+    bundled = BUNDLED.get(ref.name)
+    if bundled is None or bundled.llama_type is None or ref.path != bundled_path(bundled):
+        return [str(served)]
+    other = copy_path(ref.path, bundled.llama_type) if served == ref.path else ref.path
+    return [str(served)] + ([str(other)] if other.is_file() else [])
+
+
+def weights(path: str) -> str:
+    """A GGUF file's weight type as its name gives it (e.g. "Q8_0"), else its name."""
+    return Path(path).stem.rsplit(".", 1)[-1]
 
 
 def run_rounds(
