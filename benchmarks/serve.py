@@ -285,8 +285,6 @@ def parser() -> argparse.ArgumentParser:
 
 def prepare(args: argparse.Namespace) -> None:
     """Fill in what the options leave open: the model, its id and both thread counts."""
-    if args.repeats < 1:
-        sys.exit("--repeats must be 1 or more")
     # every server gets lmlab serve's defaults: batches on all cores, one sequence as it measures
     args.threads_batch = batch_threads(args.threads, args.threads_batch)
     args.model = args.gguf or DEFAULT_LM
@@ -294,7 +292,10 @@ def prepare(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    args = parser().parse_args()
+    options = parser()
+    args = options.parse_args()
+    if args.repeats < 1:
+        options.error("--repeats must be 1 or more")
     prepare(args)
     if args.soak:
         port = free_port()
