@@ -35,6 +35,7 @@ import lmlab
 from lmlab.models import BUNDLED, DEFAULT_ENCODER, bundled_path
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+BF16 = "sentence-transformers bfloat16"
 
 
 def stsb(split: str) -> list[tuple[str, str, float]]:
@@ -112,20 +113,78 @@ def race(contenders: dict, texts: list[str], chunks: int) -> dict[str, tuple]:
     return {name: (np.concatenate(v), w, c) for name, (v, w, c) in out.items()}
 
 
+def table(results: dict[str, tuple], peer: str) -> list[dict]:
+    """Per contender: texts/s, CPU s per 1k texts, both against `peer`, least cosine to it."""
+    n = len(next(iter(results.values()))[0])
+    reference, wall_p, cpu_p = results[peer]
+    return [
+        {
+            "name": name,
+            "texts_per_s": n / wall,
+            "cpu_per_1k": 1000 * cpu / n,
+            "ratio": wall_p / wall,
+            "cpu_ratio": cpu_p / cpu,
+            "least_cos": float((v * reference).sum(1).min()),
+        }
+        for name, (v, wall, cpu) in results.items()
+    ]
+
+
+def largest_gap(results: dict[str, tuple], peer: str) -> float:
+    """lmlab default's largest |cos - 1| to the peer's vectors."""
+    return float(np.abs((results["lmlab default"][0] * results[peer][0]).sum(1) - 1).max())
+
+
 def report(title: str, results: dict[str, tuple], peer: str) -> None:
     n = len(next(iter(results.values()))[0])
-    reference = results[peer][0]
-    _, wall_p, cpu_p = results[peer]
     print(f"\n{title}: {n} texts")
     print(f"{'':<34}{'texts/s':>9}{'CPU s/1k':>10}{'vs ST':>8}{'vs ST CPU':>11}{'least cos':>11}")
-    for name, (v, wall, cpu) in results.items():
-        least = float((v * reference).sum(1).min())
+    for r in table(results, peer):
         print(
-            f"{name:<34}{n / wall:>9.1f}{1000 * cpu / n:>10.2f}{wall_p / wall:>7.2f}x"
-            f"{cpu_p / cpu:>10.2f}x{least:>11.5f}"
+            f"{r['name']:<34}{r['texts_per_s']:>9.1f}{r['cpu_per_1k']:>10.2f}{r['ratio']:>7.2f}x"
+            f"{r['cpu_ratio']:>10.2f}x{r['least_cos']:>11.5f}"
         )
-    worst = np.abs((results["lmlab default"][0] * reference).sum(1) - 1).max()
-    print(f"lmlab default: largest |cos - 1| to sentence-transformers float32 {worst:.1e}")
+    print(f"lmlab default: largest |cos - 1| to sentence-transformers float32 "
+          f"{largest_gap(results, peer):.1e}")  # fmt: skip
+
+
+def contenders(batch_size: int) -> tuple[dict, object, object]:
+    """sentence-transformers (float32; bfloat16 after `.to`) and lmlab's default and fast
+    paths, loaded: (name -> encode function, lmlab's default encoder, its fast one)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from lmlab.embed.fast import describe
+
+    bs = batch_size
+    folder = str(bundled_path(BUNDLED[DEFAULT_ENCODER]))
+    st = SentenceTransformer(folder, device="cpu")
+    st_bf16 = SentenceTransformer(folder, device="cpu").to(torch.bfloat16)
+    default = lmlab.load_encoder(DEFAULT_ENCODER)
+    fast = lmlab.load_encoder(DEFAULT_ENCODER, fast=True)
+    print(f"lmlab default runs on {describe(default)}, lmlab fast on {describe(fast)}")
+    encoders = {
+        "sentence-transformers": lambda t: st.encode(t, batch_size=bs, convert_to_numpy=True),
+        BF16: lambda t: st_bf16.encode(t, batch_size=bs, convert_to_numpy=True).astype(np.float32),
+        "lmlab default": lambda t: default.encode(t, batch_size=bs),
+        f"lmlab fast ({describe(fast)})": lambda t: fast.encode(t, batch_size=bs),
+    }
+    return encoders, default, fast
+
+
+def drop_slow_bfloat16(encoders: dict, texts: list[str]) -> None:
+    """Warm every contender up; leave sentence-transformers in bfloat16 out (saying so) where
+    it is slower than in float32 on a sample of `texts`: not worth timing in full."""
+    for encode in encoders.values():  # warm-up
+        encode(texts[:64])
+    sample = race(encoders, texts[:256], 1)
+    if sample[BF16][1] > sample["sentence-transformers"][1]:
+        print(
+            f"{BF16}: {256 / sample[BF16][1]:.1f} texts/s on 256 mixed texts against "
+            f"{256 / sample['sentence-transformers'][1]:.1f} in float32: slower on this CPU, "
+            "so not run in full"
+        )
+        del encoders[BF16]
 
 
 def main() -> None:
@@ -135,41 +194,15 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=3, help="turns each contender takes")
     args = parser.parse_args()
     import torch
-    from sentence_transformers import SentenceTransformer
-
-    from lmlab.embed.fast import describe
 
     print(cpu_line())
     print(f"torch threads {torch.get_num_threads()}; {load_line()} (before)")
     bs = args.batch_size
-    folder = str(bundled_path(BUNDLED[DEFAULT_ENCODER]))
-    st = SentenceTransformer(folder, device="cpu")
-    st_bf16 = SentenceTransformer(folder, device="cpu").to(torch.bfloat16)
-    default = lmlab.load_encoder(DEFAULT_ENCODER)
-    fast = lmlab.load_encoder(DEFAULT_ENCODER, fast=True)
-    print(f"lmlab default runs on {describe(default)}, lmlab fast on {describe(fast)}")
-    contenders = {
-        "sentence-transformers": lambda t: st.encode(t, batch_size=bs, convert_to_numpy=True),
-        "sentence-transformers bfloat16": lambda t: st_bf16.encode(
-            t, batch_size=bs, convert_to_numpy=True
-        ).astype(np.float32),
-        "lmlab default": lambda t: default.encode(t, batch_size=bs),
-        f"lmlab fast ({describe(fast)})": lambda t: fast.encode(t, batch_size=bs),
-    }
+    encoders, default, fast = contenders(bs)
     mixed, short = mixed_texts(args.n), stsb_sentences(args.n)
-    for encode in contenders.values():  # warm-up
-        encode(mixed[:64])
-    sample = race(contenders, mixed[:256], 1)  # is bfloat16 worth timing in full here?
-    bf16 = "sentence-transformers bfloat16"
-    if sample[bf16][1] > sample["sentence-transformers"][1]:
-        print(
-            f"sentence-transformers bfloat16: {256 / sample[bf16][1]:.1f} texts/s on 256 mixed "
-            f"texts against {256 / sample['sentence-transformers'][1]:.1f} in float32: slower on "
-            "this CPU, so not run in full"
-        )
-        del contenders[bf16]
+    drop_slow_bfloat16(encoders, mixed)
     for title, texts in (("mixed lengths", mixed), ("short sentences (STS-B)", short)):
-        report(title, race(contenders, texts, args.chunks), "sentence-transformers")
+        report(title, race(encoders, texts, args.chunks), "sentence-transformers")
     print(f"\n{load_line()} (after)")
     d = spearman_stsb(lambda t: default.encode(t, batch_size=bs))
     f = spearman_stsb(lambda t: fast.encode(t, batch_size=bs))

@@ -25,16 +25,18 @@ from lmlab.models import DEFAULT_LM, llama_file, resolve
 PROMPT = "The history of the city of Paris begins"
 
 
+def rate(run, tokens: int) -> float:
+    """Tokens/s of one timed run (which must make all `tokens`)."""
+    start = time.perf_counter()
+    made = run()
+    assert made == tokens, f"expected {tokens} tokens, got {made}"
+    return made / (time.perf_counter() - start)
+
+
 def best_rate(run, tokens: int, repeats: int) -> float:
     """Median tokens/s over `repeats` timed runs, after one warm-up."""
     run()
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        made = run()
-        rates.append(made / (time.perf_counter() - start))
-        assert made == tokens, f"expected {tokens} tokens, got {made}"
-    return statistics.median(rates)
+    return statistics.median(rate(run, tokens) for _ in range(repeats))
 
 
 def ours(lm, tokens: int):
@@ -83,6 +85,22 @@ def transformers_generate(folder, dtype: torch.dtype, tokens: int):
     return run
 
 
+def llama_rates(gguf, tokens: int, repeats: int, threads: int) -> dict[str, float]:
+    """Median tokens/s of lmlab's llama backend and of llama-cpp-python's loop on `gguf`,
+    their runs alternating (other work on the machine then slows both alike)."""
+    runs = {
+        "lmlab llama": ours(lmlab.load_lm(DEFAULT_LM, backend="llama"), tokens),
+        "llama-cpp-python": llama_cpp_python(gguf, tokens, threads),
+    }
+    for run in runs.values():  # warm-up
+        run()
+    rates = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            rates[name].append(rate(run, tokens))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
@@ -95,9 +113,7 @@ def main() -> None:
     n, r = args.tokens, args.repeats
     print(f"model: {DEFAULT_LM}; greedy, {n} new tokens; {threads} threads; median of {r} runs")
 
-    rates = {}
-    rates["lmlab llama"] = best_rate(ours(lmlab.load_lm(DEFAULT_LM, backend="llama"), n), n, r)
-    rates["llama-cpp-python"] = best_rate(llama_cpp_python(gguf, n, threads), n, r)
+    rates = llama_rates(gguf, n, r, threads)
     rates["lmlab torch (float16 cache)"] = best_rate(
         ours(lmlab.load_lm(DEFAULT_LM, backend="torch"), n), n, r
     )

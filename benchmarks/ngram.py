@@ -94,20 +94,28 @@ def scoring_speed() -> None:
           f"{ev.tokens / cpu / 1e6:.2f}M tokens/s of CPU time (goal >= 1M)\n")  # fmt: skip
 
 
+def ptb_sentences(split: str) -> list[list[str]]:
+    """The non-empty lines of a PTB split, as lists of words."""
+    return [line.split() for line in (PTB / f"ptb.{split}.txt").open() if line.split()]
+
+
+def write_sentences(path: Path, sentences: list[list[str]]) -> Path:
+    """One sentence a line, words separated by spaces (the files lmlab trains on)."""
+    path.write_text("\n".join(map(" ".join, sentences)) + "\n")
+    return path
+
+
 def nltk_side_by_side(train_sentences: int, test_sentences: int, mle_sentences: int) -> None:
-    from nltk.lm import MLE, KneserNeyInterpolated
+    from nltk.lm import MLE
     from nltk.lm.preprocessing import padded_everygram_pipeline
     from nltk.util import ngrams, pad_sequence
 
-    every = [line.split() for line in (PTB / "ptb.train.txt").open() if line.split()]
-    test = [line.split() for line in (PTB / "ptb.test.txt").open() if line.split()]
+    every, test = ptb_sentences("train"), ptb_sentences("test")
     train, test, mle_train = every[:train_sentences], test[:test_sentences], every[:mle_sentences]
     with tempfile.TemporaryDirectory() as tmp:
-        train_path, test_path = Path(tmp) / "train.txt", Path(tmp) / "test.txt"
-        mle_path = Path(tmp) / "mle.txt"
-        train_path.write_text("\n".join(map(" ".join, train)) + "\n")
-        test_path.write_text("\n".join(map(" ".join, test)) + "\n")
-        mle_path.write_text("\n".join(map(" ".join, mle_train)) + "\n")
+        train_path = write_sentences(Path(tmp) / "train.txt", train)
+        test_path = write_sentences(Path(tmp) / "test.txt", test)
+        mle_path = write_sentences(Path(tmp) / "mle.txt", mle_train)
         print("NLTK side by side (subsets of PTB: NLTK is too slow for all of it)")
 
         # 1. MLE bigram, scored on its own training text (no zero probabilities): identical
@@ -129,24 +137,38 @@ def nltk_side_by_side(train_sentences: int, test_sentences: int, mle_sentences: 
               f"NLTK {their_s:.2f} s = {their_s / ours_s:.0f}x")  # fmt: skip
 
         # 2. interpolated Kneser-Ney trigram, scored on test sentences
-        start = time.perf_counter()
-        ours = NgramLM.train(train_path, order=3, smoothing="kn")
-        ours_ppl = ours.evaluate_file(test_path).perplexity
-        ours_s = time.perf_counter() - start
-        start = time.perf_counter()
-        data, vocab = padded_everygram_pipeline(3, train)
-        kn = KneserNeyInterpolated(3)
-        kn.fit(data, vocab)
-        fit_s = time.perf_counter() - start
-        their_ppl = _nltk_perplexity(kn, test, 3, ngrams, pad_sequence)
-        their_s = time.perf_counter() - start
+        kn = kn_against_nltk(train_path, test_path, train, test, 3)
         print(
             f"  KN trigram, trained on the first {len(train)} training sentences "
             f"({sum(map(len, train)):,} words), scored on the first {len(test)} test sentences:"
         )
-        print(f"    perplexity lmlab kn {ours_ppl:.1f}, NLTK {their_ppl:.1f} (different "
-              f"definitions, see above); time lmlab {ours_s:.2f} s, NLTK {their_s:.1f} s "
-              f"(fit {fit_s:.1f} s) = {their_s / ours_s:.0f}x")  # fmt: skip
+        print(
+            f"    perplexity lmlab kn {kn['lmlab_ppl']:.1f}, NLTK {kn['nltk_ppl']:.1f} "
+            f"(different definitions, see above); time lmlab {kn['lmlab_s']:.2f} s, NLTK "
+            f"{kn['nltk_s']:.1f} s (fit {kn['nltk_fit_s']:.1f} s) = "
+            f"{kn['nltk_s'] / kn['lmlab_s']:.0f}x"
+        )
+
+
+def kn_against_nltk(train_path: Path, test_path: Path, train: list, test: list, order: int) -> dict:
+    """Interpolated Kneser-Ney of `order` trained and scored by lmlab (`kn`) and by NLTK on the
+    same sentences (files and token lists): perplexities and seconds of each."""
+    from nltk.lm import KneserNeyInterpolated
+    from nltk.lm.preprocessing import padded_everygram_pipeline
+    from nltk.util import ngrams, pad_sequence
+
+    start = time.perf_counter()
+    ours = NgramLM.train(train_path, order=order, smoothing="kn")
+    ours_ppl = ours.evaluate_file(test_path).perplexity
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    data, vocab = padded_everygram_pipeline(order, train)
+    kn = KneserNeyInterpolated(order)
+    kn.fit(data, vocab)
+    fit_s = time.perf_counter() - start
+    their_ppl = _nltk_perplexity(kn, test, order, ngrams, pad_sequence)
+    return {"lmlab_ppl": ours_ppl, "lmlab_s": ours_s, "nltk_ppl": their_ppl,
+            "nltk_s": time.perf_counter() - start, "nltk_fit_s": fit_s}  # fmt: skip
 
 
 def _nltk_perplexity(model, sentences, n, ngrams, pad_sequence) -> float:

@@ -1,12 +1,20 @@
-"""Serving under concurrent load: lmlab serve against llama-cpp-python's own server.
+"""Serving under concurrent load: lmlab serve against llama.cpp's llama-server and
+llama-cpp-python's server.
 
-Both servers get the same GGUF file (the one lmlab runs for the bundled model: its Q8_0 copy),
-the same threads and the same load: N concurrent streaming chat clients (N = 1, 4, 8, 16), each
-sending requests one after another until the round's total is done. Reported per N: aggregate
-generated tokens/s, time to first token, and p50/p99 request latency; then the goal ratios.
-Tokens are counted as streamed content chunks (one token each on both servers).
-llama-cpp-python's server runs with `--interrupt_requests False`: by default it drops a running
-stream whenever a new request arrives.
+Every server gets the same GGUF file (the one lmlab serves: for the bundled model its Q4_1
+file or its Q8_0 copy, as measured on this CPU), the same threads and the same load: N
+concurrent streaming chat clients (N = 1, 4, 8, 16), each sending requests one after another
+until the round's total is done. Reported per N: aggregate generated tokens/s, time to first
+token, and p50/p99 request latency; then the goal ratios. Tokens are counted as streamed
+content chunks (one token each on every server).
+
+llama.cpp's own `llama-server` (what Ollama runs) is the strongest peer: `--parallel 8` slots
+with continuous batching, on lmlab's file and, for the bundled model, on its other weights too
+(the Q4_1 file as shipped or its Q8_0 copy, whichever lmlab does not serve here). It is built
+once outside the package from the llama.cpp sources in llama-cpp-python's sdist
+(benchmarks/llama_server.py, ~6 minutes); without cmake or a compiler it is skipped with a
+note. llama-cpp-python's server runs with `--interrupt_requests False`: by default it drops a
+running stream whenever a new request arrives. `--peers` picks the peers.
 
 Embeddings: 16 concurrent clients sending one sentence per request, against the same requests
 sent one by one (the server batches requests that arrive together into one forward pass); next
@@ -16,7 +24,7 @@ Ceiling: before the servers start, the model alone steps 1 and N sequences toget
 process (`forward_each`, what the server's engine calls): no server can stream faster than
 that, so the ratio it gives bounds the goal ratio of N clients over one.
 
-Repeats (`--repeats K`): K rounds, each starting both servers afresh and running every load
+Repeats (`--repeats K`): K rounds, each starting every server afresh and running every load
 again; the summary gives each figure's median over the rounds, then the ratios of the medians.
 On a machine whose speed drifts between runs (a VM measured 50 and 81 tokens/s for one
 sequence ten minutes apart), one round's ratio says little.
@@ -25,15 +33,17 @@ Soak (`--soak SECONDS`): 16 streaming chat clients for that long against lmlab o
 failed requests and the server's resident memory over time.
 
 `--backend torch` serves the model through transformers instead (continuous batching in one
-torch forward pass; llama-cpp-python is then skipped, being another backend). `--threads` and
-`--threads-batch` set the compute threads of both servers, for one sequence decoding alone and
+torch forward pass; the peers are then skipped, being another backend). `--threads` and
+`--threads-batch` set the compute threads of every server, for one sequence decoding alone and
 for batches (default: what `lmlab serve` picks, measured in this process, and all cores).
 
-The peer needs its server extras (`make bench` installs them: `pip install -e '.[bench]'`).
+llama-cpp-python's server needs its extras (`make bench` installs them: `pip install -e
+'.[bench]'`).
 
 Usage: python benchmarks/serve.py [--max-tokens 64] [--requests-per-client 2] [--soak 600]
        [--backend llama|torch] [--dtype bfloat16] [--threads N] [--threads-batch N]
        [--concurrency 1 8] [--embed-requests 0] [--repeats 3]
+       [--peers llama-server llama-server-other llama-cpp-python] [--llama-server-parallel 8]
 """
 
 from __future__ import annotations
@@ -51,10 +61,14 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import llama_server
 from server_process import free_port
 
-from lmlab.models import DEFAULT_LM, llama_file, load_lm, resolve
+from lmlab.lm.gguf_requantize import copy_path
+from lmlab.models import BUNDLED, DEFAULT_LM, ModelRef, bundled_path, llama_file, load_lm, resolve
 from lmlab.serve.app import batch_threads, decode_threads, pick_decode_threads
+
+PEERS = ("llama-server", "llama-server-other", "llama-cpp-python")
 
 QUESTIONS = [
     "Describe the water cycle.",
@@ -164,7 +178,7 @@ def decode_ceiling(args: argparse.Namespace, steps: int = 32) -> dict[int, float
     """Tokens/s of the model alone, in this process, with n sequences decoding together."""
     if args.backend == "llama":
         options = {"n_threads": decode_threads(args.threads), "n_threads_batch": args.threads_batch,
-                   "max_batch_size": max(args.concurrency)}  # fmt: skip
+                   "max_batch_size": max(args.concurrency), "workload": "batch"}  # fmt: skip
     else:
         options = {"dtype": args.dtype}
     lm = load_lm(args.model, backend=args.backend, **options)
@@ -246,7 +260,8 @@ async def soak(
     print(f"soak finished: {done} requests, {failed} failed, server RSS {rss_mb(pid):.0f} MB")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (benchmarks/cpu_table.py reuses them)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--requests-per-client", type=int, default=2)
@@ -259,13 +274,29 @@ def main() -> None:
     parser.add_argument("--threads-batch", type=int, help="for batches (default: lmlab's)")
     parser.add_argument("--dtype", default="auto", help="torch backend weights")
     parser.add_argument("--gguf", help="serve this GGUF file (default: the bundled chat model)")
-    args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error("--repeats must be 1 or more")
-    # both servers get lmlab serve's defaults: batches on all cores, one sequence as it measures
+    parser.add_argument(
+        "--peers", nargs="*", choices=PEERS, default=list(PEERS),
+        help="llama-server: on lmlab's file; llama-server-other: on the bundled model's other "
+        "weights (its file as shipped or its Q8_0 copy, whichever lmlab does not serve)",
+    )  # fmt: skip
+    parser.add_argument("--llama-server-parallel", type=int, default=8, help="its slots (-np)")
+    return parser
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Fill in what the options leave open: the model, its id and both thread counts."""
+    # every server gets lmlab serve's defaults: batches on all cores, one sequence as it measures
     args.threads_batch = batch_threads(args.threads, args.threads_batch)
     args.model = args.gguf or DEFAULT_LM
-    name = Path(args.gguf).stem if args.gguf else DEFAULT_LM  # the id lmlab serves it under
+    args.name = Path(args.gguf).stem if args.gguf else DEFAULT_LM  # the id lmlab serves it under
+
+
+def main() -> None:
+    options = parser()
+    args = options.parse_args()
+    if args.repeats < 1:
+        options.error("--repeats must be 1 or more")
+    prepare(args)
     if args.soak:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -273,60 +304,92 @@ def main() -> None:
         command += ["--embedding-model", "", "--port", str(port)]
         process = start(command, url)
         try:
-            asyncio.run(soak(url, name, process.pid, args.soak, 16, args.max_tokens))
+            asyncio.run(soak(url, args.name, process.pid, args.soak, 16, args.max_tokens))
         finally:
             process.terminate()
             process.wait()
         return
-    ceiling = decode_ceiling(args)
-    gguf = str(llama_file(resolve(args.model)))  # the file lmlab's llama backend runs
+    ceiling = decode_ceiling(args)  # sets args.threads as lmlab serve would
+    runs, embeds = run_rounds(servers(args), args)
+    summarize(runs, embeds, ceiling, args.repeats)
+
+
+def servers(args: argparse.Namespace) -> dict[str, list[str]]:
+    """Each server's command line (without its port), lmlab first; a peer that cannot run
+    here is left out with a one-line note."""
+    ref = resolve(args.model)
+    gguf = weight_files(ref)[0]  # the file lmlab serve's llama backend runs
     threads, threads_batch = str(decode_threads(args.threads)), str(args.threads_batch)
     lmlab_command = [sys.executable, "-m", "lmlab", "serve", "--parallel", "16"]
     lmlab_command += ["--chat-model", args.model, "--backend", args.backend]
     lmlab_command += ["--threads", threads, "--threads-batch", threads_batch, "--dtype", args.dtype]
-    servers = {
-        "lmlab": (lmlab_command, name),
-        "llama-cpp-python": (
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                gguf,
-                "--n_ctx",
-                "8192",
-                "--n_threads",
-                threads,
-                "--n_threads_batch",
-                threads_batch,
-                "--model_alias",
-                name,
-                "--interrupt_requests",  # by default a new request drops the running stream;
-                "False",  # this way it queues them and every request completes
-            ],
-            name,
-        ),
-    }
-    if args.backend == "torch":
-        del servers["llama-cpp-python"]
+    commands = {"lmlab": lmlab_command}
+    if args.backend == "torch":  # the peers run llama.cpp: another backend
+        return commands
+    if {"llama-server", "llama-server-other"} & set(args.peers):
+        binary, note = llama_server.binary()
+        print(note, flush=True)
+        files = dict(zip(("llama-server", "llama-server-other"), weight_files(ref), strict=False))
+        for peer, path in files.items():
+            if binary and peer in args.peers:
+                name = f"llama-server {weights(path)}"
+                print(f"{name} runs {Path(path).name}", flush=True)
+                commands[name] = [
+                    str(binary), "--model", path, "--alias", args.name, "--host", "127.0.0.1",
+                    "--parallel", str(args.llama_server_parallel), "--cont-batching",
+                    "--ctx-size", str(2048 * args.llama_server_parallel), "--no-webui",
+                    "--threads", threads, "--threads-batch", threads_batch,
+                ]  # fmt: skip
+    if "llama-cpp-python" in args.peers:
+        commands["llama-cpp-python"] = [
+            sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--n_ctx", "8192",
+            "--n_threads", threads, "--n_threads_batch", threads_batch, "--model_alias",
+            args.name,
+            "--interrupt_requests",  # by default a new request drops the running stream;
+            "False",  # this way it queues them and every request completes
+        ]  # fmt: skip
+    return commands
+
+
+def weight_files(ref: ModelRef) -> list[str]:
+    """The GGUF file lmlab serve runs for `ref`; for a bundled model with a re-quantized copy,
+    then the other of the two (the file as shipped, or its copy), where it exists."""
+    served = llama_file(ref, "batch")
+    bundled = BUNDLED.get(ref.name)
+    if bundled is None or bundled.llama_type is None or ref.path != bundled_path(bundled):
+        return [str(served)]
+    other = copy_path(ref.path, bundled.llama_type) if served == ref.path else ref.path
+    return [str(served)] + ([str(other)] if other.is_file() else [])
+
+
+def weights(path: str) -> str:
+    """A GGUF file's weight type as its name gives it (e.g. "Q8_0"), else its name."""
+    return Path(path).stem.rsplit(".", 1)[-1]
+
+
+def run_rounds(
+    commands: dict[str, list[str]], args: argparse.Namespace
+) -> tuple[dict[tuple[str, int], list[dict]], list[tuple[float, float]]]:
+    """`args.repeats` rounds, each starting every server afresh and running every load on it:
+    (server, clients) -> one row per round, and lmlab's embedding rates per round."""
     runs: dict[tuple[str, int], list[dict]] = {}
     embeds: list[tuple[float, float]] = []
     for _ in range(args.repeats):
-        for name, (command, model) in servers.items():
+        for name, command in commands.items():
             port = free_port()
             url = f"http://127.0.0.1:{port}"
             process = start([*command, "--port", str(port)], url)
             try:
-                asyncio.run(load(url, model, 1, 1, 8))  # warm-up
+                asyncio.run(load(url, args.name, 1, 1, 8))  # warm-up
                 if name == "lmlab" and args.embed_requests:
                     embeds.append(measure_embeddings(url, args.embed_requests))
                 for n in args.concurrency:
                     row = asyncio.run(
-                        load(url, model, n, args.requests_per_client, args.max_tokens)
+                        load(url, args.name, n, args.requests_per_client, args.max_tokens)
                     )
                     runs.setdefault((name, n), []).append(row)
                     print(
-                        f"{name:>16}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
+                        f"{name:>17}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
                         f"TTFT {row['ttft_s']:.2f}s  p50 {row['p50_s']:.2f}s  "
                         f"p99 {row['p99_s']:.2f}s  failed {row['failed']}",
                         flush=True,
@@ -334,7 +397,7 @@ def main() -> None:
             finally:
                 process.terminate()
                 process.wait()
-    summarize(runs, embeds, ceiling, args.repeats)
+    return runs, embeds
 
 
 def measure_embeddings(url: str, requests: int) -> tuple[float, float]:
@@ -351,13 +414,23 @@ def measure_embeddings(url: str, requests: int) -> tuple[float, float]:
     return one, many
 
 
+def medians(runs: dict[tuple[str, int], list[dict]]) -> dict[tuple[str, int], dict]:
+    """Each figure's median over the rounds: (server, clients) -> one row."""
+    return {
+        key: {field: statistics.median(r[field] for r in rows) for field in rows[0]}
+        for key, rows in runs.items()
+    }
+
+
 def summarize(runs: dict, embeds: list, ceiling: dict[int, float], repeats: int) -> None:
     """The goal ratios, of medians over the rounds when there were several."""
-    rate = {key: statistics.median(r["tokens_per_s"] for r in rows) for key, rows in runs.items()}
+    rows = medians(runs)
+    rate = {key: row["tokens_per_s"] for key, row in rows.items()}
     if repeats > 1:
         print(f"\nmedians of {repeats} rounds:")
-        for (name, n), tokens_per_s in rate.items():
-            print(f"{name:>16}  clients {n:>2}: {tokens_per_s:6.1f} tokens/s")
+        for (name, n), row in rows.items():
+            print(f"{name:>17}  clients {n:>2}: {row['tokens_per_s']:6.1f} tokens/s  "
+                  f"TTFT {row['ttft_s']:.2f}s")  # fmt: skip
         if embeds:
             one, many = (statistics.median(e[i] for e in embeds) for i in (0, 1))
             print(f"embeddings: one by one {one:.1f}, 16 concurrent {many:.1f} req/s: "
@@ -367,9 +440,17 @@ def summarize(runs: dict, embeds: list, ceiling: dict[int, float], repeats: int)
         print(f"\nlmlab 8 clients / 1 client: {scale:.2f}x (goal >= 3x)")
     if 1 in ceiling and 8 in ceiling:
         print(f"the model alone, 8 sequences / 1: {ceiling[8] / ceiling[1]:.2f}x (the bound)")
-    if ("lmlab", 8) in rate and ("llama-cpp-python", 8) in rate:
-        ratio = rate["lmlab", 8] / rate["llama-cpp-python", 8]
-        print(f"lmlab / llama-cpp-python at 8 clients: {ratio:.2f}x (goal >= 2x)")
+    for n in sorted({n for _, n in rows}):
+        if n in ceiling and ("lmlab", n) in rate:
+            print(f"lmlab at {n} clients: {rate['lmlab', n] / ceiling[n]:.0%} of the model alone "
+                  f"with {n} sequences")  # fmt: skip
+    for (peer, n), row in rows.items():
+        if peer != "lmlab" and ("lmlab", n) in rows:
+            ours = rows["lmlab", n]
+            goal = " (goal >= 2x)" if peer == "llama-cpp-python" and n == 8 else ""
+            print(f"lmlab / {peer} at {n} clients: {ours['tokens_per_s'] / rate[peer, n]:.2f}x "
+                  f"tokens/s{goal}; first token {ours['ttft_s']:.2f} s against "
+                  f"{row['ttft_s']:.2f} s")  # fmt: skip
 
 
 if __name__ == "__main__":
