@@ -44,22 +44,19 @@ def test_a_choice_is_measured_once_and_kept(measuring):
     assert set(m.choices()) == {"thing", "another"}
 
 
-def test_a_choice_measured_on_a_busy_machine_serves_this_process_but_is_not_kept(
-    measuring, monkeypatch
-):
-    monkeypatch.setattr(m, "_unkept", {})
-    monkeypatch.setattr(m, "_load_average", lambda: 1.5 * m.BUSY * m.machine()["cores"])
+def test_a_choice_measured_on_a_busy_machine_is_measured_again_when_quiet(measuring, monkeypatch):
+    busy_load = 1.5 * m.BUSY * m.machine()["cores"]
+    monkeypatch.setattr(m, "_load_average", lambda: busy_load)
     measure, calls = counting()
     first = m.measured("thing", measure, {"choice": "default"})
-    assert first["choice"] == "run 1" and first["kept"] is False
-    assert m.measured("thing", measure, {"choice": "default"}) == first  # not measured again
-    assert len(calls) == 1 and m.choices() == {}
-    assert not (measuring / "measured").exists()
-    monkeypatch.setattr(m, "_unkept", {})  # the next process, on a quiet machine
-    monkeypatch.setattr(m, "_load_average", lambda: 0.25)
+    assert first == {"choice": "run 1", "measured": True, "load_average": busy_load, "busy": True}
+    assert m.measured("thing", measure, {"choice": "default"}) == first  # still busy: kept
+    assert len(calls) == 1 and m.choices() == {"thing": first}
+    monkeypatch.setattr(m, "_load_average", lambda: 0.25)  # a later process on a quiet machine
     again = m.measured("thing", measure, {"choice": "default"})
     assert again == {"choice": "run 2", "measured": True, "load_average": 0.25}
     assert m.choices() == {"thing": again}
+    assert m.measured("thing", measure, {"choice": "default"}) == again and len(calls) == 2
 
 
 @pytest.mark.parametrize(

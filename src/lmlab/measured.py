@@ -8,8 +8,8 @@ such choice the first time it is needed (a second or two) and keeps the result i
 the libraries that compute (torch, onnxruntime, llama-cpp-python, lmlab). A file of another
 CPU or version is never read: the choice is measured again. Each result records the load average
 it was taken under. On a machine busier than its cores (load average per core above BUSY) the
-figures are noisy: such a result serves this process only and is measured again next time.
-Deleting the folder measures everything again.
+figures are noisy: such a result is kept marked "busy" and serves until a process finds the
+machine quiet, which measures it again. Deleting the folder measures everything again.
 
 LMLAB_MEASURE=0 skips measuring: every choice takes its fixed default (tests and CI runs whose
 results must not depend on the machine they run on).
@@ -34,8 +34,7 @@ from lmlab.home import atomic_write_text, lmlab_home
 MEASURE_ENV = "LMLAB_MEASURE"
 MARGIN = 1.05  # another path must be this much faster than the default one to be chosen
 LIBRARIES = ("torch", "onnxruntime", "llama-cpp-python", "lmlab")
-BUSY = 1.0  # load average per core above which a measurement is used but not kept
-_unkept: dict[tuple[str, str], dict] = {}  # (machine file, name) -> a result taken while busy
+BUSY = 1.0  # load average per core above which a measurement is marked busy (redone when quiet)
 
 
 def machine() -> dict[str, Any]:
@@ -85,23 +84,20 @@ def measured(name: str, measure: Callable[[], dict], default: dict) -> dict:
 
     Returns:
         The result, with "measured": True and the load average it was measured under (and
-        "kept": False when measured on a busy machine: it is measured again in the next
-        process), or `default` with "measured": False.
+        "busy": True if that was above BUSY per core: it is measured again by the first
+        process that finds the machine quiet), or `default` with "measured": False.
     """
     if not measuring():
         return {**default, "measured": False}
     key = machine()
     known = _read(key)
-    if name in known:
-        return known[name]
-    memo = (str(_file(key)), name)
-    if memo in _unkept:
-        return _unkept[memo]
     load = _load_average()
+    quiet = not busy(load, key["cores"])
+    if name in known and not (known[name].get("busy") and quiet):
+        return known[name]
     result = {**measure(), "measured": True, "load_average": load}
-    if busy(load, key["cores"]):
-        _unkept[memo] = result = {**result, "kept": False}
-        return result
+    if not quiet:
+        result["busy"] = True
     known = _read(key)  # another process may have added its own choices meanwhile
     known[name] = result
     with contextlib.suppress(OSError):  # a read-only cache: measured again next time

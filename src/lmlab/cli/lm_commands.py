@@ -95,6 +95,8 @@ def _runs_as(choices: dict[str, dict]) -> str:
         parts.append(encoder["backend"])
     if fast := choices.get("fast encoder"):
         parts.append(f"--fast: {fast['path']}")
+    if any((c or {}).get("busy") for c in choices.values()):
+        parts.append("measured while the machine was busy: again when quiet")
     return "; ".join(parts) or "not measured yet"
 
 
