@@ -9,6 +9,7 @@ that lmlab measures per machine take their fixed defaults, so results do not dep
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,15 @@ from lmlab.models import BUNDLED, DEFAULT_LM, bundled_path, load_lm
 def pytest_unconfigure(config):
     if not os.environ.get("LMLAB_TEST_HOME"):
         shutil.rmtree(os.environ["LMLAB_HOME"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_reaches_python():
+    """Each test starts with Ctrl-C delivered as KeyboardInterrupt, as in a fresh process: a
+    native library an earlier test loaded in this process (the suite runs ~1,000 tests in one
+    process) must not decide whether the Ctrl-C tests' SIGINT arrives."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.fixture(scope="session")
