@@ -57,19 +57,15 @@ def _figures(trainer, steps: int) -> dict:
     return {"first_loss": history[0]["loss"], "steps_per_s": steps / runtime, "dtype": precision}
 
 
-def trl_sft(rows: list[dict], steps: int, out: Path) -> dict:
-    """SFTTrainer on conversations {"messages": [user, assistant]}, as prompt/completion so the
-    loss counts the answer only (as lmlab's)."""
-    import trl
+def _train(trainer_cls, args, rows: list[dict], steps: int) -> dict:
+    """Train a TRL trainer on `rows` with lmlab's LoRA; its figures."""
     from datasets import Dataset
 
     model, tokenizer, lora = _model_and_lora()
-    pc = [{"prompt": r["messages"][:1], "completion": r["messages"][1:]} for r in rows]
-    args = trl.SFTConfig(**_common(out, steps), completion_only_loss=True)
-    trainer = trl.SFTTrainer(
+    trainer = trainer_cls(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(pc),
+        train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=lora,
     )
@@ -77,13 +73,21 @@ def trl_sft(rows: list[dict], steps: int, out: Path) -> dict:
     return _figures(trainer, steps)
 
 
+def trl_sft(rows: list[dict], steps: int, out: Path) -> dict:
+    """SFTTrainer on conversations {"messages": [user, assistant]}, as prompt/completion so the
+    loss counts the answer only (as lmlab's)."""
+    import trl
+
+    pc = [{"prompt": r["messages"][:1], "completion": r["messages"][1:]} for r in rows]
+    args = trl.SFTConfig(**_common(out, steps), completion_only_loss=True)
+    return _train(trl.SFTTrainer, args, pc, steps)
+
+
 def trl_dpo(pairs: list[dict], steps: int, out: Path) -> dict:
     """DPOTrainer on {"prompt", "chosen", "rejected"} strings, as conversations (the chat
     template applied, as lmlab does); the reference is the base with adapters off."""
     import trl
-    from datasets import Dataset
 
-    model, tokenizer, lora = _model_and_lora()
     rows = [
         {
             "prompt": [{"role": "user", "content": p["prompt"]}],
@@ -93,12 +97,4 @@ def trl_dpo(pairs: list[dict], steps: int, out: Path) -> dict:
         for p in pairs
     ]
     args = trl.DPOConfig(**_common(out, steps), beta=0.1, max_length=1024)
-    trainer = trl.DPOTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        peft_config=lora,
-    )
-    trainer.train()
-    return _figures(trainer, steps)
+    return _train(trl.DPOTrainer, args, rows, steps)
