@@ -14,8 +14,11 @@ The peer: `MarianMTModel` from scratch with the Transformer's dimensions (3 + 3 
 autocast as ours) on the very same token ids and batches for the same minutes, decoded by
 `generate` (greedy).
 
+Each of lmlab's runs also translates the test pairs by beam search (`--beam`, batched): its
+BLEU beside greedy's and the seconds it takes.
+
 Usage: python benchmarks/translate.py [--minutes 1] [--test 200] [--threads N] [--out DIR]
-       [--no-marian]
+       [--models transformer,rnn,rnn-bahdanau,marian] [--beam 4]
 Writes DIR/translate.md (the table) and DIR/bleu_by_length.png (one line per model).
 """
 
@@ -29,44 +32,12 @@ import torch
 
 DATA = Path(__file__).parents[1] / ".." / "shared" / "data" / "en-es"
 BUCKETS = ((1, 10), (11, 20), (21, 40))
-MODELS = {  # name -> train_seq2seq arguments
-    "rnn (no attention)": dict(arch="rnn", model_options={"attention": "none"}),
-    "rnn + bahdanau": dict(arch="rnn", model_options={"attention": "bahdanau"}),
-    "transformer": dict(arch="transformer", preset="base-cpu"),
+MODELS = {  # --models key -> (table name, train_seq2seq arguments)
+    "transformer": ("transformer", dict(arch="transformer", preset="base-cpu")),
+    "rnn": ("rnn (no attention)", dict(arch="rnn", model_options={"attention": "none"})),
+    "rnn-bahdanau": ("rnn + bahdanau", dict(arch="rnn", model_options={"attention": "bahdanau"})),
 }
-
-
-@torch.inference_mode()
-def greedy(model, tok, end: int, texts: list[str], batch: int = 64) -> list[str]:
-    """Batched greedy decoding through the model interface (encode, new_cache, decode), each
-    target at most 2 x its source's tokens + 10."""
-    out = [""] * len(texts)
-    ids = tok.encode_batch(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(ids[i]))
-    for start in range(0, len(order), batch):
-        rows = order[start : start + batch]
-        srcs = [[*ids[i][: model.config.context - 1], end] for i in rows]
-        S = max(map(len, srcs))
-        src = torch.tensor([s + [end] * (S - len(s)) for s in srcs])
-        keep = torch.tensor([[1] * len(s) + [0] * (S - len(s)) for s in srcs])
-        cache = model.new_cache(model.encode(src, keep), keep)
-        limit = min(2 * S + 10, model.config.context - 1)
-        token = torch.full((len(rows), 1), end)
-        done = torch.zeros(len(rows), dtype=torch.bool)
-        made: list[list[int]] = [[] for _ in rows]
-        for _ in range(limit):
-            token = model.decode(token, cache=cache, last_only=True)[:, -1].argmax(-1, True)
-            for b, t in enumerate(token[:, 0].tolist()):
-                if not done[b]:
-                    if t == end:
-                        done[b] = True
-                    else:
-                        made[b].append(t)
-            if done.all():
-                break
-        for b, i in enumerate(rows):
-            out[i] = tok.decode(made[b]).strip()
-    return out
+PEER = "marian"
 
 
 def scores(hyps: list[str], refs: list[str], sources: list[str]) -> dict:
@@ -85,16 +56,16 @@ def scores(hyps: list[str], refs: list[str], sources: list[str]) -> dict:
     return result
 
 
-def train_ours(name: str, args, out: Path, tokenizer: str) -> tuple[dict, Path]:
+def train_ours(key: str, args, out: Path, tokenizer: str) -> tuple[dict, Path]:
     from lmlab.training import TrainConfig
     from lmlab.training.seq2seq import train_seq2seq
 
     config = TrainConfig(steps=100_000, batch_size=64, lr=7e-4, warmup=400, eval_every=10**9,
                          seed=0, device="cpu")  # fmt: skip
-    run = out / name.replace(" ", "-").replace("(", "").replace(")", "").replace("+", "")
+    run = out / key
     result = train_seq2seq(args.data / "train.tsv", run, source_col="en", target_col="es",
                            tokenizer=tokenizer, vocab_size=8000, minutes=args.minutes,
-                           config=config, progress=False, **MODELS[name])  # fmt: skip
+                           config=config, progress=False, **MODELS[key][1])  # fmt: skip
     return {"minutes": result.seconds / 60, "steps": result.steps,
             "tokens/s": result.tokens_per_second}, run  # fmt: skip
 
@@ -178,15 +149,29 @@ def plot(table: dict[str, dict], path: Path) -> None:
 def markdown(table: dict[str, dict]) -> str:
     labels = [f"{lo}-{hi}" for lo, hi in BUCKETS]
     head = ["model", "BLEU", "chrF", *(f"BLEU {b}" for b in labels), "minutes", "steps",
-            "target tokens/s", "decode s"]  # fmt: skip
+            "target tokens/s", "greedy s", "BLEU beam", "beam s"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in table.items():
         cells = [name, f"{r['bleu']:.1f}", f"{r['chrf']:.1f}",
                  *(f"{r[f'bleu {b}']:.1f}" for b in labels), f"{r['minutes']:.1f}",
-                 str(r["steps"]), f"{r['tokens/s']:.0f}", f"{r['decode s']:.0f}"]  # fmt: skip
+                 str(r["steps"]), f"{r['tokens/s']:.0f}", f"{r['decode s']:.0f}",
+                 f"{r['beam bleu']:.1f}" if "beam bleu" in r else "-",
+                 f"{r['beam s']:.0f}" if "beam s" in r else "-"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     counts = ", ".join(f"{b}: {next(iter(table.values()))[f'n {b}']}" for b in labels)
     return "\n".join(lines) + f"\n\nTest sources by length (words): {counts}.\n"
+
+
+def parse_models(text: str) -> list[str]:
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in (*MODELS, PEER)]
+    if unknown or not keys:
+        raise SystemExit(f"--models: unknown {unknown or 'empty'}; choose from "
+                         f"{', '.join((*MODELS, PEER))}")  # fmt: skip
+    if keys == [PEER]:
+        raise SystemExit("--models: the peer trains on the tokenizer of one of lmlab's runs; "
+                         "name one beside it")  # fmt: skip
+    return keys
 
 
 def main() -> None:
@@ -196,7 +181,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=Path("runs/translate-benchmark"))
-    parser.add_argument("--no-marian", action="store_true", help="leave out the peer")
+    parser.add_argument("--models", type=parse_models, default=[*MODELS, PEER],
+                        help="which to train, comma-separated (default: all four)")  # fmt: skip
+    parser.add_argument(
+        "--beam", type=int, default=4, help="beam width for lmlab's runs (0: no beam)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -209,17 +198,24 @@ def main() -> None:
     table: dict[str, dict] = {}
     tokenizer: str = "byte-bpe"  # trained by the first run, then shared
     first_run = None
-    for name in ("transformer", "rnn (no attention)", "rnn + bahdanau"):
-        row, run = train_ours(name, args, args.out, tokenizer)
+    for key in [k for k in args.models if k in MODELS]:
+        row, run = train_ours(key, args, args.out, tokenizer)
         first_run = first_run or run
         tokenizer = str(first_run)
         s2s = load_seq2seq(run)
         start = time.perf_counter()
-        hyps = greedy(s2s.model, s2s.tokenizer, s2s.end_id, sources)
+        hyps = s2s.translate(sources, batch_size=64)
         row["decode s"] = time.perf_counter() - start
-        table[name] = {**row, **scores(hyps, refs, sources)}
-        print(name, {k: round(v, 2) for k, v in table[name].items()}, flush=True)
-    if not args.no_marian:
+        if args.beam > 1:
+            start = time.perf_counter()
+            beamed = s2s.translate(sources, beam=args.beam, batch_size=64)
+            row["beam s"] = time.perf_counter() - start
+            row["beam bleu"] = scores(beamed, refs, sources)["bleu"]
+        table[MODELS[key][0]] = {**row, **scores(hyps, refs, sources)}
+        print(
+            MODELS[key][0], {k: round(v, 2) for k, v in table[MODELS[key][0]].items()}, flush=True
+        )
+    if PEER in args.models:
         from lmlab.text.hf_tokenizer import HFTokenizer
         from lmlab.training.seq2seq import end_id
 
@@ -231,7 +227,8 @@ def main() -> None:
         table["HF MarianMTModel (peer)"] = {**row, **scores(hyps, refs, sources)}
     text = (
         f"en-es, {args.minutes:g} training minutes per model, greedy decoding of the first "
-        f"{len(sources)} test pairs, {torch.get_num_threads()} torch threads\n\n" + markdown(table)
+        f"{len(sources)} test pairs (beam {args.beam} beside it for lmlab's runs), "
+        f"{torch.get_num_threads()} torch threads\n\n" + markdown(table)
     )
     (args.out / "translate.md").write_text(text)
     plot(table, args.out / "bleu_by_length.png")
