@@ -196,12 +196,12 @@ def main() -> None:
     test = read_pairs(args.data / "test.tsv", "en", "es")
     sources, refs = test.sources[: args.test], test.targets[: args.test]
     table: dict[str, dict] = {}
-    tokenizer: str = "byte-bpe"  # trained by the first run, then shared
+    tokenizer: str = args.tokenizer  # by default trained by the first run, then shared
     first_run = None
     for key in [k for k in args.models if k in MODELS]:
         row, run = train_ours(key, args, args.out, tokenizer)
         first_run = first_run or run
-        tokenizer = str(first_run)
+        tokenizer = str(first_run)  # the same tokenizer, copied into each run
         s2s = load_seq2seq(run)
         start = time.perf_counter()
         hyps = s2s.translate(sources, batch_size=64)
