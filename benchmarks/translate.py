@@ -18,7 +18,7 @@ Each of lmlab's runs also translates the test pairs by beam search (`--beam`, ba
 BLEU beside greedy's and the seconds it takes.
 
 Usage: python benchmarks/translate.py [--minutes 1] [--test 200] [--threads N] [--out DIR]
-       [--models transformer,rnn,rnn-bahdanau,marian] [--beam 4]
+       [--models transformer,rnn,rnn-bahdanau,marian] [--beam 4] [--tokenizer RUN]
 Writes DIR/translate.md (the table) and DIR/bleu_by_length.png (one line per model).
 """
 
@@ -183,6 +183,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/translate-benchmark"))
     parser.add_argument("--models", type=parse_models, default=[*MODELS, PEER],
                         help="which to train, comma-separated (default: all four)")  # fmt: skip
+    parser.add_argument("--tokenizer", default="byte-bpe",
+                        help="a run folder whose tokenizer to share (default: train)")  # fmt: skip
     parser.add_argument(
         "--beam", type=int, default=4, help="beam width for lmlab's runs (0: no beam)"
     )
