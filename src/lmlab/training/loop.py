@@ -197,12 +197,13 @@ class Loop:
         return total_loss
 
     def schedule_step(self) -> int:
-        """Where the schedule is: the step, or with a time budget the larger share spent."""
-        if self.budget is None:
+        """Where the schedule is: the step; with a time budget, after the warm-up (counted in
+        steps, always), the step or the share of the time spent, whichever is further on."""
+        warmup = self.config.warmup
+        if self.budget is None or self.step < warmup:
             return self.step
-        return round(
-            min(1.0, max(self.step / self.total, self.seconds() / self.budget)) * self.total
-        )
+        share = min(1.0, self.seconds() / self.budget)
+        return max(self.step, warmup + round(share * (self.total - warmup)))
 
     def seconds(self) -> float:
         """Seconds of training in this run, earlier sessions included."""
