@@ -46,6 +46,16 @@ def test_generate_greedy_continues_the_prompt():
     assert "Paris" in out.stdout
 
 
+def test_generate_says_why_a_chat_model_gives_an_empty_continuation():
+    # the bundled instruct model ends a bare question at once: the user learns why, and what to do
+    out = lmlab("generate", "What is the capital of France?", *GREEDY)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
+    assert 'lmlab chat "What is the capital of France?"' in out.stderr
+    said = lmlab("generate", "The capital of France is", "--max-tokens", "4", *GREEDY)
+    assert "lmlab chat" not in said.stderr
+
+
 def test_generate_json_has_choices_and_usage():
     out = lmlab(
         "generate", "Once upon a time", "--max-tokens", "5", "--n", "2", "--seed", "3", "--json"

@@ -250,9 +250,13 @@ def generate(
         return print_best_of(lm, prompt, best_of, reward, options, as_json)
     options.update(speculation, backend=backend.value)
     if stream and n == 1 and not as_json:
+        said = False
         for chunk in generate_stream(lm, prompt, **options):
             print(chunk.text, end="", flush=True)
+            said = said or bool(chunk.text.strip())
         print()
+        if not said:
+            _explain_empty(lm, prompt)
         return
     result = run(lm, prompt, **options)
     if as_json:
@@ -262,6 +266,27 @@ def generate(
         if n > 1:
             print(f"--- sample {choice.index + 1} ({choice.finish_reason}) ---")
         print(choice.text)
+    if not any(choice.text.strip() for choice in result.choices):
+        _explain_empty(lm, prompt)
+
+
+def _explain_empty(lm, prompt: str) -> None:
+    """Say on stderr why the answer is empty: a chat model given a bare question ends its
+    continuation at once (the question reads as a finished user turn)."""
+    from rich.console import Console
+
+    chat_model = getattr(getattr(lm, "tokenizer", None), "chat_template", None) or getattr(
+        lm, "chat_template", None
+    )
+    if chat_model:
+        quoted = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+        why = (
+            f"{lm.name} is a chat model: generate continues text as it is, and this one "
+            f'ended at once. To ask it something: lmlab chat "{quoted}"'
+        )
+    else:
+        why = "the model ended the text at once; try a longer prompt or --temperature 0.8"
+    Console(stderr=True).print(f"note: {why}", style="dim", highlight=False, soft_wrap=True)
 
 
 @app.command()
