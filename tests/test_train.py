@@ -55,24 +55,30 @@ def test_learning_rate_warms_up_then_decays_to_min_lr():
 
 
 def test_a_time_budget_keeps_the_warm_up_in_steps():
-    """With --minutes, the decay follows the share of the time spent, but the warm-up still
-    takes its steps: a budget of 30 minutes and a nominal 100,000 steps had ended a 400-step
-    warm-up after 7 s (14 steps), and the en-es Transformer trailed Marian by 9 BLEU."""
+    """With --minutes, the decay follows the share of the time spent after the warm-up, which
+    still takes its steps: a budget of 30 minutes and a nominal 100,000 steps had ended a
+    400-step warm-up after 7 s (14 steps), and the en-es Transformer trailed Marian by 9 BLEU;
+    and a warm-up that took 60% of the time must not start the decay 60% of the way down."""
     from types import SimpleNamespace
 
     from lmlab.training.loop import Loop
 
-    def where(step: int, seconds: float, budget: float | None = 1800.0) -> int:
-        loop = SimpleNamespace(config=TrainConfig(warmup=400), budget=budget, step=step,
-                               total=100_000, seconds=lambda: seconds)  # fmt: skip
-        return Loop.schedule_step(loop)
+    def where(steps_and_seconds, budget: float | None = 1800.0) -> list[int]:
+        loop = SimpleNamespace(config=TrainConfig(warmup=400), budget=budget, total=100_000,
+                               warmed=None)  # fmt: skip
+        at = []
+        for step, seconds in steps_and_seconds:
+            loop.step, loop.seconds = step, lambda s=seconds: s
+            at.append(Loop.schedule_step(loop))
+        return at
 
-    assert where(10, 900.0) == 10  # half the time spent, still warming up
-    assert where(399, 1800.0) == 399
-    assert where(400, 0.0) == 400  # the decay starts where the warm-up ends
-    assert where(500, 900.0) == 400 + 49_800  # then half of the decay is spent with the time
-    assert where(500, 1e9) == 100_000  # the budget spent: the schedule's end
-    assert where(500, 900.0, budget=None) == 500  # no budget: steps alone
+    assert where([(10, 900.0), (399, 1800.0)]) == [10, 399]  # still warming up
+    # the warm-up ended at 0 s: half the time is half the decay; all the time, its end
+    assert where([(400, 0.0), (500, 900.0), (501, 1e9)]) == [400, 400 + 49_800, 100_000]
+    # the warm-up took 1,080 of 1,800 s: the decay starts there and runs over the 720 s left
+    assert where([(400, 1080.0), (401, 1080.0), (500, 1440.0)]) == [400, 401, 400 + 49_800]
+    assert where([(400, 2000.0)]) == [100_000]  # no time left after the warm-up: the end
+    assert where([(500, 900.0)], budget=None) == [500]  # no budget: steps alone
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])

@@ -111,6 +111,7 @@ class Loop:
         self.stopping = EarlyStopping(config.patience, weights, self.best_path, write=rank == 0)
         self.step = 0
         self.spent = 0.0  # seconds of training in earlier sessions of this run (resumed)
+        self.warmed: float | None = None  # the seconds() at which the warm-up ended
         self.started = time.perf_counter()
         # While a step is under way: where it started (the objective's state, the random
         # state), so that an interrupt inside it rolls back there (see run).
@@ -137,6 +138,7 @@ class Loop:
         self.step, self.pending = state["step"], state.get("pending")
         self.stopping.best, self.stopping.bad_evals = state["best"], state["bad_evals"]
         self.spent = state.get("seconds", 0.0)
+        self.warmed = state.get("warmed_at", 0.0 if self.step >= self.config.warmup else None)
         # The metrics up to the checkpoint (none yet when the run stopped before its first
         # line); a pending step's lines are written again when its bookkeeping is redone.
         self.metrics.restore(self.step - 1 if self.pending is not None else self.step)
@@ -148,7 +150,8 @@ class Loop:
         mine = {**self.objective.state_dict(), "torch_rng": torch.get_rng_state()}
         state = {"step": self.step, "best": self.stopping.best,
                  "bad_evals": self.stopping.bad_evals, "pending": self.pending,
-                 "optimizer": self.optimizer.state_dict(), "seconds": self.seconds()}  # fmt: skip
+                 "optimizer": self.optimizer.state_dict(), "seconds": self.seconds(),
+                 "warmed_at": self.warmed}  # fmt: skip
         self.checkpointer.save(state, mine)
         if self.rank == 0 and (not self.best_path.exists() or math.isinf(self.stopping.best)):
             self.weights.save(self.best_path)  # no validation (yet): the last weights
@@ -198,11 +201,16 @@ class Loop:
 
     def schedule_step(self) -> int:
         """Where the schedule is: the step; with a time budget, after the warm-up (counted in
-        steps, always), the step or the share of the time spent, whichever is further on."""
+        steps, always), the step or the share of the time left after the warm-up that is
+        spent, whichever is further on: the decay runs over the whole of that time."""
         warmup = self.config.warmup
         if self.budget is None or self.step < warmup:
             return self.step
-        share = min(1.0, self.seconds() / self.budget)
+        now = self.seconds()
+        if self.warmed is None:
+            self.warmed = now
+        left = self.budget - self.warmed
+        share = 1.0 if left <= 0 else min(1.0, (now - self.warmed) / left)
         return max(self.step, warmup + round(share * (self.total - warmup)))
 
     def seconds(self) -> float:
