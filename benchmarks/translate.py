@@ -10,15 +10,18 @@ and chrF (sacrebleu), BLEU by source length (1-10, 11-20, 21-40 words), training
 steps and target tokens/s.
 
 The peer: `MarianMTModel` from scratch with the Transformer's dimensions (3 + 3 layers, d 256,
-4 heads, FFN 1024), trained by a plain PyTorch loop (AdamW 7e-4, 400 warm-up steps, bfloat16
-autocast as ours) on the very same token ids and batches for the same minutes, decoded by
-`generate` (greedy).
+4 heads, FFN 1024), decoded by `generate` (greedy), trained for the same minutes on the same
+token ids either by a plain PyTorch loop on the very same batches (`marian`: AdamW 7e-4, 400
+warm-up steps, bfloat16 autocast as ours) or by the `Seq2SeqTrainer` users would reach for
+(`marian-trainer`: the same optimizer settings, its length-grouped batches of 64, bf16).
 
-Each of lmlab's runs also translates the test pairs by beam search (`--beam`, batched): its
-BLEU beside greedy's and the seconds it takes.
+Every model also translates the test pairs by beam search (`--beam`, batched; Marian by
+`generate(num_beams=...)` with its default length penalty): its BLEU beside greedy's and the
+seconds it takes.
 
 Usage: python benchmarks/translate.py [--minutes 1] [--test 200] [--threads N] [--out DIR]
-       [--models transformer,rnn,rnn-bahdanau,marian] [--beam 4] [--tokenizer RUN]
+       [--models transformer,rnn,rnn-bahdanau,marian,marian-trainer] [--beam 4]
+       [--tokenizer RUN]
 Writes DIR/translate.md (the table) and DIR/bleu_by_length.png (one line per model).
 """
 
@@ -37,7 +40,10 @@ MODELS = {  # --models key -> (table name, train_seq2seq arguments)
     "rnn": ("rnn (no attention)", dict(arch="rnn", model_options={"attention": "none"})),
     "rnn-bahdanau": ("rnn + bahdanau", dict(arch="rnn", model_options={"attention": "bahdanau"})),
 }
-PEER = "marian"
+PEERS = {
+    "marian": "HF MarianMTModel (plain loop)",
+    "marian-trainer": "HF MarianMTModel (Seq2SeqTrainer)",
+}
 
 
 def scores(hyps: list[str], refs: list[str], sources: list[str]) -> dict:
@@ -70,29 +76,41 @@ def train_ours(key: str, args, out: Path, tokenizer: str) -> tuple[dict, Path]:
             "tokens/s": result.tokens_per_second}, run  # fmt: skip
 
 
-def train_marian(args, run: Path) -> tuple[dict, object]:
-    """MarianMTModel with the Transformer's dimensions, a plain loop on our batches."""
-    from transformers import MarianConfig, MarianMTModel
-
+def marian_data(args, run: Path) -> tuple[list[list[int]], list[list[int]], int]:
+    """The training pairs' token ids by the run's tokenizer (cut to the model's 256 positions,
+    the end token added), and the end token's id."""
     from lmlab.seq2seq.data import read_pairs
     from lmlab.text.hf_tokenizer import HFTokenizer
-    from lmlab.training.objectives.seq2seq import IGNORE, PairBatches
     from lmlab.training.seq2seq import end_id
 
     tok = HFTokenizer(run)
-    end = end_id(tok)
     pairs = read_pairs(args.data / "train.tsv", "en", "es")
     cut = lambda rows: [r[:255] for r in rows]  # noqa: E731
-    batches = PairBatches(cut(tok.encode_batch(pairs.sources)),
-                          cut(tok.encode_batch(pairs.targets)), 64, end, 0)  # fmt: skip
-    config = MarianConfig(vocab_size=tok.vocab_size, d_model=256, encoder_layers=3,
+    return cut(tok.encode_batch(pairs.sources)), cut(tok.encode_batch(pairs.targets)), end_id(tok)
+
+
+def new_marian(vocab_size: int, end: int):
+    """MarianMTModel from scratch with the Transformer's dimensions (seed 0)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    config = MarianConfig(vocab_size=vocab_size, d_model=256, encoder_layers=3,
                           decoder_layers=3, encoder_attention_heads=4,
                           decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024,
                           max_position_embeddings=256, pad_token_id=end, eos_token_id=end,
                           decoder_start_token_id=end, forced_eos_token_id=end,
                           scale_embedding=True, share_encoder_decoder_embeddings=True)  # fmt: skip
     torch.manual_seed(0)
-    model = MarianMTModel(config)
+    return MarianMTModel(config)
+
+
+def train_marian(args, run: Path) -> tuple[dict, object]:
+    """MarianMTModel with the Transformer's dimensions, a plain loop on our batches."""
+    from lmlab.text.hf_tokenizer import HFTokenizer
+    from lmlab.training.objectives.seq2seq import IGNORE, PairBatches
+
+    sources, targets, end = marian_data(args, run)
+    batches = PairBatches(sources, targets, 64, end, 0)
+    model = new_marian(HFTokenizer(run).vocab_size, end)
     optimizer = torch.optim.AdamW(model.parameters(), lr=7e-4, betas=(0.9, 0.99))
     warmup, steps, tokens = 400, 0, 0
     start = time.perf_counter()
@@ -114,15 +132,69 @@ def train_marian(args, run: Path) -> tuple[dict, object]:
     return {"minutes": seconds / 60, "steps": steps, "tokens/s": tokens / seconds}, model.eval()
 
 
+def train_marian_trainer(args, run: Path) -> tuple[dict, object]:
+    """MarianMTModel with the Transformer's dimensions, trained by Seq2SeqTrainer for the
+    minutes (stopped by a callback), on length-grouped batches of 64."""
+    from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+
+    from lmlab.text.hf_tokenizer import HFTokenizer
+
+    sources, targets, end = marian_data(args, run)
+    model = new_marian(HFTokenizer(run).vocab_size, end)
+    rows = [{"input_ids": [*s, end], "attention_mask": [1] * (len(s) + 1), "labels": [*t, end]}
+            for s, t in zip(sources, targets, strict=True)]  # fmt: skip
+    counted = {"tokens": 0, "start": 0.0, "seconds": 0.0}
+
+    def collate(features: list[dict]) -> dict:
+        """Padded as DataCollatorForSeq2Seq pads (labels with -100, decoder inputs shifted
+        from the labels by the model); the target tokens counted."""
+        S, T = (max(len(f[k]) for f in features) for k in ("input_ids", "labels"))
+        pad = lambda key, width, value: torch.tensor(  # noqa: E731
+            [f[key] + [value] * (width - len(f[key])) for f in features])  # fmt: skip
+        labels = pad("labels", T, -100)
+        counted["tokens"] += int((labels != -100).sum())
+        shifted = model.prepare_decoder_input_ids_from_labels(labels=labels)
+        mask = pad("attention_mask", S, 0)
+        return {"input_ids": pad("input_ids", S, end), "attention_mask": mask,
+                "labels": labels, "decoder_input_ids": shifted}  # fmt: skip
+
+    class Budget(TrainerCallback):
+        def on_train_begin(self, *_, **__):
+            counted["start"] = time.perf_counter()
+
+        def on_step_end(self, _args, state, control, **__):
+            counted["seconds"] = time.perf_counter() - counted["start"]
+            control.should_training_stop = counted["seconds"] >= args.minutes * 60
+
+    settings = Seq2SeqTrainingArguments(
+        output_dir=str(args.out / "marian-trainer"), use_cpu=True, bf16=True, seed=0,
+        per_device_train_batch_size=64, train_sampling_strategy="group_by_length",
+        max_steps=10**6,
+        learning_rate=7e-4, adam_beta2=0.99, weight_decay=0.01, max_grad_norm=1.0,
+        warmup_steps=400, lr_scheduler_type="constant_with_warmup", save_strategy="no",
+        logging_strategy="no", report_to="none", dataloader_num_workers=0,
+        remove_unused_columns=False, disable_tqdm=True,
+    )  # fmt: skip
+    trainer = Seq2SeqTrainer(model=model, args=settings, train_dataset=rows,
+                             data_collator=collate, callbacks=[Budget()])  # fmt: skip
+    state = trainer.train()
+    seconds = counted["seconds"]
+    return {"minutes": seconds / 60, "steps": state.global_step,
+            "tokens/s": counted["tokens"] / seconds}, model.eval()  # fmt: skip
+
+
 @torch.inference_mode()
-def marian_translate(model, tok, end: int, texts: list[str], batch: int = 64) -> list[str]:
+def marian_translate(
+    model, tok, end: int, texts: list[str], beam: int = 1, batch: int = 64
+) -> list[str]:
+    """Batched `generate`: greedy, or beam search with Hugging Face's defaults."""
     out = []
     for start in range(0, len(texts), batch):
         ids = [[*row[:255], end] for row in tok.encode_batch(texts[start : start + batch])]
         S = max(map(len, ids))
         src = torch.tensor([r + [end] * (S - len(r)) for r in ids])
         keep = torch.tensor([[1] * len(r) + [0] * (S - len(r)) for r in ids])
-        made = model.generate(input_ids=src, attention_mask=keep, num_beams=1, do_sample=False,
+        made = model.generate(input_ids=src, attention_mask=keep, num_beams=beam, do_sample=False,
                               max_new_tokens=min(2 * S + 10, 255))  # fmt: skip
         out += [tok.decode([t for t in row.tolist() if t != end]).strip() for row in made]
     return out
@@ -164,11 +236,11 @@ def markdown(table: dict[str, dict]) -> str:
 
 def parse_models(text: str) -> list[str]:
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in (*MODELS, PEER)]
+    unknown = [k for k in keys if k not in (*MODELS, *PEERS)]
     if unknown or not keys:
         raise SystemExit(f"--models: unknown {unknown or 'empty'}; choose from "
-                         f"{', '.join((*MODELS, PEER))}")  # fmt: skip
-    if keys == [PEER]:
+                         f"{', '.join((*MODELS, *PEERS))}")  # fmt: skip
+    if not any(k in MODELS for k in keys):
         raise SystemExit("--models: the peer trains on the tokenizer of one of lmlab's runs; "
                          "name one beside it")  # fmt: skip
     return keys
@@ -181,13 +253,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=Path("runs/translate-benchmark"))
-    parser.add_argument("--models", type=parse_models, default=[*MODELS, PEER],
-                        help="which to train, comma-separated (default: all four)")  # fmt: skip
+    parser.add_argument("--models", type=parse_models, default=[*MODELS, "marian"],
+                        help="which to train, comma-separated (default: lmlab's three and "
+                        "marian)")  # fmt: skip
     parser.add_argument("--tokenizer", default="byte-bpe",
                         help="a run folder whose tokenizer to share (default: train)")  # fmt: skip
-    parser.add_argument(
-        "--beam", type=int, default=4, help="beam width for lmlab's runs (0: no beam)"
-    )
+    parser.add_argument("--beam", type=int, default=4, help="beam width (0: no beam)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -217,19 +288,27 @@ def main() -> None:
         print(
             MODELS[key][0], {k: round(v, 2) for k, v in table[MODELS[key][0]].items()}, flush=True
         )
-    if PEER in args.models:
+    for key in [k for k in args.models if k in PEERS]:
         from lmlab.text.hf_tokenizer import HFTokenizer
         from lmlab.training.seq2seq import end_id
 
-        row, model = train_marian(args, first_run)
+        train = train_marian if key == "marian" else train_marian_trainer
+        row, model = train(args, first_run)
         tok = HFTokenizer(first_run)
         start = time.perf_counter()
         hyps = marian_translate(model, tok, end_id(tok), sources)
         row["decode s"] = time.perf_counter() - start
-        table["HF MarianMTModel (peer)"] = {**row, **scores(hyps, refs, sources)}
+        if args.beam > 1:
+            start = time.perf_counter()
+            beamed = marian_translate(model, tok, end_id(tok), sources, beam=args.beam)
+            row["beam s"] = time.perf_counter() - start
+            row["beam bleu"] = scores(beamed, refs, sources)["bleu"]
+        model.save_pretrained(args.out / key)  # to decode again without training again
+        table[PEERS[key]] = {**row, **scores(hyps, refs, sources)}
+        print(PEERS[key], {k: round(v, 2) for k, v in table[PEERS[key]].items()}, flush=True)
     text = (
         f"en-es, {args.minutes:g} training minutes per model, greedy decoding of the first "
-        f"{len(sources)} test pairs (beam {args.beam} beside it for lmlab's runs), "
+        f"{len(sources)} test pairs (and beam {args.beam} beside it), "
         f"{torch.get_num_threads()} torch threads\n\n" + markdown(table)
     )
     (args.out / "translate.md").write_text(text)
