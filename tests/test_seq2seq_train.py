@@ -80,7 +80,6 @@ def test_the_rnn_with_attention_trains_from_the_cli_and_translates(tmp_path, cap
 
 
 @needs_data
-@needs_data
 def test_a_time_budget_keeps_when_the_warm_up_ended_in_the_checkpoint(tmp_path, capsys):
     """With --minutes the decay runs over the time left after the warm-up: when that was is
     in the checkpoint, so that --resume goes on with the same schedule."""
@@ -97,6 +96,7 @@ def test_a_time_budget_keeps_when_the_warm_up_ended_in_the_checkpoint(tmp_path, 
     assert state["step"] > 3 and 0 < state["warmed_at"] < state["seconds"]
 
 
+@needs_data
 def test_a_tsv_sentence_that_opens_with_a_quote_stays_in_its_column():
     pairs = read_pairs(EN_ES / "train.tsv", "en", "es")
     assert len(pairs.sources) == 18170  # SOURCE.md's count
