@@ -76,9 +76,9 @@ def train_ours(key: str, args, out: Path, tokenizer: str) -> tuple[dict, Path]:
             "tokens/s": result.tokens_per_second}, run  # fmt: skip
 
 
-def marian_data(args, run: Path) -> tuple[list[list[int]], list[list[int]], int]:
-    """The training pairs' token ids by the run's tokenizer (cut to the model's 256 positions,
-    the end token added), and the end token's id."""
+def marian_data(args, run: Path) -> tuple[list[list[int]], list[list[int]], int, int]:
+    """The training pairs' token ids by the run's tokenizer (cut to the model's 256 positions),
+    the end token's id and the vocabulary size."""
     from lmlab.seq2seq.data import read_pairs
     from lmlab.text.hf_tokenizer import HFTokenizer
     from lmlab.training.seq2seq import end_id
@@ -86,7 +86,8 @@ def marian_data(args, run: Path) -> tuple[list[list[int]], list[list[int]], int]
     tok = HFTokenizer(run)
     pairs = read_pairs(args.data / "train.tsv", "en", "es")
     cut = lambda rows: [r[:255] for r in rows]  # noqa: E731
-    return cut(tok.encode_batch(pairs.sources)), cut(tok.encode_batch(pairs.targets)), end_id(tok)
+    sources, targets = cut(tok.encode_batch(pairs.sources)), cut(tok.encode_batch(pairs.targets))
+    return sources, targets, end_id(tok), tok.vocab_size
 
 
 def new_marian(vocab_size: int, end: int):
@@ -105,12 +106,11 @@ def new_marian(vocab_size: int, end: int):
 
 def train_marian(args, run: Path) -> tuple[dict, object]:
     """MarianMTModel with the Transformer's dimensions, a plain loop on our batches."""
-    from lmlab.text.hf_tokenizer import HFTokenizer
     from lmlab.training.objectives.seq2seq import IGNORE, PairBatches
 
-    sources, targets, end = marian_data(args, run)
+    sources, targets, end, vocab_size = marian_data(args, run)
     batches = PairBatches(sources, targets, 64, end, 0)
-    model = new_marian(HFTokenizer(run).vocab_size, end)
+    model = new_marian(vocab_size, end)
     optimizer = torch.optim.AdamW(model.parameters(), lr=7e-4, betas=(0.9, 0.99))
     warmup, steps, tokens = 400, 0, 0
     start = time.perf_counter()
@@ -137,10 +137,8 @@ def train_marian_trainer(args, run: Path) -> tuple[dict, object]:
     minutes (stopped by a callback), on length-grouped batches of 64."""
     from transformers import Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
 
-    from lmlab.text.hf_tokenizer import HFTokenizer
-
-    sources, targets, end = marian_data(args, run)
-    model = new_marian(HFTokenizer(run).vocab_size, end)
+    sources, targets, end, vocab_size = marian_data(args, run)
+    model = new_marian(vocab_size, end)
     rows = [{"input_ids": [*s, end], "attention_mask": [1] * (len(s) + 1), "labels": [*t, end]}
             for s, t in zip(sources, targets, strict=True)]  # fmt: skip
     counted = {"tokens": 0, "start": 0.0, "seconds": 0.0}
